@@ -1,0 +1,44 @@
+import { z } from 'zod';
+
+const attributeName = z.string().regex(/^[A-Za-z0-9_.-]{1,255}$/, 'must be a DynamoDB attribute name');
+
+/** `settings` of a `connector: dynamodb` system in the data map. */
+export const dynamoDbSettingsSchema = z
+  .strictObject({
+    table: z.string().regex(/^[A-Za-z0-9_.-]{3,255}$/, 'must be a DynamoDB table name'),
+    partitionKey: attributeName,
+    sortKey: attributeName.optional(),
+    /**
+     * How to find the subject's items: by an identity held in the partition key itself, or in an
+     * attribute that a global secondary index is keyed on. Lethe never scans.
+     */
+    lookups: z
+      .array(
+        z.strictObject({
+          identity: z.string().min(1),
+          attribute: attributeName,
+          index: z.string().min(3).optional(),
+        }),
+      )
+      .min(1, 'declare at least one lookup'),
+    /** Attributes removed by the `anonymize` action. */
+    anonymize: z.array(attributeName).default([]),
+  })
+  .superRefine((s, ctx) => {
+    s.lookups.forEach((lookup, i) => {
+      if (!lookup.index && lookup.attribute !== s.partitionKey) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['lookups', i, 'index'],
+          message: `attribute "${lookup.attribute}" is not the partition key: name the index keyed on it (Lethe does not scan)`,
+        });
+      }
+    });
+    s.anonymize.forEach((attribute, i) => {
+      if (attribute === s.partitionKey || attribute === s.sortKey) {
+        ctx.addIssue({ code: 'custom', path: ['anonymize', i], message: 'a key attribute cannot be anonymized' });
+      }
+    });
+  });
+
+export type DynamoDbSettings = z.infer<typeof dynamoDbSettingsSchema>;

@@ -1,0 +1,106 @@
+import { createHash } from 'node:crypto';
+import canonicalize from 'canonicalize';
+import type { PseudonymousIdentity } from './identity.ts';
+import type { Action, RequestStatus, TaskStatus } from './request.ts';
+
+/**
+ * The audit log: per request, an append-only chain of PII-free records. Each record names the
+ * hash of the one before it; a record's hash is SHA-256 over its canonical JSON (RFC 8785)
+ * without the `hash` field. Editing, dropping, inserting or reordering any record breaks the chain.
+ */
+export const AUDIT_FORMAT_VERSION = 1;
+export const GENESIS_HASH = '0'.repeat(64);
+
+export type AuditEventName =
+  | 'request.received'
+  | 'request.planned'
+  | 'task.running'
+  | 'task.succeeded'
+  | 'task.failed'
+  | 'request.completed'
+  | 'request.partially_failed'
+  | 'request.failed'
+  | 'request.cancelled';
+
+/** What happened, without where in the chain. */
+export interface AuditEvent {
+  /** Stable id of the state change, so that recording it twice appends it once. */
+  readonly eventId: string;
+  readonly event: AuditEventName;
+  readonly at: string;
+  readonly actor: string;
+  readonly status?: RequestStatus | TaskStatus;
+  readonly system?: string;
+  readonly action?: Action;
+  readonly affected?: number;
+  readonly tasks?: number;
+  readonly remaining?: number;
+  readonly errorName?: string;
+  readonly pseudonyms?: readonly PseudonymousIdentity[];
+  readonly keyVersion?: string;
+}
+
+export interface AuditRecord extends AuditEvent {
+  readonly v: typeof AUDIT_FORMAT_VERSION;
+  readonly requestId: string;
+  readonly seq: number;
+  readonly prevHash: string;
+  readonly hash: string;
+}
+
+export function hashRecord(record: Omit<AuditRecord, 'hash'>): string {
+  const json = canonicalize(record);
+  if (json === undefined) throw new TypeError('audit record is not serializable');
+  return createHash('sha256').update(json).digest('hex');
+}
+
+export function chainRecord(
+  requestId: string,
+  previous: { seq: number; hash: string } | undefined,
+  event: AuditEvent,
+): AuditRecord {
+  const body = {
+    v: AUDIT_FORMAT_VERSION,
+    requestId,
+    seq: (previous?.seq ?? 0) + 1,
+    prevHash: previous?.hash ?? GENESIS_HASH,
+    ...stripUndefined(event),
+  } as Omit<AuditRecord, 'hash'>;
+  return { ...body, hash: hashRecord(body) };
+}
+
+export interface ChainProblem {
+  /** Position in the list as stored (0-based) and the sequence number it should have had. */
+  readonly index: number;
+  readonly expectedSeq: number;
+  readonly problem: string;
+}
+
+/** Check one request's records, in storage order. An empty list is a problem: nothing was recorded. */
+export function verifyChain(requestId: string, records: readonly AuditRecord[]): ChainProblem[] {
+  const problems: ChainProblem[] = [];
+  if (records.length === 0) return [{ index: 0, expectedSeq: 1, problem: 'no audit records found' }];
+  let prevHash = GENESIS_HASH;
+  records.forEach((record, index) => {
+    const expectedSeq = index + 1;
+    const { hash, ...body } = record;
+    if (record.requestId !== requestId) {
+      problems.push({ index, expectedSeq, problem: `belongs to request ${String(record.requestId)}` });
+    }
+    if (record.seq !== expectedSeq) {
+      problems.push({ index, expectedSeq, problem: `has seq ${String(record.seq)}: a record is missing, inserted or reordered` });
+    }
+    if (record.prevHash !== prevHash) {
+      problems.push({ index, expectedSeq, problem: 'prevHash does not match the hash of the record before it' });
+    }
+    if (hashRecord(body) !== hash) {
+      problems.push({ index, expectedSeq, problem: 'content does not match its hash: the record was modified' });
+    }
+    prevHash = hash;
+  });
+  return problems;
+}
+
+function stripUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}

@@ -1,0 +1,69 @@
+/**
+ * Typed errors. Every error Lethe raises is either retryable (throttling, timeouts, 5xx: try again
+ * later) or permanent (bad input, bad config, 4xx, not authorized: retrying cannot help). The
+ * orchestrator's retry policy keys on the error name, so names are stable API.
+ *
+ * Messages never carry raw identifiers: callers put ids, pseudonyms, counts and field paths in them.
+ */
+export abstract class LetheError extends Error {
+  abstract readonly retryable: boolean;
+
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A failure that may succeed if tried again later. */
+export class RetryableError extends LetheError {
+  readonly retryable = true;
+}
+
+/** A failure that will fail again the same way: do not retry. */
+export class PermanentError extends LetheError {
+  readonly retryable = false;
+}
+
+export interface FieldIssue {
+  /** Dotted path of the offending field, e.g. `identities.0.value`. */
+  readonly path: string;
+  readonly message: string;
+}
+
+/** Input that does not satisfy the contract. Names every bad field at once. */
+export class ValidationError extends PermanentError {
+  readonly issues: readonly FieldIssue[];
+
+  constructor(issues: readonly FieldIssue[], options?: ErrorOptions) {
+    super(issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; '), options);
+    this.issues = issues;
+  }
+}
+
+/** The data map (lethe.config.yaml) is invalid. */
+export class ConfigError extends ValidationError {}
+
+/** The same request id arrived with a different body. */
+export class IdempotencyConflictError extends PermanentError {}
+
+/** A record that should exist does not. */
+export class NotFoundError extends PermanentError {}
+
+/** A state change that the lifecycle forbids (backwards, or out of a terminal state). */
+export class InvalidTransitionError extends PermanentError {}
+
+/** A connector's target answered in a way that may pass (throttled, timed out, 5xx). */
+export class ConnectorRetryableError extends RetryableError {}
+
+/** A connector's target refused in a way that will not pass (not authorized, missing table, 4xx). */
+export class ConnectorPermanentError extends PermanentError {}
+
+export function isRetryable(error: unknown): boolean {
+  if (error instanceof LetheError) return error.retryable;
+  return false;
+}
+
+/** Narrow an unknown thrown value to an Error, wrapping anything else. */
+export function asError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value));
+}

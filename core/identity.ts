@@ -1,0 +1,71 @@
+import { createHmac } from 'node:crypto';
+import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
+import { z } from 'zod';
+import { ValidationError, type FieldIssue } from './errors.ts';
+
+export interface Identity {
+  readonly type: string;
+  readonly value: string;
+}
+
+/** A pseudonymous identity: what may travel through queues, state machines, logs and audit. */
+export interface PseudonymousIdentity {
+  readonly type: string;
+  /** HMAC-SHA256 of `type:normalizedValue`, hex. */
+  readonly pseudonym: string;
+}
+
+/** The HMAC key that turns identities into pseudonyms, and its version (recorded with every pseudonym). */
+export interface PseudonymKey {
+  readonly version: string;
+  readonly key: Uint8Array;
+}
+
+const emailSchema = z.email();
+
+/**
+ * Normalize one identity: e-mail addresses trimmed and lower-cased, phone numbers to E.164,
+ * every other (opaque) identity kept exactly as given.
+ */
+export function normalizeIdentity(identity: Identity): Identity {
+  switch (identity.type) {
+    case 'email': {
+      const value = identity.value.trim().toLowerCase();
+      if (!emailSchema.safeParse(value).success) throw invalid('must be an e-mail address');
+      return { type: 'email', value };
+    }
+    case 'phone': {
+      const phone = parsePhoneNumberFromString(identity.value.trim());
+      if (!phone?.isValid()) throw invalid('must be a phone number in international format, e.g. +44 20 7946 0958');
+      return { type: 'phone', value: phone.number };
+    }
+    default:
+      return { type: identity.type, value: identity.value };
+  }
+}
+
+/** Normalize a list of identities, naming every invalid one at once, and drop exact duplicates. */
+export function normalizeIdentities(identities: readonly Identity[]): Identity[] {
+  const issues: FieldIssue[] = [];
+  const out = new Map<string, Identity>();
+  identities.forEach((identity, index) => {
+    try {
+      const n = normalizeIdentity(identity);
+      out.set(`${n.type}\u0000${n.value}`, n);
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      issues.push(...error.issues.map((i) => ({ path: `identities.${index}.value`, message: i.message })));
+    }
+  });
+  if (issues.length > 0) throw new ValidationError(issues);
+  return [...out.values()];
+}
+
+export function pseudonymize(identity: Identity, key: PseudonymKey): PseudonymousIdentity {
+  const pseudonym = createHmac('sha256', key.key).update(`${identity.type}:${identity.value}`).digest('hex');
+  return { type: identity.type, pseudonym };
+}
+
+function invalid(message: string): ValidationError {
+  return new ValidationError([{ path: 'value', message }]);
+}

@@ -1,0 +1,204 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { InvalidTransitionError, ValidationError, type FieldIssue } from './errors.ts';
+
+export const REQUEST_TYPES = ['erasure', 'anonymize', 'restrict', 'opt_out', 'withdraw'] as const;
+export type RequestType = (typeof REQUEST_TYPES)[number];
+
+export const REGULATIONS = ['gdpr', 'ccpa'] as const;
+export type Regulation = (typeof REGULATIONS)[number];
+
+export const ACTIONS = ['delete', 'anonymize', 'restrict', 'suppress', 'lift'] as const;
+export type Action = (typeof ACTIONS)[number];
+
+export const REQUEST_STATUSES = [
+  'received',
+  'in_progress',
+  'completed',
+  'partially_failed',
+  'failed',
+  'cancelled',
+] as const;
+export type RequestStatus = (typeof REQUEST_STATUSES)[number];
+export const FINAL_REQUEST_STATUSES: readonly RequestStatus[] = ['completed', 'partially_failed', 'failed', 'cancelled'];
+
+export const TASK_STATUSES = ['pending', 'dispatched', 'running', 'succeeded', 'failed', 'waiting_on_vendor'] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+export const FINAL_TASK_STATUSES: readonly TaskStatus[] = ['succeeded', 'failed'];
+
+const REQUEST_TRANSITIONS: Record<RequestStatus, readonly RequestStatus[]> = {
+  received: ['in_progress', 'failed', 'cancelled'],
+  in_progress: ['completed', 'partially_failed', 'failed', 'cancelled'],
+  completed: [],
+  partially_failed: [],
+  failed: [],
+  cancelled: [],
+};
+
+const TASK_TRANSITIONS: Record<TaskStatus, readonly TaskStatus[]> = {
+  pending: ['dispatched', 'running', 'failed'],
+  dispatched: ['running', 'failed'],
+  running: ['succeeded', 'failed', 'waiting_on_vendor'],
+  waiting_on_vendor: ['succeeded', 'failed'],
+  succeeded: [],
+  failed: [],
+};
+
+export const isFinalRequestStatus = (s: RequestStatus): boolean => FINAL_REQUEST_STATUSES.includes(s);
+export const isFinalTaskStatus = (s: TaskStatus): boolean => FINAL_TASK_STATUSES.includes(s);
+
+/** The statuses a request may move to from `to`'s predecessors: used for conditional writes. */
+export function requestStatusesBefore(to: RequestStatus): RequestStatus[] {
+  return REQUEST_STATUSES.filter((from) => REQUEST_TRANSITIONS[from].includes(to));
+}
+
+export function taskStatusesBefore(to: TaskStatus): TaskStatus[] {
+  return TASK_STATUSES.filter((from) => TASK_TRANSITIONS[from].includes(to));
+}
+
+export function assertRequestTransition(from: RequestStatus, to: RequestStatus): void {
+  if (!REQUEST_TRANSITIONS[from].includes(to)) {
+    throw new InvalidTransitionError(`request cannot move from ${from} to ${to}`);
+  }
+}
+
+export function assertTaskTransition(from: TaskStatus, to: TaskStatus): void {
+  if (!TASK_TRANSITIONS[from].includes(to)) {
+    throw new InvalidTransitionError(`task cannot move from ${from} to ${to}`);
+  }
+}
+
+/** The action each request type maps to unless the data map says otherwise for a system. */
+export const DEFAULT_ACTION: Record<RequestType, Action> = {
+  erasure: 'delete',
+  anonymize: 'anonymize',
+  restrict: 'restrict',
+  opt_out: 'suppress',
+  withdraw: 'lift',
+};
+
+/** Outcome of a whole request from the final statuses of its tasks. */
+export function outcomeOf(taskStatuses: readonly TaskStatus[]): 'completed' | 'partially_failed' | 'failed' {
+  const failed = taskStatuses.filter((s) => s !== 'succeeded').length;
+  if (failed === 0) return 'completed';
+  return failed === taskStatuses.length ? 'failed' : 'partially_failed';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deadlines
+
+/**
+ * GDPR Art. 12(3): one month from receipt. Per Regulation 1182/71 the month ends on the same date
+ * of the next month, or on that month's last day when it has no such date (31 Jan -> 28/29 Feb).
+ * CCPA (Cal. Civ. Code 1798.130): 45 calendar days.
+ */
+export function dueDate(regulation: Regulation, receivedAt: Date): Date {
+  switch (regulation) {
+    case 'gdpr':
+      return addCalendarMonths(receivedAt, 1);
+    case 'ccpa':
+      return new Date(receivedAt.getTime() + 45 * 24 * 60 * 60 * 1000);
+  }
+}
+
+export function addCalendarMonths(from: Date, months: number): Date {
+  const y = from.getUTCFullYear();
+  const m = from.getUTCMonth() + months;
+  const lastDay = new Date(Date.UTC(y, m + 1, 0)).getUTCDate();
+  const day = Math.min(from.getUTCDate(), lastDay);
+  return new Date(
+    Date.UTC(y, m, day, from.getUTCHours(), from.getUTCMinutes(), from.getUTCSeconds(), from.getUTCMilliseconds()),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Submission: what a product backend sends (HTTP body or EventBridge detail)
+
+const identityTypeSchema = z
+  .string()
+  .regex(/^[a-z][a-z0-9_]{1,63}$/, 'must be a lower-case identity type such as email, phone or user_id');
+
+export const submissionSchema = z
+  .strictObject({
+    type: z.enum(REQUEST_TYPES),
+    regulation: z.enum(REGULATIONS),
+    identities: z
+      .array(z.strictObject({ type: identityTypeSchema, value: z.string().min(1).max(512) }))
+      .min(1, 'at least one identity is required')
+      .max(20, 'at most 20 identities per request'),
+    requestId: z.uuid().optional(),
+    source: z.string().min(1).max(128).optional(),
+    sourceEventId: z.string().min(1).max(256).optional(),
+  })
+  .refine((s) => (s.source === undefined) === (s.sourceEventId === undefined), {
+    message: 'source and sourceEventId go together',
+    path: ['sourceEventId'],
+  });
+
+export type Submission = z.infer<typeof submissionSchema>;
+
+/** Parse an untrusted submission, naming every bad field at once. */
+export function parseSubmission(input: unknown): Submission {
+  const parsed = submissionSchema.safeParse(input);
+  if (!parsed.success) throw new ValidationError(zodIssues(parsed.error));
+  return parsed.data;
+}
+
+export function zodIssues(error: z.ZodError): FieldIssue[] {
+  return error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message }));
+}
+
+/**
+ * The request id: the caller's, or derived from `source` + `sourceEventId` so that a replayed
+ * event maps to the same request, or random. Derived ids are RFC 9562 version 8 UUIDs over SHA-256.
+ */
+export function requestIdFor(submission: Pick<Submission, 'requestId' | 'source' | 'sourceEventId'>): string {
+  if (submission.requestId) return submission.requestId.toLowerCase();
+  if (submission.source && submission.sourceEventId) {
+    return uuidV8(createHash('sha256').update(`${submission.source}\n${submission.sourceEventId}`).digest());
+  }
+  return crypto.randomUUID();
+}
+
+function uuidV8(bytes: Buffer): string {
+  const b = Buffer.from(bytes.subarray(0, 16));
+  b[6] = (b[6]! & 0x0f) | 0x80;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stored records. Raw identifiers appear only sealed (see envelope.ts).
+
+export interface RequestRecord {
+  readonly requestId: string;
+  readonly type: RequestType;
+  readonly regulation: Regulation;
+  readonly status: RequestStatus;
+  readonly receivedAt: string;
+  readonly dueAt: string;
+  readonly completedAt?: string | undefined;
+  readonly source?: string | undefined;
+  readonly sourceEventId?: string | undefined;
+  readonly pseudonyms: readonly { type: string; pseudonym: string }[];
+  readonly keyVersion: string;
+  /** SHA-256 over the normalized submission: a replay with another body is a conflict. */
+  readonly bodyHash: string;
+  readonly sealedIdentities: string;
+  readonly wrappedDataKey: string;
+}
+
+export interface TaskRecord {
+  readonly requestId: string;
+  readonly system: string;
+  readonly action: Action;
+  readonly connector: string;
+  readonly status: TaskStatus;
+  readonly attempts: number;
+  readonly affected?: number | undefined;
+  readonly remaining?: number | undefined;
+  readonly errorName?: string | undefined;
+  readonly errorMessage?: string | undefined;
+  readonly updatedAt: string;
+}

@@ -1,0 +1,21 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+
+/**
+ * SDK clients, built once per container. Endpoints come from the standard `AWS_ENDPOINT_URL_*`
+ * variables, which local mode sets; in AWS they are unset and the regional endpoints apply.
+ */
+export const dynamo = DynamoDBDocumentClient.from(new DynamoDBClient({}), {
+  marshallOptions: { removeUndefinedValues: true },
+});
+/** Queue URLs name their own host; always use the configured endpoint instead (same result in AWS). */
+export const sqs = new SQSClient({ useQueueUrlAsEndpoint: false });
+export const sfn = new SFNClient({});
+export const s3 = new S3Client({ forcePathStyle: Boolean(process.env['AWS_ENDPOINT_URL_S3']) });
+export const kms = new KMSClient({});
+export const secrets = new SecretsManagerClient({});

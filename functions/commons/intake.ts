@@ -1,0 +1,104 @@
+import { createHash } from 'node:crypto';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import canonicalize from 'canonicalize';
+import { sealIdentities } from '#core/envelope';
+import { IdempotencyConflictError, RetryableError } from '#core/errors';
+import { normalizeIdentities, pseudonymize } from '#core/identity';
+import type { KeyService } from '#core/ports';
+import { dueDate, parseSubmission, requestIdFor, type RequestRecord, type RequestStatus } from '#core/request';
+import type { AuditLog } from './audit-log.ts';
+import { sqs } from './clients.ts';
+import { logger } from './observability.ts';
+import type { RequestStore } from './request-store.ts';
+
+export interface IntakeDeps {
+  readonly store: RequestStore;
+  readonly audit: AuditLog;
+  readonly keys: KeyService;
+  readonly intakeQueueUrl: string;
+}
+
+export interface IntakeAnswer {
+  readonly requestId: string;
+  readonly status: RequestStatus;
+  readonly dueAt: string;
+  /** False when this was a replay of a request already received. */
+  readonly created: boolean;
+}
+
+/**
+ * Intake, shared by the HTTP and EventBridge entry points: validate, normalize, pseudonymize,
+ * seal the raw identities under a fresh data key, store the request once per id, record
+ * `request.received`, and hand the id (only the id) to the intake buffer. A replay with the same
+ * id and body gets the same answer; with another body, a conflict.
+ */
+export async function submitRequest(input: unknown, actor: string, deps: IntakeDeps): Promise<IntakeAnswer> {
+  const submission = parseSubmission(input);
+  const identities = normalizeIdentities(submission.identities);
+  const requestId = requestIdFor(submission);
+  const pseudonymKey = await deps.keys.pseudonymKey();
+  const pseudonyms = identities.map((i) => pseudonymize(i, pseudonymKey));
+  const bodyHash = createHash('sha256')
+    .update(
+      canonicalize({
+        type: submission.type,
+        regulation: submission.regulation,
+        pseudonyms: pseudonyms.map((p) => `${p.type}:${p.pseudonym}`).sort(),
+      }) ?? '',
+    )
+    .digest('hex');
+
+  const existing = await deps.store.get(requestId);
+  if (existing) return replay(existing, bodyHash, actor, deps);
+
+  const dataKey = await deps.keys.generateDataKey(requestId);
+  const receivedAt = new Date();
+  const record: RequestRecord = {
+    requestId,
+    type: submission.type,
+    regulation: submission.regulation,
+    status: 'received',
+    receivedAt: receivedAt.toISOString(),
+    dueAt: dueDate(submission.regulation, receivedAt).toISOString(),
+    source: submission.source,
+    sourceEventId: submission.sourceEventId,
+    pseudonyms,
+    keyVersion: pseudonymKey.version,
+    bodyHash,
+    sealedIdentities: sealIdentities(identities, dataKey.plaintext, requestId),
+    wrappedDataKey: dataKey.wrapped,
+  };
+  if (!(await deps.store.create(record))) {
+    return replay(await deps.store.mustGet(requestId), bodyHash, actor, deps);
+  }
+  logger.info('request received', { requestId, type: record.type, regulation: record.regulation, identities: pseudonyms.length });
+  await dispatch(record, actor, deps);
+  return { requestId, status: 'received', dueAt: record.dueAt, created: true };
+}
+
+async function replay(existing: RequestRecord, bodyHash: string, actor: string, deps: IntakeDeps): Promise<IntakeAnswer> {
+  if (existing.bodyHash !== bodyHash) {
+    throw new IdempotencyConflictError(`request ${existing.requestId} exists with a different body`);
+  }
+  logger.info('request replayed', { requestId: existing.requestId, status: existing.status });
+  // A request still `received` may have died between storing and enqueueing: finish the job.
+  if (existing.status === 'received') await dispatch(existing, actor, deps);
+  return { requestId: existing.requestId, status: existing.status, dueAt: existing.dueAt, created: false };
+}
+
+async function dispatch(record: RequestRecord, actor: string, deps: IntakeDeps): Promise<void> {
+  await deps.audit.append(record.requestId, {
+    eventId: 'request.received',
+    event: 'request.received',
+    at: record.receivedAt,
+    actor,
+    status: 'received',
+    pseudonyms: record.pseudonyms,
+    keyVersion: record.keyVersion,
+  });
+  await sqs
+    .send(new SendMessageCommand({ QueueUrl: deps.intakeQueueUrl, MessageBody: JSON.stringify({ requestId: record.requestId }) }))
+    .catch((error: unknown) => {
+      throw new RetryableError('intake buffer: send failed', { cause: error });
+    });
+}

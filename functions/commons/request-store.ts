@@ -1,0 +1,182 @@
+import { GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { describeAwsError, isRetryableAwsError } from '#connectors/aws-errors';
+import { InvalidTransitionError, NotFoundError, PermanentError, RetryableError } from '#core/errors';
+import {
+  requestStatusesBefore,
+  taskStatusesBefore,
+  type Action,
+  type RequestRecord,
+  type RequestStatus,
+  type TaskRecord,
+  type TaskStatus,
+} from '#core/request';
+import { dynamo } from './clients.ts';
+
+/**
+ * Requests and their tasks in one DynamoDB table: `pk = REQ#<id>`, `sk = META` for the request,
+ * `TASK#<system>#<action>` for each task. Status changes are conditional writes that only move
+ * forward, so a redelivered message can never move a request or task backwards.
+ */
+export const requestKey = (requestId: string) => ({ pk: `REQ#${requestId}`, sk: 'META' });
+export const taskKey = (requestId: string, system: string, action: Action) => ({
+  pk: `REQ#${requestId}`,
+  sk: `TASK#${system}#${action}`,
+});
+
+type Extra = Record<string, string | number | undefined>;
+
+export class RequestStore {
+  readonly #table: string;
+
+  constructor(table: string) {
+    this.#table = table;
+  }
+
+  /** Store a new request; `false` when one with this id exists already (nothing is changed then). */
+  async create(record: RequestRecord): Promise<boolean> {
+    try {
+      await dynamo.send(
+        new PutCommand({
+          TableName: this.#table,
+          Item: { ...requestKey(record.requestId), ...record },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw wrap('create request', error);
+    }
+  }
+
+  async get(requestId: string): Promise<RequestRecord | undefined> {
+    const out = await dynamo
+      .send(new GetCommand({ TableName: this.#table, Key: requestKey(requestId), ConsistentRead: true }))
+      .catch((error: unknown) => {
+        throw wrap('read request', error);
+      });
+    return out.Item ? stripKeys<RequestRecord>(out.Item) : undefined;
+  }
+
+  async mustGet(requestId: string): Promise<RequestRecord> {
+    const record = await this.get(requestId);
+    if (!record) throw new NotFoundError(`request ${requestId} does not exist`);
+    return record;
+  }
+
+  /**
+   * Move a request to `to` if the lifecycle allows it from where it is. Returns `false` when it
+   * is there already; throws InvalidTransitionError when it is somewhere `to` cannot follow.
+   */
+  async transition(requestId: string, to: RequestStatus, extra: Extra = {}): Promise<boolean> {
+    return this.#transition(requestKey(requestId), to, requestStatusesBefore(to), extra, `request ${requestId}`);
+  }
+
+  async putTaskIfAbsent(task: TaskRecord): Promise<void> {
+    try {
+      await dynamo.send(
+        new PutCommand({
+          TableName: this.#table,
+          Item: { ...taskKey(task.requestId, task.system, task.action), ...task },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+    } catch (error) {
+      if (!isConditionFailure(error)) throw wrap('create task', error);
+    }
+  }
+
+  async tasks(requestId: string): Promise<TaskRecord[]> {
+    const out = await dynamo
+      .send(
+        new QueryCommand({
+          TableName: this.#table,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :task)',
+          ExpressionAttributeValues: { ':pk': `REQ#${requestId}`, ':task': 'TASK#' },
+          ConsistentRead: true,
+        }),
+      )
+      .catch((error: unknown) => {
+        throw wrap('read tasks', error);
+      });
+    return (out.Items ?? []).map((item) => stripKeys<TaskRecord>(item));
+  }
+
+  async task(requestId: string, system: string, action: Action): Promise<TaskRecord | undefined> {
+    const out = await dynamo.send(
+      new GetCommand({ TableName: this.#table, Key: taskKey(requestId, system, action), ConsistentRead: true }),
+    );
+    return out.Item ? stripKeys<TaskRecord>(out.Item) : undefined;
+  }
+
+  async transitionTask(
+    requestId: string,
+    system: string,
+    action: Action,
+    to: TaskStatus,
+    extra: Extra = {},
+  ): Promise<boolean> {
+    return this.#transition(taskKey(requestId, system, action), to, taskStatusesBefore(to), extra, `task ${system}/${action}`, {
+      attempts: to === 'running',
+    });
+  }
+
+  async #transition(
+    key: { pk: string; sk: string },
+    to: string,
+    from: readonly string[],
+    extra: Extra,
+    what: string,
+    options: { attempts?: boolean } = {},
+  ): Promise<boolean> {
+    const sets = ['#status = :to', 'updatedAt = :now'];
+    const values: Record<string, unknown> = { ':to': to, ':now': new Date().toISOString() };
+    const names: Record<string, string> = { '#status': 'status' };
+    Object.entries(extra).forEach(([name, value], i) => {
+      if (value === undefined) return;
+      names[`#x${String(i)}`] = name;
+      values[`:x${String(i)}`] = value;
+      sets.push(`#x${String(i)} = :x${String(i)}`);
+    });
+    if (options.attempts) {
+      sets.push('attempts = if_not_exists(attempts, :zero) + :one');
+      values[':zero'] = 0;
+      values[':one'] = 1;
+    }
+    from.forEach((status, i) => (values[`:from${String(i)}`] = status));
+    try {
+      await dynamo.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: key,
+          UpdateExpression: `SET ${sets.join(', ')}`,
+          ConditionExpression: `attribute_exists(pk) AND #status IN (${from.map((_, i) => `:from${String(i)}`).join(', ')})`,
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (!isConditionFailure(error)) throw wrap(`update ${what}`, error);
+      const current = (error as { Item?: Record<string, { S?: string }> }).Item?.['status']?.S;
+      if (current === undefined) throw new NotFoundError(`${what} does not exist`, { cause: error });
+      if (current === to) return false;
+      throw new InvalidTransitionError(`${what} cannot move from ${current} to ${to}`, { cause: error });
+    }
+  }
+}
+
+export function isConditionFailure(error: unknown): boolean {
+  return (error as { name?: string }).name === 'ConditionalCheckFailedException';
+}
+
+function wrap(what: string, error: unknown): RetryableError | PermanentError {
+  const message = describeAwsError(`requests table: ${what}`, error);
+  return isRetryableAwsError(error) ? new RetryableError(message, { cause: error }) : new PermanentError(message, { cause: error });
+}
+
+function stripKeys<T>(item: Record<string, unknown>): T {
+  const { pk: _pk, sk: _sk, auditSeq: _s, auditHead: _h, ...rest } = item;
+  return rest as T;
+}

@@ -1,0 +1,40 @@
+import middy from '@middy/core';
+import type { RequestStatus } from '#core/request';
+import { AuditLog } from '../commons/audit-log.ts';
+import { requireEnv } from '../commons/env.ts';
+import { finishRequest } from '../commons/finish.ts';
+import { observe } from '../commons/observability.ts';
+import { RequestStore } from '../commons/request-store.ts';
+
+const table = requireEnv('REQUESTS_TABLE');
+const deps = { store: new RequestStore(table), audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')) };
+
+/** One entry per task from the saga's Map: the worker's output, or the error the saga caught. */
+export interface TaskResult {
+  readonly system: string;
+  readonly action: string;
+  readonly status?: string;
+  readonly error?: { readonly Error?: string; readonly Cause?: string };
+}
+
+/**
+ * Last state of the saga: tasks the workers never closed (a heartbeat or timeout the saga caught)
+ * fail with the saga's error name, and the request takes its outcome.
+ */
+export const handler = middy<{ requestId: string; results: TaskResult[] }, { requestId: string; status: RequestStatus }>()
+  .use(observe())
+  .handler(async ({ requestId, results }) => {
+    const caught = new Map(results.filter((r) => r.error).map((r) => [r.system, r.error]));
+    const status = await finishRequest(requestId, deps, {
+      actor: 'lethe:finalize',
+      failureOf: (system) => {
+        const error = caught.get(system);
+        const errorName = error?.Error ?? 'TaskNotCompleted';
+        return {
+          errorName,
+          errorMessage: errorName === 'States.Timeout' ? 'the connector did not answer in time' : 'the task did not complete',
+        };
+      },
+    });
+    return { requestId, status };
+  });

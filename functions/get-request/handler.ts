@@ -1,0 +1,38 @@
+import middy from '@middy/core';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { NotFoundError, ValidationError } from '#core/errors';
+import { requireEnv } from '../commons/env.ts';
+import { httpErrors, json } from '../commons/http.ts';
+import { observe } from '../commons/observability.ts';
+import { RequestStore } from '../commons/request-store.ts';
+
+const store = new RequestStore(requireEnv('REQUESTS_TABLE'));
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** GET /v1/requests/{id}: where a request stands, per system. No identities, no pseudonyms. */
+export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
+  .use(observe())
+  .use(httpErrors())
+  .handler(async (event) => {
+    const requestId = event.pathParameters?.['id'] ?? '';
+    if (!UUID.test(requestId)) throw new ValidationError([{ path: 'id', message: 'must be a request id (UUID)' }]);
+    const request = await store.get(requestId.toLowerCase());
+    if (!request) throw new NotFoundError(`request ${requestId} does not exist`);
+    const tasks = await store.tasks(request.requestId);
+    return json(200, {
+      requestId: request.requestId,
+      type: request.type,
+      regulation: request.regulation,
+      status: request.status,
+      receivedAt: request.receivedAt,
+      dueAt: request.dueAt,
+      completedAt: request.completedAt ?? null,
+      systems: tasks.map((t) => ({
+        system: t.system,
+        action: t.action,
+        status: t.status,
+        affected: t.affected ?? null,
+        ...(t.errorName ? { error: { name: t.errorName, message: t.errorMessage ?? '' } } : {}),
+      })),
+    });
+  });

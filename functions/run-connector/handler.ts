@@ -1,0 +1,133 @@
+import { SendTaskFailureCommand, SendTaskHeartbeatCommand, SendTaskSuccessCommand } from '@aws-sdk/client-sfn';
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import middy from '@middy/core';
+import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { z } from 'zod';
+import { createConnector } from '#connectors/index';
+import type { SystemConfig } from '#core/config';
+import { openIdentities } from '#core/envelope';
+import { ConnectorRetryableError, isRetryable, LetheError, PermanentError } from '#core/errors';
+import { ACTIONS, isFinalTaskStatus, type TaskRecord } from '#core/request';
+import { AuditLog } from '../commons/audit-log.ts';
+import { dynamo, sfn } from '../commons/clients.ts';
+import { requireEnv } from '../commons/env.ts';
+import { keyServiceFromEnv } from '../commons/keys.ts';
+import { errorFields, logger, observe } from '../commons/observability.ts';
+import { RequestStore } from '../commons/request-store.ts';
+import { systemsFromEnv } from '../commons/systems.ts';
+
+const table = requireEnv('REQUESTS_TABLE');
+const store = new RequestStore(table);
+const audit = new AuditLog(table, requireEnv('AUDIT_BUCKET'));
+const keys = keyServiceFromEnv();
+const systems = systemsFromEnv<SystemConfig>();
+const processor = new BatchProcessor(EventType.SQS);
+
+/** What the saga puts on a system's queue: ids and the task token, never an identity. */
+const messageSchema = z.object({
+  requestId: z.uuid(),
+  system: z.string(),
+  action: z.enum(ACTIONS),
+  taskToken: z.string().min(1),
+});
+type TaskMessage = z.infer<typeof messageSchema>;
+
+/**
+ * One task: decrypt the subject's identities, have the system's connector act, verify nothing
+ * remains, record the outcome (forward-only, audited), and complete the saga's task token.
+ * Retryable failures are retried through the queue until the system's `maxAttempts`; then, or on
+ * a permanent failure, the task fails with its error class and the token is failed.
+ */
+async function runTask(record: SQSRecord): Promise<void> {
+  const message = messageSchema.parse(JSON.parse(record.body));
+  const { requestId, system: systemName, action } = message;
+  const system = systems.get(systemName);
+  if (!system) {
+    return fail(message, new PermanentError(`system ${systemName} is not served by this worker`));
+  }
+  const task = await store.task(requestId, systemName, action);
+  if (task && isFinalTaskStatus(task.status)) return report(message, task);
+
+  if (await store.transitionTask(requestId, systemName, action, 'running')) {
+    await audit.append(requestId, taskEvent('task.running', message, { status: 'running' }));
+  }
+  const heartbeat = setInterval(() => {
+    sfn.send(new SendTaskHeartbeatCommand({ taskToken: message.taskToken })).catch((error: unknown) => {
+      logger.warn('heartbeat failed', { requestId, system: systemName, ...errorFields(error) });
+    });
+  }, Math.max(5, system.heartbeatSeconds / 3) * 1000);
+  try {
+    const request = await store.mustGet(requestId);
+    const dataKey = await keys.unwrapDataKey(request.wrappedDataKey, requestId);
+    const command = { requestId, action, identities: openIdentities(request.sealedIdentities, dataKey, requestId) };
+    const connector = createConnector(system, { dynamo });
+    const { affected } = await connector.run(command);
+    const { remaining } = await connector.verify(command);
+    if (remaining > 0) {
+      throw new ConnectorRetryableError(`${systemName}: ${String(remaining)} records remain after ${action}`);
+    }
+    await store.transitionTask(requestId, systemName, action, 'succeeded', { affected, remaining });
+    await audit.append(requestId, taskEvent('task.succeeded', message, { status: 'succeeded', affected, remaining }));
+    logger.info('task succeeded', { requestId, system: systemName, action, affected });
+    await report(message, { status: 'succeeded', affected });
+  } catch (error) {
+    const attempts = Number(record.attributes.ApproximateReceiveCount);
+    if (isRetryable(error) && attempts < system.maxAttempts) {
+      logger.warn('task will be retried', { requestId, system: systemName, action, attempts, ...errorFields(error) });
+      throw error;
+    }
+    await fail(message, error);
+  } finally {
+    clearInterval(heartbeat);
+  }
+}
+
+async function fail(message: TaskMessage, error: unknown): Promise<void> {
+  const { requestId, system, action } = message;
+  const { errorName } = errorFields(error);
+  // Only Lethe's own messages are known to be free of personal data.
+  const errorMessage = error instanceof LetheError ? error.message : 'unexpected error';
+  logger.error('task failed', { requestId, system, action, errorName, errorMessage });
+  const moved = await store
+    .transitionTask(requestId, system, action, 'failed', { errorName, errorMessage })
+    .catch((cause: unknown) => {
+      logger.warn('could not mark task failed', { requestId, system, ...errorFields(cause) });
+      return false;
+    });
+  if (moved) await audit.append(requestId, taskEvent('task.failed', message, { status: 'failed', errorName }));
+  await report(message, { status: 'failed', errorName, errorMessage });
+}
+
+/** Complete the saga's task token from the task's final state. A stale token is not an error. */
+async function report(
+  message: TaskMessage,
+  task: Pick<TaskRecord, 'status' | 'affected' | 'errorName' | 'errorMessage'>,
+): Promise<void> {
+  const { requestId, system, action, taskToken } = message;
+  try {
+    if (task.status === 'succeeded') {
+      const output = { requestId, system, action, status: 'succeeded', affected: task.affected ?? 0 };
+      await sfn.send(new SendTaskSuccessCommand({ taskToken, output: JSON.stringify(output) }));
+    } else {
+      await sfn.send(
+        new SendTaskFailureCommand({ taskToken, error: task.errorName ?? 'TaskFailed', cause: task.errorMessage ?? '' }),
+      );
+    }
+  } catch (error) {
+    const name = (error as { name?: string }).name;
+    if (name !== 'TaskTimedOut' && name !== 'InvalidToken' && name !== 'TaskDoesNotExist') throw error;
+    logger.warn('task token no longer open', { requestId, system, errorName: name });
+  }
+}
+
+function taskEvent(
+  event: 'task.running' | 'task.succeeded' | 'task.failed',
+  { system, action }: TaskMessage,
+  fields: { status: TaskRecord['status']; affected?: number; remaining?: number; errorName?: string },
+) {
+  return { eventId: `${event}:${system}:${action}`, event, at: new Date().toISOString(), actor: `lethe:worker:${system}`, system, action, ...fields };
+}
+
+export const handler = middy<SQSEvent, SQSBatchResponse>()
+  .use(observe())
+  .handler((event, context) => processPartialResponse(event, runTask, processor, { context }));
