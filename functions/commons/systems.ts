@@ -2,7 +2,8 @@ import type { SystemConfig } from '#core/config';
 import { requireEnv } from './env.ts';
 
 /** A system as the planner sees it: where its tasks go. */
-export interface PlannedSystem extends Pick<SystemConfig, 'name' | 'connector' | 'actions'> {
+export interface PlannedSystem
+  extends Pick<SystemConfig, 'name' | 'connector' | 'actions' | 'heartbeatSeconds' | 'timeoutSeconds'> {
   readonly queueUrl: string;
 }
 

@@ -16,6 +16,8 @@ export interface PlannedTask {
   readonly system: string;
   readonly action: Action;
   readonly queueUrl: string;
+  readonly heartbeatSeconds: number;
+  readonly timeoutSeconds: number;
 }
 
 /**
@@ -34,7 +36,9 @@ export const handler = middy<{ requestId: string }, { requestId: string; tasks: 
     const tasks: PlannedTask[] = [];
     for (const system of systems.values()) {
       const action = system.actions[request.type];
-      if (action) tasks.push({ requestId, system: system.name, action, queueUrl: system.queueUrl });
+      if (!action) continue;
+      const { name, queueUrl, heartbeatSeconds, timeoutSeconds } = system;
+      tasks.push({ requestId, system: name, action, queueUrl, heartbeatSeconds, timeoutSeconds });
     }
     const now = new Date().toISOString();
     for (const { system, action } of tasks) {

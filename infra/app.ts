@@ -1,0 +1,32 @@
+import { App, Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks, ServerlessChecks } from 'cdk-nag';
+import { loadDataMap } from './data-map.ts';
+import { LetheStack } from './lethe-stack.ts';
+
+export interface BuildOptions {
+  /** Path of the data map. @default context `letheConfig`, else lethe.config.yaml */
+  readonly configPath?: string;
+  readonly outdir?: string;
+  /** Skip esbuild bundling (local mode runs the handlers from source). @default false */
+  readonly skipBundling?: boolean;
+}
+
+/** The Lethe CDK app with cdk-nag's AwsSolutions and Serverless packs on every synth. */
+export function buildApp(options: BuildOptions = {}): { app: App; stack: LetheStack } {
+  const app = new App({
+    ...(options.outdir ? { outdir: options.outdir } : {}),
+    ...(options.skipBundling ? { context: { 'aws:cdk:bundling-stacks': [] } } : {}),
+  });
+  const configPath = options.configPath ?? (app.node.tryGetContext('letheConfig') as string | undefined) ?? 'lethe.config.yaml';
+  const retention = app.node.tryGetContext('auditRetentionDays') as string | number | undefined;
+  const stack = new LetheStack(app, 'Lethe', {
+    dataMap: loadDataMap(configPath),
+    ...(retention === undefined ? {} : { auditRetentionDays: Number(retention) }),
+  });
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app), new ServerlessChecks(app));
+  return { app, stack };
+}
+
+if (import.meta.main) {
+  buildApp().app.synth();
+}

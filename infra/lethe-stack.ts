@@ -1,0 +1,283 @@
+import { Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import {
+  AccessLogFormat,
+  AuthorizationType,
+  LambdaIntegration,
+  LogGroupLogDestination,
+  MethodLoggingLevel,
+  RequestValidator,
+  RestApi,
+} from 'aws-cdk-lib/aws-apigateway';
+import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
+import { EventBus, Rule } from 'aws-cdk-lib/aws-events';
+import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { Key } from 'aws-cdk-lib/aws-kms';
+import type { IFunction } from 'aws-cdk-lib/aws-lambda';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import type { Construct } from 'constructs';
+import type { DataMap, SystemConfig } from '#core/config';
+import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
+import { AuditBucket } from './constructs/audit-bucket.ts';
+import { ErasureSaga } from './constructs/erasure-saga.ts';
+import { SecureFunction } from './constructs/secure-function.ts';
+import { DeadLetterQueue, SecureQueue } from './constructs/secure-queue.ts';
+import { ack, acknowledgeFindings, arnRef } from './nag.ts';
+
+export interface LetheStackProps extends StackProps {
+  /** The validated data map (lethe.config.yaml). */
+  readonly dataMap: DataMap;
+  /** Default Object Lock retention of audit records, COMPLIANCE mode. @default 730 */
+  readonly auditRetentionDays?: number;
+}
+
+const WORKER_TIMEOUT = Duration.minutes(2);
+
+/**
+ * Lethe in one stack: intake (EventBridge and IAM-authorized HTTP), the requests table, the intake
+ * buffer and saga starter, the erasure saga, one queue per system and one worker per connector
+ * kind, the status API, the Object Lock audit bucket and the catch-all for failed executions.
+ */
+export class LetheStack extends Stack {
+  readonly api: RestApi;
+  readonly bus: EventBus;
+  readonly saga: ErasureSaga;
+
+  constructor(scope: Construct, id: string, props: LetheStackProps) {
+    super(scope, id, props);
+    const { dataMap } = props;
+
+    const identityKey = new Key(this, 'IdentityKey', {
+      description: 'Lethe: wraps the per-request data keys that seal raw identities',
+      enableKeyRotation: true,
+    });
+    const pseudonymKey = new Secret(this, 'PseudonymKey', {
+      description: 'Lethe: HMAC key that turns identities into pseudonyms',
+      generateSecretString: {
+        secretStringTemplate: JSON.stringify({ version: 'v1' }),
+        generateStringKey: 'key',
+        passwordLength: 64,
+        excludePunctuation: true,
+      },
+    });
+    ack(
+      pseudonymKey,
+      'AwsSolutions-SMG4',
+      'Rotating the pseudonym key would unlink every stored pseudonym; rotation is a versioned, planned operation, not a schedule.',
+    );
+
+    const table = new Table(this, 'Requests', {
+      partitionKey: { name: 'pk', type: AttributeType.STRING },
+      sortKey: { name: 'sk', type: AttributeType.STRING },
+      billingMode: BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      encryption: TableEncryption.CUSTOMER_MANAGED,
+      encryptionKey: identityKey,
+    });
+    const audit = new AuditBucket(this, 'Audit', { retentionDays: props.auditRetentionDays ?? 730 });
+    ack(
+      this,
+      `AwsSolutions-IAM5[Resource::${arnRef(audit.bucket)}/audit/*]`,
+      'Write-only (s3:PutObject) access to the audit prefix; object keys are per request and not known in advance.',
+    );
+    const intakeBuffer = new SecureQueue(this, 'IntakeBuffer', { visibilityTimeout: Duration.minutes(3) });
+
+    const stateEnv = { REQUESTS_TABLE: table.tableName, AUDIT_BUCKET: audit.bucket.bucketName };
+    const writesAudit = (fn: IFunction) => {
+      table.grantReadWriteData(fn);
+      fn.addToRolePolicy(
+        new PolicyStatement({ actions: ['s3:PutObject'], resources: [audit.bucket.arnForObjects('audit/*')] }),
+      );
+    };
+    const keyEnv = {
+      KEY_PROVIDER: 'kms',
+      KMS_KEY_ID: identityKey.keyArn,
+      PSEUDONYM_SECRET_ID: pseudonymKey.secretArn,
+    };
+
+    // Intake: the same logic behind HTTP and EventBridge.
+    const intake = (name: string, handler: string, description: string) => {
+      const fn = new SecureFunction(this, name, {
+        handler,
+        description,
+        environment: { ...stateEnv, ...keyEnv, INTAKE_QUEUE_URL: intakeBuffer.queue.queueUrl },
+      });
+      writesAudit(fn);
+      identityKey.grant(fn, 'kms:GenerateDataKey');
+      pseudonymKey.grantRead(fn);
+      intakeBuffer.queue.grantSendMessages(fn);
+      return fn;
+    };
+    const submit = intake('SubmitRequest', 'submit-request', 'Lethe: POST /v1/requests');
+    const receive = intake('ReceiveEvent', 'receive-event', 'Lethe: Privacy Request Submitted events');
+
+    // One queue per system; one worker per connector kind.
+    const systemQueues = new Map<string, SecureQueue>();
+    for (const system of dataMap.systems) {
+      systemQueues.set(
+        system.name,
+        new SecureQueue(this, `System-${system.name}`, {
+          visibilityTimeout: Duration.seconds(WORKER_TIMEOUT.toSeconds() * 6),
+          maxReceiveCount: system.maxAttempts + 2,
+        }),
+      );
+    }
+    const workers: SecureFunction[] = [];
+    for (const kind of new Set(dataMap.systems.map((s) => s.connector))) {
+      const systems = dataMap.systems.filter((s) => s.connector === kind);
+      const worker = new SecureFunction(this, `RunConnector-${kind}`, {
+        handler: 'run-connector',
+        description: `Lethe: ${kind} connector worker`,
+        timeout: WORKER_TIMEOUT,
+        memorySize: 1024,
+        environment: { ...stateEnv, ...keyEnv, CONNECTOR_KIND: kind, LETHE_SYSTEMS: this.toJsonString(systems) },
+      });
+      workers.push(worker);
+      writesAudit(worker);
+      identityKey.grantDecrypt(worker);
+      for (const system of systems) {
+        worker.addEventSource(
+          new SqsEventSource(systemQueues.get(system.name)!.queue, {
+            batchSize: 5,
+            reportBatchItemFailures: true,
+            maxConcurrency: Math.max(2, system.concurrency),
+          }),
+        );
+        this.#grantTarget(worker, system);
+      }
+    }
+
+    const plan = new SecureFunction(this, 'PlanRequest', {
+      handler: 'plan-request',
+      description: 'Lethe saga: plan the tasks of a request',
+      environment: {
+        ...stateEnv,
+        LETHE_SYSTEMS: this.toJsonString(
+          dataMap.systems.map((s) => ({
+            name: s.name,
+            connector: s.connector,
+            actions: s.actions,
+            heartbeatSeconds: s.heartbeatSeconds,
+            timeoutSeconds: s.timeoutSeconds,
+            queueUrl: systemQueues.get(s.name)!.queue.queueUrl,
+          })),
+        ),
+      },
+    });
+    writesAudit(plan);
+    const finalize = new SecureFunction(this, 'FinalizeRequest', {
+      handler: 'finalize-request',
+      description: 'Lethe saga: settle the outcome of a request',
+      environment: stateEnv,
+    });
+    writesAudit(finalize);
+
+    const longestTask = Math.max(...dataMap.systems.map((s) => s.timeoutSeconds));
+    this.saga = new ErasureSaga(this, 'Saga', {
+      plan,
+      finalize,
+      systemQueues: [...systemQueues.values()].map((q) => q.queue),
+      executionTimeout: Duration.seconds(Math.min(2 * longestTask + 3600, 365 * 24 * 3600)),
+    });
+    for (const worker of workers) this.saga.stateMachine.grantTaskResponse(worker);
+    for (const fn of [plan, finalize]) {
+      ack(this, `AwsSolutions-IAM5[Resource::${arnRef(fn)}:*]`, 'Step Functions may invoke versions of its own Plan and Finalize functions only.');
+    }
+
+    const starter = new SecureFunction(this, 'StartSaga', {
+      handler: 'start-saga',
+      description: 'Lethe: start one saga execution per request from the intake buffer',
+      environment: { STATE_MACHINE_ARN: this.saga.stateMachine.stateMachineArn },
+    });
+    this.saga.stateMachine.grantStartExecution(starter);
+    starter.addEventSource(new SqsEventSource(intakeBuffer.queue, { batchSize: 10, reportBatchItemFailures: true }));
+
+    // Catch-all: an execution that failed, timed out or was aborted fails its request.
+    const failRequest = new SecureFunction(this, 'FailRequest', {
+      handler: 'fail-request',
+      description: 'Lethe: mark the request of a failed saga execution failed',
+      environment: stateEnv,
+    });
+    writesAudit(failRequest);
+    const eventsDlq = new DeadLetterQueue(this, 'EventTargetsDlq', { description: 'events Lethe could not deliver' });
+    const target = (fn: IFunction) =>
+      new LambdaFunction(fn, { deadLetterQueue: eventsDlq.queue, retryAttempts: 8, maxEventAge: Duration.hours(24) });
+    new Rule(this, 'SagaEndedAbnormally', {
+      description: 'Lethe: saga executions that failed, timed out or were aborted',
+      eventPattern: {
+        source: ['aws.states'],
+        detailType: ['Step Functions Execution Status Change'],
+        detail: { status: ['FAILED', 'TIMED_OUT', 'ABORTED'], stateMachineArn: [this.saga.stateMachine.stateMachineArn] },
+      },
+      targets: [target(failRequest)],
+    });
+
+    this.bus = new EventBus(this, 'Bus', { description: 'Lethe: privacy requests from product backends' });
+    new Rule(this, 'RequestSubmitted', {
+      eventBus: this.bus,
+      description: 'Lethe: Privacy Request Submitted events to intake',
+      eventPattern: { detailType: ['Privacy Request Submitted'] },
+      targets: [target(receive)],
+    });
+
+    // HTTP API, IAM-authorized on every method.
+    const status = new SecureFunction(this, 'GetRequest', {
+      handler: 'get-request',
+      description: 'Lethe: GET /v1/requests/{id}',
+      environment: { REQUESTS_TABLE: table.tableName },
+    });
+    table.grantReadData(status);
+    this.api = new RestApi(this, 'Api', {
+      description: 'Lethe privacy request API',
+      defaultMethodOptions: { authorizationType: AuthorizationType.IAM },
+      cloudWatchRole: true,
+      deployOptions: {
+        stageName: 'prod',
+        tracingEnabled: true,
+        loggingLevel: MethodLoggingLevel.ERROR,
+        dataTraceEnabled: false,
+        metricsEnabled: true,
+        throttlingRateLimit: 100,
+        throttlingBurstLimit: 200,
+        accessLogDestination: new LogGroupLogDestination(
+          new LogGroup(this, 'ApiAccessLogs', { retention: RetentionDays.ONE_YEAR }),
+        ),
+        accessLogFormat: AccessLogFormat.jsonWithStandardFields(),
+      },
+    });
+    const validator = new RequestValidator(this, 'ApiValidator', {
+      restApi: this.api,
+      validateRequestParameters: true,
+      validateRequestBody: true,
+    });
+    const requests = this.api.root.addResource('v1').addResource('requests');
+    requests.addMethod('POST', new LambdaIntegration(submit), { requestValidator: validator });
+    requests.addResource('{id}').addMethod('GET', new LambdaIntegration(status), {
+      requestValidator: validator,
+      requestParameters: { 'method.request.path.id': true },
+    });
+
+    acknowledgeFindings(this);
+  }
+
+  /** Least privilege on a system's own target: for DynamoDB, query, delete and update its table only. */
+  #grantTarget(worker: IFunction, system: SystemConfig): void {
+    if (system.connector === 'dynamodb') {
+      const { table } = dynamoDbSettingsSchema.parse(system.settings);
+      const arn = this.formatArn({ service: 'dynamodb', resource: 'table', resourceName: table });
+      worker.addToRolePolicy(
+        new PolicyStatement({
+          actions: ['dynamodb:Query', 'dynamodb:DeleteItem', 'dynamodb:UpdateItem'],
+          resources: [arn, `${arn}/index/*`],
+        }),
+      );
+      ack(
+        this,
+        `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:dynamodb:<AWS::Region>:<AWS::AccountId>:table/${table}/index/*]`,
+        `The ${system.name} worker queries the indexes of its own table, ${table}, to find a subject's items.`,
+      );
+    }
+  }
+}
