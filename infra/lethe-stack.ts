@@ -262,14 +262,14 @@ export class LetheStack extends Stack {
     acknowledgeFindings(this);
   }
 
-  /** Least privilege on a system's own target: for DynamoDB, query, delete and update its table only. */
+  /** Least privilege on a system's own target: for DynamoDB, query, read, delete and update its table only. */
   #grantTarget(worker: IFunction, system: SystemConfig): void {
     if (system.connector === 'dynamodb') {
       const { table } = dynamoDbSettingsSchema.parse(system.settings);
       const arn = this.formatArn({ service: 'dynamodb', resource: 'table', resourceName: table });
       worker.addToRolePolicy(
         new PolicyStatement({
-          actions: ['dynamodb:Query', 'dynamodb:DeleteItem', 'dynamodb:UpdateItem'],
+          actions: ['dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:DeleteItem', 'dynamodb:UpdateItem'],
           resources: [arn, `${arn}/index/*`],
         }),
       );

@@ -1,5 +1,6 @@
 import {
   DeleteCommand,
+  GetCommand,
   paginateQuery,
   UpdateCommand,
   type DynamoDBDocumentClient,
@@ -9,7 +10,7 @@ import type { Identity } from '#core/identity';
 import type { Connector, ConnectorCommand, ConnectorResult } from '#core/ports';
 import type { Action } from '#core/request';
 import { classifyAwsError } from '../aws-errors.ts';
-import type { DynamoDbSettings } from './settings.ts';
+import { DYNAMODB_ACTIONS, type DynamoDbSettings } from './settings.ts';
 
 type Key = Record<string, unknown>;
 
@@ -28,7 +29,7 @@ export class DynamoDbConnector implements Connector {
   }
 
   describe(): { actions: readonly Action[] } {
-    return { actions: ['delete', 'anonymize'] };
+    return { actions: DYNAMODB_ACTIONS };
   }
 
   async run(command: ConnectorCommand): Promise<ConnectorResult> {
@@ -43,23 +44,51 @@ export class DynamoDbConnector implements Connector {
     }
   }
 
+  /**
+   * Items of the subject that still exist (delete) or still hold an anonymized attribute
+   * (anonymize). Index reads are eventually consistent and may not project those attributes, so
+   * every item found is read again from the table with a consistent read.
+   */
   async verify(command: ConnectorCommand): Promise<{ remaining: number }> {
-    if (command.action === 'delete') return { remaining: (await this.#findKeys(command.identities)).length };
-    if (command.action === 'anonymize') {
-      return { remaining: (await this.#findKeys(command.identities, this.#s.anonymize)).length };
+    if (command.action !== 'delete' && command.action !== 'anonymize') {
+      throw new ConnectorPermanentError(`dynamodb connector cannot verify ${command.action}`);
     }
-    throw new ConnectorPermanentError(`dynamodb connector cannot verify ${command.action}`);
+    const attributes = command.action === 'anonymize' ? this.#s.anonymize : [];
+    let remaining = 0;
+    for (const key of await this.#findKeys(command.identities)) {
+      const item = await this.#read(key, attributes);
+      if (item && (command.action === 'delete' || attributes.some((a) => item[a] !== undefined))) remaining += 1;
+    }
+    return { remaining };
   }
 
-  /** Primary keys of the subject's items; with `withAnyOf`, only items that still hold one of those attributes. */
-  async #findKeys(identities: readonly Identity[], withAnyOf: readonly string[] = []): Promise<Key[]> {
+  async #read(key: Key, attributes: readonly string[]): Promise<Record<string, unknown> | undefined> {
+    const names: Record<string, string> = { '#pk': this.#s.partitionKey };
+    attributes.forEach((a, i) => (names[`#a${String(i)}`] = a));
+    try {
+      const out = await this.#db.send(
+        new GetCommand({
+          TableName: this.#s.table,
+          Key: key,
+          ConsistentRead: true,
+          ProjectionExpression: Object.keys(names).join(', '),
+          ExpressionAttributeNames: names,
+        }),
+      );
+      return out.Item;
+    } catch (error) {
+      throw classifyAwsError(`dynamodb table ${this.#s.table}`, error);
+    }
+  }
+
+  /** Primary keys of the subject's items, through every lookup that an identity of the subject fits. */
+  async #findKeys(identities: readonly Identity[]): Promise<Key[]> {
     const { table, partitionKey, sortKey } = this.#s;
     const found = new Map<string, Key>();
     for (const lookup of this.#s.lookups) {
       for (const identity of identities.filter((i) => i.type === lookup.identity)) {
         const names: Record<string, string> = { '#k': lookup.attribute, '#pk': partitionKey };
         if (sortKey) names['#sk'] = sortKey;
-        withAnyOf.forEach((attribute, i) => (names[`#a${String(i)}`] = attribute));
         const pages = paginateQuery(
           { client: this.#db },
           {
@@ -69,7 +98,6 @@ export class DynamoDbConnector implements Connector {
             ExpressionAttributeNames: names,
             ExpressionAttributeValues: { ':v': identity.value },
             ProjectionExpression: sortKey ? '#pk, #sk' : '#pk',
-            FilterExpression: withAnyOf.length ? withAnyOf.map((_, i) => `attribute_exists(#a${String(i)})`).join(' OR ') : undefined,
           },
         );
         try {

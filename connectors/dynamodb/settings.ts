@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import type { Action } from '#core/request';
+
+export const DYNAMODB_ACTIONS: readonly Action[] = ['delete', 'anonymize'];
 
 const attributeName = z.string().regex(/^[A-Za-z0-9_.-]{1,255}$/, 'must be a DynamoDB attribute name');
 

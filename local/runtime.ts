@@ -1,0 +1,320 @@
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { APIGatewayProxyEvent } from 'aws-lambda';
+import { startFauxqs } from 'fauxqs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import type { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { DataMap } from '#core/config';
+import { LocalKeyService } from '#functions/commons/keys';
+import { buildApp } from '#infra/app';
+import { PROJECT_ROOT } from '#infra/constructs/secure-function';
+import { loadDataMap } from '#infra/data-map';
+import { createTable, startDynamoDbLocal } from './dynamodb-local.ts';
+import { LocalEventBus, type RuleSpec } from './event-bus.ts';
+import { createFrontDoor, type Route } from './http.ts';
+import { LocalFunction } from './lambda.ts';
+import { SqsEventSource } from './event-source.ts';
+import { seedTargets } from './sample-data.ts';
+import { LocalStepFunctions, type ExecutionStatusChange } from './step-functions.ts';
+import { ACCOUNT, bucketName, REGION, Resolver, type CfnTemplate } from './template.ts';
+
+export interface LocalOptions {
+  /** API port on 127.0.0.1; 0 picks a free one. */
+  readonly port: number;
+  /** DynamoDB Local's port; 0 picks a free one. */
+  readonly dynamoDbPort: number;
+  /** Where keys, the handler log, the synthesized app and `local.json` go. */
+  readonly stateDir: string;
+  readonly configPath: string;
+  /** Receives everything the handlers log. */
+  readonly log: Writable;
+  readonly onExecution?: (change: ExecutionStatusChange) => void;
+}
+
+/** What `local.json` records, so the CLI and tests can find a running local mode. */
+export interface LocalState {
+  readonly apiUrl: string;
+  readonly region: string;
+  readonly dynamoDbEndpoint: string;
+  readonly sqsEndpoint: string;
+  readonly s3Endpoint: string;
+  readonly requestsTable: string;
+  readonly auditBucket: string;
+  readonly eventBusName: string;
+  readonly pid: number;
+}
+
+export interface LocalLethe {
+  readonly state: LocalState;
+  readonly dataMap: DataMap;
+  stop(): Promise<void>;
+}
+
+/**
+ * Local mode: synthesize the CDK app (no bundling), stand up what the template declares on
+ * DynamoDB Local and fauxqs, run each function in worker threads with the environment CDK gave
+ * it (endpoints and the local key provider added), emulate its SQS event sources, EventBridge
+ * rules, API routes and state machine, and serve them all on 127.0.0.1.
+ */
+export async function startLocal(options: LocalOptions): Promise<LocalLethe> {
+  const stateDir = resolve(options.stateDir);
+  mkdirSync(stateDir, { recursive: true });
+  const stops: (() => Promise<void> | void)[] = [];
+  const stop = async () => {
+    for (const s of stops.reverse()) await Promise.resolve(s()).catch(() => undefined);
+  };
+  try {
+    return await start(options, stateDir, stops, stop);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+async function start(
+  options: LocalOptions,
+  stateDir: string,
+  stops: (() => Promise<void> | void)[],
+  stop: () => Promise<void>,
+): Promise<LocalLethe> {
+  const keyFile = join(stateDir, 'keys.json');
+  if (!existsSync(keyFile)) {
+    writeFileSync(keyFile, JSON.stringify(LocalKeyService.generateMaterial(), null, 2), { mode: 0o600 });
+    chmodSync(keyFile, 0o600);
+  }
+  const dataMap = loadDataMap(options.configPath);
+  const { app } = buildApp({ skipBundling: true, outdir: join(stateDir, 'cdk.out'), configPath: options.configPath });
+  const template = app.synth().getStackByName('Lethe').template as CfnTemplate;
+
+  const dynamo = await startDynamoDbLocal(options.dynamoDbPort || (await freePort()));
+  stops.push(() => dynamo.stop());
+  const fauxqs = await startFauxqs({ port: 0, logger: false });
+  stops.push(() => fauxqs.stop());
+  const awsEndpoint = `http://127.0.0.1:${String(fauxqs.port)}`;
+  const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+  const sqs = new SQSClient({ endpoint: awsEndpoint, region: REGION, credentials, useQueueUrlAsEndpoint: false });
+  const s3 = new S3Client({ endpoint: awsEndpoint, region: REGION, credentials, forcePathStyle: true });
+  const queueUrl = (name: string) => `http://sqs.${REGION}.localhost:${String(fauxqs.port)}/${ACCOUNT}/${name}`;
+  const resolver = new Resolver(template, queueUrl);
+
+  // Tables, queues (dead-letter queues first) and buckets, as declared.
+  for (const [id, table] of resolver.resources('AWS::DynamoDB::Table')) {
+    const p = table.Properties ?? {};
+    await createTable(dynamo.client, {
+      TableName: id,
+      BillingMode: 'PAY_PER_REQUEST',
+      KeySchema: p['KeySchema'] as never,
+      AttributeDefinitions: p['AttributeDefinitions'] as never,
+      ...(p['GlobalSecondaryIndexes'] ? { GlobalSecondaryIndexes: p['GlobalSecondaryIndexes'] as never } : {}),
+    });
+  }
+  const queues = resolver.resources('AWS::SQS::Queue').sort(([, a], [, b]) => Number(!!a.Properties?.['RedrivePolicy']) - Number(!!b.Properties?.['RedrivePolicy']));
+  for (const [id, queue] of queues) {
+    const p = resolver.resolve(queue.Properties ?? {}) as Record<string, unknown>;
+    const attributes: Record<string, string> = {};
+    if (p['VisibilityTimeout'] !== undefined) attributes['VisibilityTimeout'] = String(p['VisibilityTimeout']);
+    if (p['MessageRetentionPeriod'] !== undefined) attributes['MessageRetentionPeriod'] = String(p['MessageRetentionPeriod']);
+    if (p['RedrivePolicy']) attributes['RedrivePolicy'] = JSON.stringify(p['RedrivePolicy']);
+    const created = fauxqs.createQueue(id, { attributes });
+    if (created.queueUrl !== queueUrl(id)) throw new Error(`unexpected local queue URL ${created.queueUrl}`);
+  }
+  for (const [id] of resolver.resources('AWS::S3::Bucket')) {
+    await s3.send(new CreateBucketCommand({ Bucket: bucketName(id) }));
+  }
+  await seedTargets(dynamo.client, dataMap);
+
+  // The front door's port must be known before the functions' environments are.
+  const port = options.port || (await freePort());
+  const apiUrl = `http://127.0.0.1:${String(port)}`;
+
+  // Functions, in worker threads.
+  const functions = new Map<string, LocalFunction>();
+  for (const [id, fn] of resolver.resources('AWS::Lambda::Function')) {
+    const entry = fn.Metadata?.['lethe:entry'];
+    if (typeof entry !== 'string') continue;
+    const p = fn.Properties ?? {};
+    const variables = resolver.resolve((p['Environment'] as { Variables?: unknown } | undefined)?.Variables ?? {}) as Record<string, string>;
+    functions.set(
+      id,
+      new LocalFunction(
+        {
+          logicalId: id,
+          entry,
+          timeoutSeconds: Number(p['Timeout'] ?? 3),
+          memoryMb: Number(p['MemorySize'] ?? 128),
+          environment: {
+            ...variables,
+            PATH: process.env['PATH'] ?? '',
+            TZ: 'UTC',
+            AWS_REGION: REGION,
+            AWS_DEFAULT_REGION: REGION,
+            AWS_ACCESS_KEY_ID: 'local',
+            AWS_SECRET_ACCESS_KEY: 'local',
+            AWS_LAMBDA_FUNCTION_NAME: id,
+            AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+            AWS_ENDPOINT_URL_SQS: awsEndpoint,
+            AWS_ENDPOINT_URL_S3: awsEndpoint,
+            AWS_ENDPOINT_URL_SFN: apiUrl,
+            AWS_ENDPOINT_URL_EVENTBRIDGE: apiUrl,
+            KEY_PROVIDER: 'local',
+            LOCAL_KEY_FILE: keyFile,
+            POWERTOOLS_TRACE_ENABLED: 'false',
+          },
+        },
+        { root: PROJECT_ROOT, log: options.log, maxEnvironments: 4 },
+      ),
+    );
+  }
+  stops.push(() => Promise.all([...functions.values()].map((f) => f.stop())).then(() => undefined));
+  const invoke = (arnOrName: string, payload: unknown) => {
+    const id = resolver.logicalIdOf(arnOrName) ?? arnOrName;
+    const fn = functions.get(id);
+    if (!fn) throw new Error(`local mode has no function ${arnOrName}`);
+    return fn.invoke(payload);
+  };
+
+  // EventBridge: the stack's rules on its buses and the default bus.
+  const rules: RuleSpec[] = resolver.resources('AWS::Events::Rule').map(([id, rule]) => {
+    const p = resolver.resolve(rule.Properties ?? {}) as {
+      EventBusName?: string;
+      EventPattern: Record<string, unknown>;
+      Targets?: { Arn: string; DeadLetterConfig?: { Arn: string }; RetryPolicy?: { MaximumRetryAttempts?: number } }[];
+    };
+    return {
+      name: id,
+      bus: p.EventBusName ?? 'default',
+      pattern: p.EventPattern,
+      targets: (p.Targets ?? []).map((t) => ({
+        functionArn: t.Arn,
+        deadLetterQueueUrl: t.DeadLetterConfig ? resolver.ref(resolver.logicalIdOf(t.DeadLetterConfig.Arn)!) : undefined,
+        retryAttempts: Math.min(t.RetryPolicy?.MaximumRetryAttempts ?? 2, 2),
+      })),
+    };
+  });
+  const bus = new LocalEventBus({
+    rules,
+    invokeFunction: (arn, event) => invoke(arn, event),
+    deadLetter: async (url, body) => void (await sqs.send(new SendMessageCommand({ QueueUrl: url, MessageBody: body }))),
+  });
+  stops.push(() => Promise.race([bus.drain(), sleep(5000)]).then(() => undefined));
+
+  // Step Functions: the synthesized definitions.
+  const stepFunctions = new LocalStepFunctions({
+    machines: resolver.resources('AWS::StepFunctions::StateMachine').map(([id, sm]) => ({
+      arn: resolver.ref(id),
+      name: id,
+      definition: JSON.parse(resolver.resolve(sm.Properties?.['DefinitionString']) as string) as never,
+    })),
+    invokeFunction: invoke,
+    sqs,
+    emit: (change) => {
+      options.onExecution?.(change);
+      bus.publish('default', {
+        source: 'aws.states',
+        'detail-type': 'Step Functions Execution Status Change',
+        resources: [change.executionArn],
+        detail: change,
+      });
+    },
+  });
+  stops.push(() => stepFunctions.stop());
+
+  // SQS event source mappings.
+  for (const [, mapping] of resolver.resources('AWS::Lambda::EventSourceMapping')) {
+    const p = resolver.resolve(mapping.Properties ?? {}) as {
+      EventSourceArn: string;
+      FunctionName: string;
+      BatchSize?: number;
+      FunctionResponseTypes?: string[];
+      ScalingConfig?: { MaximumConcurrency?: number };
+    };
+    const queueId = resolver.logicalIdOf(p.EventSourceArn);
+    const fn = functions.get(resolver.logicalIdOf(p.FunctionName) ?? p.FunctionName);
+    if (!queueId || !fn) throw new Error(`cannot wire event source ${p.EventSourceArn} to ${p.FunctionName}`);
+    const source = new SqsEventSource(
+      sqs,
+      {
+        queueUrl: resolver.ref(queueId),
+        queueArn: p.EventSourceArn,
+        batchSize: p.BatchSize ?? 10,
+        reportBatchItemFailures: (p.FunctionResponseTypes ?? []).includes('ReportBatchItemFailures'),
+        maximumConcurrency: Math.min(p.ScalingConfig?.MaximumConcurrency ?? 2, 4),
+      },
+      fn,
+      (error) => options.log.write(`event source ${queueId}: ${(error as Error).name}\n`),
+    );
+    source.start();
+    stops.push(() => source.stop());
+  }
+
+  // API Gateway routes.
+  const routes: Route[] = resolver.resources('AWS::ApiGateway::Method').flatMap(([, method]) => {
+    const p = method.Properties ?? {};
+    const uri = String(resolver.resolve((p['Integration'] as { Uri?: unknown } | undefined)?.Uri ?? ''));
+    const fnId = /function:([A-Za-z0-9-]+)/.exec(uri)?.[1];
+    if (!fnId) return [];
+    return [
+      {
+        method: String(p['HttpMethod']),
+        resource: apiPath(resolver, p['ResourceId']),
+        invoke: (event: APIGatewayProxyEvent) => invoke(fnId, event),
+      },
+    ];
+  });
+  const frontDoor = createFrontDoor(routes, [
+    { prefix: 'AWSEvents', contentType: 'application/x-amz-json-1.1', handle: (op, body) => bus.handle(op, body) },
+    { prefix: 'AWSStepFunctions', contentType: 'application/x-amz-json-1.0', handle: (op, body) => stepFunctions.handle(op, body) },
+  ]);
+  await new Promise<void>((ok, fail) => {
+    frontDoor.once('error', fail);
+    frontDoor.listen(port, '127.0.0.1', ok);
+  });
+  stops.push(() => new Promise<void>((ok) => frontDoor.close(() => ok())));
+  stops.push(() => frontDoor.closeAllConnections());
+
+  const single = (type: string) => {
+    const found = resolver.resources(type).map(([id]) => id);
+    if (found.length !== 1) throw new Error(`expected one ${type}, found ${String(found.length)}`);
+    return found[0]!;
+  };
+  const state: LocalState = {
+    apiUrl,
+    region: REGION,
+    dynamoDbEndpoint: dynamo.endpoint,
+    sqsEndpoint: awsEndpoint,
+    s3Endpoint: awsEndpoint,
+    requestsTable: single('AWS::DynamoDB::Table'),
+    auditBucket: bucketName(resolver.resources('AWS::S3::Bucket').find(([, b]) => b.Properties?.['ObjectLockEnabled'])![0]),
+    eventBusName: single('AWS::Events::EventBus'),
+    pid: process.pid,
+  };
+  writeFileSync(join(stateDir, 'local.json'), JSON.stringify(state, null, 2));
+  return { state, dataMap, stop };
+}
+
+/** The path of an API Gateway resource, from its chain of parents. */
+function apiPath(resolver: Resolver, resourceId: unknown): string {
+  const parts: string[] = [];
+  let ref = resourceId as { Ref?: string } | { 'Fn::GetAtt'?: unknown };
+  while ('Ref' in ref && ref.Ref) {
+    const resource = resolver.resource(ref.Ref);
+    parts.unshift(String(resource.Properties?.['PathPart']));
+    ref = resource.Properties?.['ParentId'] as typeof ref;
+  }
+  return `/${parts.join('/')}`;
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.once('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => ok(port));
+    });
+  });
+}
