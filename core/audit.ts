@@ -76,8 +76,16 @@ export interface ChainProblem {
   readonly problem: string;
 }
 
-/** Check one request's records, in storage order. An empty list is a problem: nothing was recorded. */
-export function verifyChain(requestId: string, records: readonly AuditRecord[]): ChainProblem[] {
+/**
+ * Check one request's records, in storage order. An empty list is a problem: nothing was recorded.
+ * A chain cut short at its end is only visible against its head: pass the head Lethe recorded
+ * (the requests table keeps it) to detect a dropped tail.
+ */
+export function verifyChain(
+  requestId: string,
+  records: readonly AuditRecord[],
+  expectedHead?: { readonly seq: number; readonly hash: string },
+): ChainProblem[] {
   const problems: ChainProblem[] = [];
   if (records.length === 0) return [{ index: 0, expectedSeq: 1, problem: 'no audit records found' }];
   let prevHash = GENESIS_HASH;
@@ -98,6 +106,13 @@ export function verifyChain(requestId: string, records: readonly AuditRecord[]):
     }
     prevHash = hash;
   });
+  if (expectedHead && (records.length !== expectedHead.seq || prevHash !== expectedHead.hash)) {
+    problems.push({
+      index: records.length,
+      expectedSeq: expectedHead.seq,
+      problem: `the chain ends at record ${String(records.length)} but its recorded head is record ${String(expectedHead.seq)}: records are missing or were replaced at the end`,
+    });
+  }
   return problems;
 }
 

@@ -29,7 +29,7 @@ const systemSchema = z.strictObject({
   heartbeatSeconds: z.int().min(10).max(86_400).default(300),
   timeoutSeconds: z.int().min(30).max(31_536_000).default(3600),
   maxAttempts: z.int().min(1).max(20).default(5),
-  settings: z.unknown(),
+  settings: z.unknown().optional(),
 });
 
 const dataMapSchema = z.strictObject({

@@ -113,10 +113,12 @@ async function start(
   }
   const queues = resolver.resources('AWS::SQS::Queue').sort(([, a], [, b]) => Number(!!a.Properties?.['RedrivePolicy']) - Number(!!b.Properties?.['RedrivePolicy']));
   for (const [id, queue] of queues) {
-    const p = resolver.resolve(queue.Properties ?? {}) as Record<string, unknown>;
+    const p = resolver.resolve(queue.Properties ?? {}) as Record<string, string | number | object | undefined>;
     const attributes: Record<string, string> = {};
-    if (p['VisibilityTimeout'] !== undefined) attributes['VisibilityTimeout'] = String(p['VisibilityTimeout']);
-    if (p['MessageRetentionPeriod'] !== undefined) attributes['MessageRetentionPeriod'] = String(p['MessageRetentionPeriod']);
+    for (const name of ['VisibilityTimeout', 'MessageRetentionPeriod'] as const) {
+      const value = p[name];
+      if (typeof value === 'number' || typeof value === 'string') attributes[name] = String(value);
+    }
     if (p['RedrivePolicy']) attributes['RedrivePolicy'] = JSON.stringify(p['RedrivePolicy']);
     const created = fauxqs.createQueue(id, { attributes });
     if (created.queueUrl !== queueUrl(id)) throw new Error(`unexpected local queue URL ${created.queueUrl}`);

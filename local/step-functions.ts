@@ -83,7 +83,7 @@ export class LocalStepFunctions {
   }
 
   /** Answer one AWS JSON protocol call (`X-Amz-Target: AWSStepFunctions.<Operation>`). */
-  async handle(operation: string, body: Record<string, unknown>): Promise<unknown> {
+  handle(operation: string, body: Record<string, unknown>): unknown {
     switch (operation) {
       case 'StartExecution':
         return this.startExecution(body as { stateMachineArn: string; name?: string; input?: string });
@@ -124,7 +124,7 @@ export class LocalStepFunctions {
         return { Token: `${TOKEN_PREFIX}${randomUUID()}` };
       },
     };
-    const run = entry.machine.run(JSON.parse(input) as Json as never, {
+    const run = entry.machine.run(JSON.parse(input) as never, {
       context,
       overrides: { taskResourceLocalHandlers: this.#overrides(entry.spec.definition) },
     });
@@ -262,7 +262,7 @@ export class LocalStepFunctions {
       });
       beat();
     });
-    await this.#send(params as Json);
+    await this.#send(params);
     return result;
   }
 }

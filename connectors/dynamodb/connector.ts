@@ -103,7 +103,7 @@ export class DynamoDbConnector implements Connector {
         try {
           for await (const page of pages) {
             for (const item of page.Items ?? []) {
-              const key: Key = { [partitionKey]: item[partitionKey] };
+              const key: Key = { [partitionKey]: item[partitionKey] as unknown };
               if (sortKey) key[sortKey] = item[sortKey];
               found.set(JSON.stringify(key), key);
             }

@@ -1,4 +1,4 @@
-import { GetObjectCommand, paginateListObjectsV2, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, paginateListObjectsV2, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { GetCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chainRecord, type AuditEvent, type AuditRecord } from '#core/audit';
@@ -105,13 +105,21 @@ export const auditPrefix = (requestId: string) => `audit/${requestId}/`;
 export const auditObjectKey = (requestId: string, seq: number) =>
   `${auditPrefix(requestId)}${String(seq).padStart(10, '0')}.json`;
 
-/** Every record of one request's chain as stored in the bucket, in key order. */
-export async function readAuditChain(bucket: string, requestId: string): Promise<AuditRecord[]> {
+/**
+ * Every record of one request's chain as stored in the bucket, in key order. An object that is not
+ * JSON is returned as a record that fails verification, never skipped.
+ */
+export async function readAuditChain(client: S3Client, bucket: string, requestId: string): Promise<AuditRecord[]> {
   const records: AuditRecord[] = [];
-  for await (const page of paginateListObjectsV2({ client: s3 }, { Bucket: bucket, Prefix: auditPrefix(requestId) })) {
+  for await (const page of paginateListObjectsV2({ client }, { Bucket: bucket, Prefix: auditPrefix(requestId) })) {
     for (const object of page.Contents ?? []) {
-      const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: object.Key }));
-      records.push(JSON.parse(await out.Body!.transformToString()) as AuditRecord);
+      const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: object.Key }));
+      const text = (await out.Body?.transformToString()) ?? '';
+      try {
+        records.push(JSON.parse(text) as AuditRecord);
+      } catch {
+        records.push({ requestId, seq: Number.NaN, hash: '', prevHash: '', corrupt: object.Key } as unknown as AuditRecord);
+      }
     }
   }
   return records;

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '#core/errors';
+import { parseDataMap } from '#core/config';
+import { CONNECTOR_KINDS } from '#connectors/kinds';
+import { readFileSync } from 'node:fs';
+
+describe('Function: parseDataMap', () => {
+  it('reads the repository data map', () => {
+    const map = parseDataMap(readFileSync('lethe.config.yaml', 'utf8'), CONNECTOR_KINDS);
+    expect(map.systems.map((s) => s.name)).toEqual(['users']);
+    expect(map.systems[0]!.actions).toEqual({ erasure: 'delete', anonymize: 'anonymize' });
+  });
+
+  it('names every problem at once with its path', () => {
+    const text = `
+version: 1
+systems:
+  Users:
+    connector: dynamodb
+    identities: [email]
+    settings: { table: users, partitionKey: userId, lookups: [{ identity: email, attribute: email, index: byEmail }] }
+  crm:
+    connector: salesforce-classic
+    identities: [email]
+  orders:
+    connector: dynamodb
+    identities: [email]
+    actions: { restrict: restrict }
+    settings: { table: orders, partitionKey: orderId, lookups: [{ identity: email, attribute: email }], anonymize: [orderId] }
+`;
+    let error: unknown;
+    try {
+      parseDataMap(text, CONNECTOR_KINDS);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    // Schema problems come first; a file with a bad system name is reported on that alone.
+    expect((error as ConfigError).issues.map((i) => i.path)).toEqual(['systems.Users']);
+
+    try {
+      parseDataMap(text.replace('Users:', 'users:'), CONNECTOR_KINDS);
+    } catch (e) {
+      error = e;
+    }
+    expect((error as ConfigError).issues.map((i) => i.path).sort()).toEqual([
+      'systems.crm.connector',
+      'systems.orders.actions.restrict',
+      'systems.orders.settings.anonymize.0',
+      'systems.orders.settings.lookups.0.index',
+    ]);
+  });
+
+  it('reports YAML syntax errors', () => {
+    expect(() => parseDataMap('version: 1\nsystems: [', CONNECTOR_KINDS)).toThrow(/YAML/);
+  });
+});

@@ -1,0 +1,62 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ValidationError } from '#core/errors';
+import { normalizeIdentities, normalizeIdentity, pseudonymize } from '#core/identity';
+
+const key = { version: 'v1', key: Buffer.from('k'.repeat(32)) };
+
+describe('Function: normalizeIdentity', () => {
+  it('trims and lower-cases e-mail addresses', () => {
+    expect(normalizeIdentity({ type: 'email', value: '  Ada@Example.COM ' })).toEqual({ type: 'email', value: 'ada@example.com' });
+  });
+
+  it('turns phone numbers into E.164', () => {
+    expect(normalizeIdentity({ type: 'phone', value: '+44 20 7946 0958' }).value).toBe('+442079460958');
+    expect(normalizeIdentity({ type: 'phone', value: '+1 (202) 555-0173' }).value).toBe('+12025550173');
+  });
+
+  it('keeps opaque identities exactly', () => {
+    expect(normalizeIdentity({ type: 'user_id', value: ' U-Ada ' })).toEqual({ type: 'user_id', value: ' U-Ada ' });
+  });
+
+  it('rejects what is not an e-mail address or a phone number', () => {
+    expect(() => normalizeIdentity({ type: 'email', value: 'not-an-address' })).toThrow(ValidationError);
+    expect(() => normalizeIdentity({ type: 'phone', value: '12345' })).toThrow(/international format/);
+  });
+});
+
+describe('Function: normalizeIdentities', () => {
+  it('names every invalid identity by index and drops duplicates', () => {
+    expect(() =>
+      normalizeIdentities([
+        { type: 'email', value: 'bad' },
+        { type: 'phone', value: 'x' },
+      ]),
+    ).toThrow(/identities\.0\.value: .*identities\.1\.value:/);
+    expect(
+      normalizeIdentities([
+        { type: 'email', value: 'ADA@example.com' },
+        { type: 'email', value: 'ada@example.com' },
+      ]),
+    ).toHaveLength(1);
+  });
+});
+
+describe('Function: pseudonymize', () => {
+  it('is deterministic under one key and differs under another', () => {
+    const id = { type: 'email', value: 'ada@example.com' };
+    expect(pseudonymize(id, key)).toEqual(pseudonymize(id, key));
+    expect(pseudonymize(id, key).pseudonym).not.toBe(pseudonymize(id, { version: 'v2', key: Buffer.from('x'.repeat(32)) }).pseudonym);
+  });
+
+  it('separates identity types and never contains the value', () => {
+    fc.assert(
+      fc.property(fc.string({ minLength: 1 }), (value) => {
+        const a = pseudonymize({ type: 'user_id', value }, key);
+        const b = pseudonymize({ type: 'device_id', value }, key);
+        expect(a.pseudonym).not.toBe(b.pseudonym);
+        expect(a.pseudonym).toMatch(/^[0-9a-f]{64}$/);
+      }),
+    );
+  });
+});

@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import { ValidationError } from '#core/errors';
+import {
+  addCalendarMonths,
+  assertRequestTransition,
+  assertTaskTransition,
+  dueDate,
+  outcomeOf,
+  parseSubmission,
+  requestIdFor,
+  requestStatusesBefore,
+} from '#core/request';
+
+describe('Function: dueDate', () => {
+  it('gives GDPR one calendar month from receipt', () => {
+    expect(dueDate('gdpr', new Date('2026-03-15T10:00:00Z')).toISOString()).toBe('2026-04-15T10:00:00.000Z');
+  });
+
+  it('ends a GDPR month on the last day of a shorter month', () => {
+    expect(addCalendarMonths(new Date('2026-01-31T08:00:00Z'), 1).toISOString()).toBe('2026-02-28T08:00:00.000Z');
+    expect(addCalendarMonths(new Date('2028-01-31T08:00:00Z'), 1).toISOString()).toBe('2028-02-29T08:00:00.000Z');
+    expect(addCalendarMonths(new Date('2026-12-31T23:59:00Z'), 1).toISOString()).toBe('2027-01-31T23:59:00.000Z');
+  });
+
+  it('gives CCPA 45 calendar days', () => {
+    expect(dueDate('ccpa', new Date('2026-11-23T00:00:00Z')).toISOString()).toBe('2027-01-07T00:00:00.000Z');
+  });
+});
+
+describe('Function: assertRequestTransition', () => {
+  it('allows moving forward', () => {
+    expect(() => assertRequestTransition('received', 'in_progress')).not.toThrow();
+    expect(() => assertRequestTransition('in_progress', 'partially_failed')).not.toThrow();
+  });
+
+  it('refuses moving backwards or out of a final status', () => {
+    expect(() => assertRequestTransition('in_progress', 'received')).toThrow('cannot move from in_progress to received');
+    for (const final of ['completed', 'partially_failed', 'failed', 'cancelled'] as const) {
+      expect(() => assertRequestTransition(final, 'in_progress')).toThrow();
+    }
+  });
+
+  it('lists the statuses a conditional write may move from', () => {
+    expect(requestStatusesBefore('completed')).toEqual(['in_progress']);
+    expect(requestStatusesBefore('failed')).toEqual(['received', 'in_progress']);
+  });
+});
+
+describe('Function: assertTaskTransition', () => {
+  it('locks terminal task statuses', () => {
+    expect(() => assertTaskTransition('succeeded', 'failed')).toThrow();
+    expect(() => assertTaskTransition('failed', 'running')).toThrow();
+    expect(() => assertTaskTransition('running', 'succeeded')).not.toThrow();
+  });
+});
+
+describe('Function: outcomeOf', () => {
+  it('is completed when every task succeeded, also when there were none', () => {
+    expect(outcomeOf(['succeeded', 'succeeded'])).toBe('completed');
+    expect(outcomeOf([])).toBe('completed');
+  });
+
+  it('is partially_failed on a mix and failed when nothing succeeded', () => {
+    expect(outcomeOf(['succeeded', 'failed'])).toBe('partially_failed');
+    expect(outcomeOf(['failed', 'failed'])).toBe('failed');
+  });
+});
+
+describe('Function: parseSubmission', () => {
+  const valid = { type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: 'ada@example.com' }] };
+
+  it('accepts a valid submission', () => {
+    expect(parseSubmission(valid)).toEqual(valid);
+  });
+
+  it('names every bad field at once', () => {
+    const error = captureValidation(() =>
+      parseSubmission({ type: 'forget', regulation: 'gdpr', identities: [], extra: 1 }),
+    );
+    const paths = error.issues.map((i) => i.path);
+    expect(paths).toContain('type');
+    expect(paths).toContain('identities');
+    expect(paths).toContain('');
+    expect(error.message).toMatch(/type:/);
+  });
+
+  it('wants source and sourceEventId together', () => {
+    const error = captureValidation(() => parseSubmission({ ...valid, source: 'shop' }));
+    expect(error.issues.map((i) => i.path)).toEqual(['sourceEventId']);
+  });
+});
+
+describe('Function: requestIdFor', () => {
+  it('keeps a caller-supplied id, lower-cased', () => {
+    expect(requestIdFor({ requestId: 'AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE' })).toBe('aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee');
+  });
+
+  it('derives the same version 8 UUID from the same source event, and another from another', () => {
+    const a = requestIdFor({ source: 'shop', sourceEventId: 'evt-1' });
+    expect(a).toBe(requestIdFor({ source: 'shop', sourceEventId: 'evt-1' }));
+    expect(a).not.toBe(requestIdFor({ source: 'shop', sourceEventId: 'evt-2' }));
+    expect(a).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+});
+
+function captureValidation(fn: () => unknown): ValidationError {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof ValidationError) return error;
+    throw error;
+  }
+  throw new Error('expected a ValidationError');
+}
