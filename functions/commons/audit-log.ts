@@ -86,18 +86,18 @@ export class AuditLog {
   }
 
   async #publish(record: AuditRecord): Promise<void> {
-    await s3
-      .send(
+    try {
+      await s3.send(
         new PutObjectCommand({
           Bucket: this.#bucket,
           Key: auditObjectKey(record.requestId, record.seq),
           Body: JSON.stringify(record),
           ContentType: 'application/json',
         }),
-      )
-      .catch((error: unknown) => {
-        throw new RetryableError(`audit bucket: ${(error as { name?: string }).name ?? 'Error'}`, { cause: error });
-      });
+      );
+    } catch (error) {
+      throw new RetryableError(`audit bucket: ${(error as { name?: string }).name ?? 'Error'}`, { cause: error });
+    }
   }
 }
 

@@ -96,9 +96,11 @@ async function dispatch(record: RequestRecord, actor: string, deps: IntakeDeps):
     pseudonyms: record.pseudonyms,
     keyVersion: record.keyVersion,
   });
-  await sqs
-    .send(new SendMessageCommand({ QueueUrl: deps.intakeQueueUrl, MessageBody: JSON.stringify({ requestId: record.requestId }) }))
-    .catch((error: unknown) => {
-      throw new RetryableError('intake buffer: send failed', { cause: error });
-    });
+  try {
+    await sqs.send(
+      new SendMessageCommand({ QueueUrl: deps.intakeQueueUrl, MessageBody: JSON.stringify({ requestId: record.requestId }) }),
+    );
+  } catch (error) {
+    throw new RetryableError('intake buffer: send failed', { cause: error });
+  }
 }

@@ -1,4 +1,4 @@
-import { GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, paginateQuery, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { describeAwsError, isRetryableAwsError } from '#connectors/aws-errors';
 import { InvalidTransitionError, NotFoundError, PermanentError, RetryableError } from '#core/errors';
 import {
@@ -50,12 +50,8 @@ export class RequestStore {
   }
 
   async get(requestId: string): Promise<RequestRecord | undefined> {
-    const out = await dynamo
-      .send(new GetCommand({ TableName: this.#table, Key: requestKey(requestId), ConsistentRead: true }))
-      .catch((error: unknown) => {
-        throw wrap('read request', error);
-      });
-    return out.Item ? stripKeys<RequestRecord>(out.Item) : undefined;
+    const item = await this.#getItem(requestKey(requestId), 'read request');
+    return item ? stripKeys<RequestRecord>(item) : undefined;
   }
 
   async mustGet(requestId: string): Promise<RequestRecord> {
@@ -87,26 +83,36 @@ export class RequestStore {
   }
 
   async tasks(requestId: string): Promise<TaskRecord[]> {
-    const out = await dynamo
-      .send(
-        new QueryCommand({
+    const items: Record<string, unknown>[] = [];
+    try {
+      const pages = paginateQuery(
+        { client: dynamo },
+        {
           TableName: this.#table,
           KeyConditionExpression: 'pk = :pk AND begins_with(sk, :task)',
           ExpressionAttributeValues: { ':pk': `REQ#${requestId}`, ':task': 'TASK#' },
           ConsistentRead: true,
-        }),
-      )
-      .catch((error: unknown) => {
-        throw wrap('read tasks', error);
-      });
-    return (out.Items ?? []).map((item) => stripKeys<TaskRecord>(item));
+        },
+      );
+      for await (const page of pages) items.push(...(page.Items ?? []));
+    } catch (error) {
+      throw wrap('read tasks', error);
+    }
+    return items.map((item) => stripKeys<TaskRecord>(item));
   }
 
   async task(requestId: string, system: string, action: Action): Promise<TaskRecord | undefined> {
-    const out = await dynamo.send(
-      new GetCommand({ TableName: this.#table, Key: taskKey(requestId, system, action), ConsistentRead: true }),
-    );
-    return out.Item ? stripKeys<TaskRecord>(out.Item) : undefined;
+    const item = await this.#getItem(taskKey(requestId, system, action), 'read task');
+    return item ? stripKeys<TaskRecord>(item) : undefined;
+  }
+
+  async #getItem(key: { pk: string; sk: string }, what: string): Promise<Record<string, unknown> | undefined> {
+    try {
+      const out = await dynamo.send(new GetCommand({ TableName: this.#table, Key: key, ConsistentRead: true }));
+      return out.Item;
+    } catch (error) {
+      throw wrap(what, error);
+    }
   }
 
   async transitionTask(

@@ -51,11 +51,7 @@ async function runTask(record: SQSRecord): Promise<void> {
   if (await store.transitionTask(requestId, systemName, action, 'running')) {
     await audit.append(requestId, taskEvent('task.running', message, { status: 'running' }));
   }
-  const heartbeat = setInterval(() => {
-    sfn.send(new SendTaskHeartbeatCommand({ taskToken: message.taskToken })).catch((error: unknown) => {
-      logger.warn('heartbeat failed', { requestId, system: systemName, ...errorFields(error) });
-    });
-  }, Math.max(5, system.heartbeatSeconds / 3) * 1000);
+  const heartbeat = setInterval(() => void beat(message), Math.max(5, system.heartbeatSeconds / 3) * 1000);
   try {
     const request = await store.mustGet(requestId);
     const dataKey = await keys.unwrapDataKey(request.wrappedDataKey, requestId);
@@ -88,14 +84,23 @@ async function fail(message: TaskMessage, error: unknown): Promise<void> {
   // Only Lethe's own messages are known to be free of personal data.
   const errorMessage = error instanceof LetheError ? error.message : 'unexpected error';
   logger.error('task failed', { requestId, system, action, errorName, errorMessage });
-  const moved = await store
-    .transitionTask(requestId, system, action, 'failed', { errorName, errorMessage })
-    .catch((cause: unknown) => {
-      logger.warn('could not mark task failed', { requestId, system, ...errorFields(cause) });
-      return false;
-    });
+  let moved = false;
+  try {
+    moved = await store.transitionTask(requestId, system, action, 'failed', { errorName, errorMessage });
+  } catch (cause) {
+    logger.warn('could not mark task failed', { requestId, system, ...errorFields(cause) });
+  }
   if (moved) await audit.append(requestId, taskEvent('task.failed', message, { status: 'failed', errorName }));
   await report(message, { status: 'failed', errorName, errorMessage });
+}
+
+/** Tell the saga the task is alive, so its heartbeat timeout does not fire while a connector works. */
+async function beat({ requestId, system, taskToken }: TaskMessage): Promise<void> {
+  try {
+    await sfn.send(new SendTaskHeartbeatCommand({ taskToken }));
+  } catch (error) {
+    logger.warn('heartbeat failed', { requestId, system, ...errorFields(error) });
+  }
 }
 
 /** Complete the saga's task token from the task's final state. A stale token is not an error. */
