@@ -9,6 +9,8 @@ export interface BuildOptions {
   readonly outdir?: string;
   /** Skip esbuild bundling (local mode runs the handlers from source). @default false */
   readonly skipBundling?: boolean;
+  /** Object Lock default retention of audit records. @default context `auditRetentionDays`, else 730 */
+  readonly auditRetentionDays?: number;
 }
 
 /** The Lethe CDK app with cdk-nag's AwsSolutions and Serverless packs on every synth. */
@@ -18,7 +20,7 @@ export function buildApp(options: BuildOptions = {}): { app: App; stack: LetheSt
     ...(options.skipBundling ? { context: { 'aws:cdk:bundling-stacks': [] } } : {}),
   });
   const configPath = options.configPath ?? (app.node.tryGetContext('letheConfig') as string | undefined) ?? 'lethe.config.yaml';
-  const retention = app.node.tryGetContext('auditRetentionDays') as string | number | undefined;
+  const retention = options.auditRetentionDays ?? (app.node.tryGetContext('auditRetentionDays') as string | number | undefined);
   const stack = new LetheStack(app, 'Lethe', {
     dataMap: loadDataMap(configPath),
     ...(retention === undefined ? {} : { auditRetentionDays: Number(retention) }),

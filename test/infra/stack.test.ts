@@ -1,0 +1,177 @@
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Queue } from 'aws-cdk-lib/aws-sqs';
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '#core/errors';
+import { buildApp } from '#infra/app';
+
+const outdir = () => mkdtempSync(join(tmpdir(), 'lethe-synth-'));
+let template: Template;
+
+beforeAll(() => {
+  const { stack } = buildApp({ skipBundling: true, outdir: outdir() });
+  template = Template.fromStack(stack);
+});
+
+type Statement = { Action: string | string[]; Resource: unknown; Effect: string };
+const statementsOf = (policyLogicalIdPrefix: string): Statement[] =>
+  Object.entries(template.findResources('AWS::IAM::Policy'))
+    .filter(([id]) => id.startsWith(policyLogicalIdPrefix))
+    .flatMap(([, p]) => (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties.PolicyDocument.Statement);
+const actions = (s: Statement) => [s.Action].flat();
+
+describe('Stack: Lethe', () => {
+  it('keeps audit records in a versioned Object Lock bucket, COMPLIANCE mode, 730 days by default', () => {
+    template.hasResourceProperties('AWS::S3::Bucket', {
+      ObjectLockEnabled: true,
+      ObjectLockConfiguration: { ObjectLockEnabled: 'Enabled', Rule: { DefaultRetention: { Mode: 'COMPLIANCE', Days: 730 } } },
+      VersioningConfiguration: { Status: 'Enabled' },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      BucketEncryption: Match.anyValue(),
+    });
+  });
+
+  it('takes the audit retention from configuration', () => {
+    const { stack } = buildApp({ skipBundling: true, outdir: outdir(), auditRetentionDays: 2555 });
+    Template.fromStack(stack).hasResourceProperties('AWS::S3::Bucket', {
+      ObjectLockConfiguration: { Rule: { DefaultRetention: { Mode: 'COMPLIANCE', Days: 2555 } } },
+    });
+  });
+
+  it('refuses every request to every bucket over plain HTTP', () => {
+    const policies = template.findResources('AWS::S3::BucketPolicy');
+    expect(Object.keys(policies)).toHaveLength(2);
+    for (const policy of Object.values(policies)) {
+      expect(JSON.stringify(policy)).toContain('"aws:SecureTransport":"false"');
+    }
+  });
+
+  it('lets workers only put audit objects, never delete them or touch retention', () => {
+    const s3Actions = Object.values(template.findResources('AWS::IAM::Policy'))
+      .flatMap((p) => (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties.PolicyDocument.Statement)
+      .flatMap(actions)
+      .filter((a) => a.startsWith('s3:'));
+    expect(new Set(s3Actions)).toEqual(new Set(['s3:PutObject']));
+  });
+
+  it('encrypts the requests table with its own key and keeps point-in-time recovery', () => {
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      SSESpecification: { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: Match.anyValue() },
+    });
+    template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+  });
+
+  it('gives every work queue a dead-letter queue, and encrypts every queue', () => {
+    const queues = Object.entries(template.findResources('AWS::SQS::Queue'));
+    const deadLetterTargets = new Set(
+      queues.flatMap(([, q]) => {
+        const target = (q as { Properties: { RedrivePolicy?: { deadLetterTargetArn: { 'Fn::GetAtt': [string] } } } }).Properties
+          .RedrivePolicy?.deadLetterTargetArn['Fn::GetAtt'][0];
+        return target ? [target] : [];
+      }),
+    );
+    const eventTargetDlqs = queues.filter(([id]) => id.startsWith('EventTargetsDlq')).map(([id]) => id);
+    for (const [id, q] of queues) {
+      const props = (q as { Properties: Record<string, unknown> }).Properties;
+      expect(props['SqsManagedSseEnabled'], id).toBe(true);
+      if (!deadLetterTargets.has(id) && !eventTargetDlqs.includes(id)) expect(props['RedrivePolicy'], id).toBeDefined();
+    }
+    expect(deadLetterTargets.size).toBe(2); // intake buffer and the users system
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+  });
+
+  it('runs the saga as a Standard state machine that waits on a task token per system, with heartbeat and timeout', () => {
+    template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+      StateMachineType: 'STANDARD',
+      TracingConfiguration: { Enabled: true },
+      LoggingConfiguration: Match.objectLike({ IncludeExecutionData: false, Level: 'ALL' }),
+    });
+    const definition = JSON.stringify(template.findResources('AWS::StepFunctions::StateMachine'));
+    expect(definition).toContain('arn:aws:states:::sqs:sendMessage.waitForTaskToken');
+    expect(definition).toContain('\\"HeartbeatSecondsPath\\":\\"$.heartbeatSeconds\\"');
+    expect(definition).toContain('\\"TimeoutSecondsPath\\":\\"$.timeoutSeconds\\"');
+    expect(definition).toContain('\\"taskToken.$\\":\\"$$.Task.Token\\"');
+  });
+
+  it('lets the saga send only to the system queues', () => {
+    const sends = statementsOf('SagaStateMachineRole').filter((s) => actions(s).some((a) => a.startsWith('sqs:')));
+    expect(sends).toHaveLength(1);
+    expect(JSON.stringify(sends[0]!.Resource)).toMatch(/Systemusers/);
+    expect(JSON.stringify(sends[0]!.Resource)).not.toMatch(/IntakeBuffer/);
+  });
+
+  it('starts executions named by request id, and only the starter may start them', () => {
+    const starters = Object.entries(template.findResources('AWS::IAM::Policy')).filter(([, p]) =>
+      JSON.stringify(p).includes('states:StartExecution'),
+    );
+    expect(starters.map(([id]) => id)).toEqual([expect.stringMatching(/^StartSaga/) as string]);
+  });
+
+  it('scopes the DynamoDB worker to its own target table and the requests table', () => {
+    const dynamoStatements = statementsOf('RunConnectordynamodb').filter((s) => actions(s).some((a) => a.startsWith('dynamodb:')));
+    const resources = JSON.stringify(dynamoStatements.map((s) => s.Resource));
+    expect(resources).toContain(':table/users');
+    expect(resources).not.toContain('"*"');
+  });
+
+  it('marks a request failed when its saga fails, times out or is aborted', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.states'],
+        'detail-type': ['Step Functions Execution Status Change'],
+        detail: { status: ['FAILED', 'TIMED_OUT', 'ABORTED'], stateMachineArn: [Match.anyValue()] },
+      },
+      Targets: [Match.objectLike({ DeadLetterConfig: Match.anyValue(), Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^FailRequest'), 'Arn'] } })],
+    });
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: { 'detail-type': ['Privacy Request Submitted'] },
+      EventBusName: Match.anyValue(),
+    });
+  });
+
+  it('authorizes every API method with IAM', () => {
+    const methods = Object.values(template.findResources('AWS::ApiGateway::Method'));
+    expect(methods.length).toBeGreaterThanOrEqual(2);
+    for (const m of methods) expect((m as { Properties: { AuthorizationType: string } }).Properties.AuthorizationType).toBe('AWS_IAM');
+  });
+
+  it('reports partial batch failures on every SQS event source', () => {
+    const mappings = Object.values(template.findResources('AWS::Lambda::EventSourceMapping'));
+    expect(mappings).toHaveLength(2);
+    for (const m of mappings) {
+      expect((m as { Properties: { FunctionResponseTypes: string[] } }).Properties.FunctionResponseTypes).toEqual(['ReportBatchItemFailures']);
+    }
+  });
+});
+
+describe('Synth', () => {
+  it('bundles with esbuild, offline and without Docker, and passes cdk-nag', () => {
+    const dir = outdir();
+    const { app } = buildApp({ outdir: dir });
+    app.synth();
+    const bundles = readdirSync(dir).filter((d) => d.startsWith('asset.') && existsSync(join(dir, d, 'index.mjs')));
+    expect(bundles).toHaveLength(8);
+  });
+
+  it('fails on a cdk-nag finding nobody acknowledged', () => {
+    const { app, stack } = buildApp({ skipBundling: true, outdir: outdir() });
+    new Queue(stack, 'Unprotected');
+    expect(() => app.synth()).toThrow(/AwsSolutions-SQS4/);
+  });
+
+  it('fails on an invalid data map, naming each problem', () => {
+    const dir = outdir();
+    const configPath = join(dir, 'bad.yaml');
+    writeFileSync(configPath, 'version: 1\nsystems:\n  users:\n    connector: ftp\n    identities: [email]\n');
+    expect(() => buildApp({ skipBundling: true, outdir: dir, configPath })).toThrow(ConfigError);
+    expect(() => buildApp({ skipBundling: true, outdir: dir, configPath })).toThrow(/systems\.users\.connector: unknown connector kind "ftp"/);
+  });
+});
