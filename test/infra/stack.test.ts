@@ -79,11 +79,11 @@ describe('Stack: Lethe', () => {
       }),
     );
     const eventTargetDlqs = queues.filter(([id]) => id.startsWith('EventTargetsDlq')).map(([id]) => id);
-    for (const [id, q] of queues) {
-      const props = (q as { Properties: Record<string, unknown> }).Properties;
-      expect(props['SqsManagedSseEnabled'], id).toBe(true);
-      if (!deadLetterTargets.has(id) && !eventTargetDlqs.includes(id)) expect(props['RedrivePolicy'], id).toBeDefined();
-    }
+    const props = (q: unknown) => (q as { Properties: Record<string, unknown> }).Properties;
+    expect(queues.filter(([, q]) => props(q)['SqsManagedSseEnabled'] !== true)).toEqual([]);
+    const workQueues = queues.filter(([id]) => !deadLetterTargets.has(id) && !eventTargetDlqs.includes(id));
+    expect(workQueues).toHaveLength(2);
+    expect(workQueues.filter(([, q]) => props(q)['RedrivePolicy'] === undefined)).toEqual([]);
     expect(deadLetterTargets.size).toBe(2); // intake buffer and the users system
     template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
   });
