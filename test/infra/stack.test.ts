@@ -40,7 +40,8 @@ describe('Stack: Lethe', () => {
 
   it('takes the audit retention from configuration', () => {
     const { stack } = buildApp({ skipBundling: true, outdir: outdir(), auditRetentionDays: 2555 });
-    Template.fromStack(stack).hasResourceProperties('AWS::S3::Bucket', {
+    const longer = Template.fromStack(stack);
+    longer.hasResourceProperties('AWS::S3::Bucket', {
       ObjectLockConfiguration: { Rule: { DefaultRetention: { Mode: 'COMPLIANCE', Days: 2555 } } },
     });
   });
