@@ -135,6 +135,13 @@ export class RequestStore {
     what: string,
     options: { attempts?: boolean } = {},
   ): Promise<boolean> {
+    if (from.length === 0) {
+      // Nothing may move to `to` (it is an initial status): it is either where the record is, or wrong.
+      const current = (await this.#getItem(key, `read ${what}`))?.['status'];
+      if (current === undefined) throw new NotFoundError(`${what} does not exist`);
+      if (current === to) return false;
+      throw new InvalidTransitionError(`${what} cannot move from ${String(current)} to ${to}`);
+    }
     const sets = ['#status = :to', 'updatedAt = :now'];
     const values: Record<string, unknown> = { ':to': to, ':now': new Date().toISOString() };
     const names: Record<string, string> = { '#status': 'status' };

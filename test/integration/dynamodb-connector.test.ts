@@ -1,0 +1,134 @@
+import { CreateTableCommand, DeleteTableCommand } from '@aws-sdk/client-dynamodb';
+import { BatchWriteCommand, DynamoDBDocumentClient, GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DynamoDbConnector } from '#connectors/dynamodb/connector';
+import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
+import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
+import { credentials, dynamoDb, dynamoUnavailable, type DynamoEndpoint } from '../fixtures/servers.ts';
+
+const unavailable = dynamoUnavailable();
+if (unavailable) console.warn(`skipping DynamoDB connector integration tests: ${unavailable}`);
+
+describe.skipIf(unavailable)('Class: DynamoDbConnector (DynamoDB Local)', () => {
+  let server: DynamoEndpoint;
+  let doc: DynamoDBDocumentClient;
+  let table: string;
+
+  const settings = () =>
+    dynamoDbSettingsSchema.parse({
+      table,
+      partitionKey: 'userId',
+      sortKey: 'recordId',
+      lookups: [
+        { identity: 'user_id', attribute: 'userId' },
+        { identity: 'email', attribute: 'email', index: 'byEmail' },
+      ],
+      anonymize: ['email', 'name'],
+    });
+  const ada = [
+    { type: 'email', value: 'ada@example.com' },
+    { type: 'user_id', value: 'u-ada' },
+  ];
+  const command = (action: 'delete' | 'anonymize', identities = ada) => ({ requestId: 'r1', action, identities });
+
+  beforeAll(async () => {
+    server = await dynamoDb();
+    doc = DynamoDBDocumentClient.from(server.client);
+  });
+  afterAll(async () => server.stop());
+
+  beforeEach(async () => {
+    table = `people-${randomUUID()}`;
+    await server.client.send(
+      new CreateTableCommand({
+        TableName: table,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [
+          { AttributeName: 'userId', AttributeType: 'S' },
+          { AttributeName: 'recordId', AttributeType: 'S' },
+          { AttributeName: 'email', AttributeType: 'S' },
+        ],
+        KeySchema: [
+          { AttributeName: 'userId', KeyType: 'HASH' },
+          { AttributeName: 'recordId', KeyType: 'RANGE' },
+        ],
+        GlobalSecondaryIndexes: [
+          { IndexName: 'byEmail', KeySchema: [{ AttributeName: 'email', KeyType: 'HASH' }], Projection: { ProjectionType: 'KEYS_ONLY' } },
+        ],
+      }),
+    );
+    await doc.send(
+      new BatchWriteCommand({
+        RequestItems: {
+          [table]: [
+            { userId: 'u-ada', recordId: 'profile', email: 'ada@example.com', name: 'Ada', plan: 'pro' },
+            { userId: 'u-ada', recordId: 'address', city: 'London' },
+            { userId: 'u-ada2', recordId: 'profile', email: 'ada@example.com', name: 'Ada again' },
+            { userId: 'u-grace', recordId: 'profile', email: 'grace@example.com', name: 'Grace', plan: 'free' },
+          ].map((Item) => ({ PutRequest: { Item } })),
+        },
+      }),
+    );
+  });
+
+  const remaining = async () => ((await doc.send(new ScanCommand({ TableName: table }))).Items ?? []).map((i) => `${String(i['userId'])}/${String(i['recordId'])}`).sort();
+
+  it('deletes every item found by partition key or through the index, and nothing else', async () => {
+    const connector = new DynamoDbConnector(doc, settings());
+
+    expect(await connector.run(command('delete'))).toEqual({ affected: 3 });
+
+    expect(await remaining()).toEqual(['u-grace/profile']);
+    expect(await connector.verify(command('delete'))).toEqual({ remaining: 0 });
+  });
+
+  it('succeeds with a count of 0 when the items are already gone', async () => {
+    const connector = new DynamoDbConnector(doc, settings());
+    await connector.run(command('delete'));
+
+    expect(await connector.run(command('delete'))).toEqual({ affected: 0 });
+  });
+
+  it('anonymizes the listed attributes, keeps the rest, and counts only items it changed', async () => {
+    const connector = new DynamoDbConnector(doc, settings());
+    const byUserId = [{ type: 'user_id', value: 'u-ada' }];
+    expect(await connector.verify(command('anonymize', byUserId))).toEqual({ remaining: 1 });
+
+    expect(await connector.run(command('anonymize', byUserId))).toEqual({ affected: 1 });
+
+    const profile = (await doc.send(new GetCommand({ TableName: table, Key: { userId: 'u-ada', recordId: 'profile' } }))).Item;
+    expect(profile).toEqual({ userId: 'u-ada', recordId: 'profile', plan: 'pro' });
+    expect(await connector.verify(command('anonymize', byUserId))).toEqual({ remaining: 0 });
+    expect(await connector.run(command('anonymize', byUserId))).toEqual({ affected: 0 });
+    expect(await remaining()).toHaveLength(4);
+  });
+
+  it('fails permanently on a table that does not exist', async () => {
+    const connector = new DynamoDbConnector(doc, { ...settings(), table: 'no-such-table' });
+
+    await expect(connector.run(command('delete'))).rejects.toThrow(ConnectorPermanentError);
+    await expect(connector.run(command('delete'))).rejects.toThrow(/dynamodb table no-such-table: ResourceNotFoundException/);
+  });
+
+  it('fails retryably when DynamoDB cannot be reached', async () => {
+    const { DynamoDBClient } = await import('@aws-sdk/client-dynamodb');
+    const unreachable = DynamoDBDocumentClient.from(
+      new DynamoDBClient({ endpoint: 'http://127.0.0.1:9', region: 'us-east-1', credentials, maxAttempts: 1 }),
+    );
+    const connector = new DynamoDbConnector(unreachable, settings());
+
+    await expect(connector.run(command('delete'))).rejects.toThrow(ConnectorRetryableError);
+  });
+
+  it('never mentions the identity in its errors', async () => {
+    const connector = new DynamoDbConnector(doc, { ...settings(), table: 'no-such-table' });
+    const error = await connector.run(command('delete')).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(error?.message).toMatch(/no-such-table/);
+    expect(error?.message).not.toContain('ada@example.com');
+    await server.client.send(new DeleteTableCommand({ TableName: table }));
+  });
+});

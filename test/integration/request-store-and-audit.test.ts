@@ -1,0 +1,120 @@
+import { CreateTableCommand } from '@aws-sdk/client-dynamodb';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { startFauxqs } from 'fauxqs';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyChain } from '#core/audit';
+import { InvalidTransitionError } from '#core/errors';
+import type { RequestRecord } from '#core/request';
+import { credentials, dynamoDb, dynamoUnavailable, type DynamoEndpoint } from '../fixtures/servers.ts';
+
+const unavailable = dynamoUnavailable();
+if (unavailable) console.warn(`skipping request store and audit integration tests: ${unavailable}`);
+
+describe.skipIf(unavailable)('Request store and audit log (DynamoDB Local, fauxqs S3)', () => {
+  let server: DynamoEndpoint;
+  let fauxqs: Awaited<ReturnType<typeof startFauxqs>>;
+  let s3: S3Client;
+  let store: import('#functions/commons/request-store').RequestStore;
+  let audit: import('#functions/commons/audit-log').AuditLog;
+  let readAuditChain: typeof import('#functions/commons/audit-log').readAuditChain;
+  const table = 'requests';
+  const bucket = 'audit';
+
+  beforeAll(async () => {
+    server = await dynamoDb();
+    fauxqs = await startFauxqs({ port: 0, logger: false });
+    process.env['AWS_ENDPOINT_URL_DYNAMODB'] = server.endpoint;
+    process.env['AWS_ENDPOINT_URL_S3'] = `http://127.0.0.1:${String(fauxqs.port)}`;
+    Object.assign(process.env, { AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' });
+    s3 = new S3Client({ endpoint: process.env['AWS_ENDPOINT_URL_S3'], region: 'us-east-1', credentials, forcePathStyle: true });
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    await server.client.send(
+      new CreateTableCommand({
+        TableName: table,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [
+          { AttributeName: 'pk', AttributeType: 'S' },
+          { AttributeName: 'sk', AttributeType: 'S' },
+        ],
+        KeySchema: [
+          { AttributeName: 'pk', KeyType: 'HASH' },
+          { AttributeName: 'sk', KeyType: 'RANGE' },
+        ],
+      }),
+    ).catch(() => undefined);
+    const storeModule = await import('#functions/commons/request-store');
+    const auditModule = await import('#functions/commons/audit-log');
+    store = new storeModule.RequestStore(table);
+    audit = new auditModule.AuditLog(table, bucket);
+    readAuditChain = auditModule.readAuditChain;
+  });
+  afterAll(async () => {
+    await fauxqs.stop();
+    await server.stop();
+  });
+
+  const newRequest = async (): Promise<string> => {
+    const requestId = randomUUID();
+    const record: RequestRecord = {
+      requestId,
+      type: 'erasure',
+      regulation: 'gdpr',
+      status: 'received',
+      receivedAt: new Date().toISOString(),
+      dueAt: new Date().toISOString(),
+      pseudonyms: [{ type: 'email', pseudonym: 'ab'.repeat(32) }],
+      keyVersion: 'v1',
+      bodyHash: 'h',
+      sealedIdentities: 'sealed',
+      wrappedDataKey: 'wrapped',
+    };
+    expect(await store.create(record)).toBe(true);
+    return requestId;
+  };
+
+  it('stores a request once per id', async () => {
+    const id = await newRequest();
+    const again = await store.create({ ...(await store.mustGet(id)), type: 'anonymize' });
+
+    expect(again).toBe(false);
+    expect((await store.mustGet(id)).type).toBe('erasure');
+  });
+
+  it('moves statuses forward only, idempotently, and locks final ones', async () => {
+    const id = await newRequest();
+
+    expect(await store.transition(id, 'in_progress')).toBe(true);
+    expect(await store.transition(id, 'in_progress')).toBe(false);
+    await expect(store.transition(id, 'received')).rejects.toThrow(InvalidTransitionError);
+    expect(await store.transition(id, 'completed', { completedAt: 'now' })).toBe(true);
+    await expect(store.transition(id, 'failed')).rejects.toThrow(/cannot move from completed to failed/);
+    expect((await store.mustGet(id)).status).toBe('completed');
+  });
+
+  it('keeps task statuses forward-only and counts attempts', async () => {
+    const id = await newRequest();
+    await store.putTaskIfAbsent({ requestId: id, system: 'users', action: 'delete', connector: 'dynamodb', status: 'pending', attempts: 0, updatedAt: 'now' });
+    await store.putTaskIfAbsent({ requestId: id, system: 'users', action: 'delete', connector: 'dynamodb', status: 'failed', attempts: 9, updatedAt: 'now' });
+
+    expect(await store.transitionTask(id, 'users', 'delete', 'running')).toBe(true);
+    expect(await store.transitionTask(id, 'users', 'delete', 'succeeded', { affected: 2 })).toBe(true);
+    await expect(store.transitionTask(id, 'users', 'delete', 'failed')).rejects.toThrow(InvalidTransitionError);
+    expect(await store.tasks(id)).toEqual([expect.objectContaining({ status: 'succeeded', affected: 2, attempts: 1 })]);
+  });
+
+  it('chains concurrent appends without gaps or forks, and appends each state change once', async () => {
+    const id = await newRequest();
+    const at = new Date().toISOString();
+    const events = Array.from({ length: 20 }, (_, i) => ({ eventId: `e${String(i)}`, event: 'task.succeeded' as const, at, actor: 'test', affected: i }));
+
+    await Promise.all(events.map((e) => audit.append(id, e)));
+    await Promise.all(events.slice(0, 5).map((e) => audit.append(id, e)));
+
+    const records = await readAuditChain(s3, bucket, id);
+    expect(records).toHaveLength(20);
+    expect(new Set(records.map((r) => r.eventId)).size).toBe(20);
+    const last = records.at(-1)!;
+    expect(verifyChain(id, records, { seq: last.seq, hash: last.hash })).toEqual([]);
+  });
+});
