@@ -137,10 +137,10 @@ export class RequestStore {
   ): Promise<boolean> {
     if (from.length === 0) {
       // Nothing may move to `to` (it is an initial status): it is either where the record is, or wrong.
-      const current = (await this.#getItem(key, `read ${what}`))?.['status'];
+      const current = (await this.#getItem(key, `read ${what}`))?.['status'] as string | undefined;
       if (current === undefined) throw new NotFoundError(`${what} does not exist`);
       if (current === to) return false;
-      throw new InvalidTransitionError(`${what} cannot move from ${String(current)} to ${to}`);
+      throw new InvalidTransitionError(`${what} cannot move from ${current} to ${to}`);
     }
     const sets = ['#status = :to', 'updatedAt = :now'];
     const values: Record<string, unknown> = { ':to': to, ':now': new Date().toISOString() };
