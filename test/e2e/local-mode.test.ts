@@ -1,0 +1,189 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { DynamoDBDocumentClient, GetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requestIdFor } from '#core/request';
+import type { LocalState } from '#local/runtime';
+import { credentials, dynamoUnavailable, freePort } from '../fixtures/servers.ts';
+
+const unavailable = dynamoUnavailable();
+if (unavailable) console.warn(`skipping the local mode end-to-end test: ${unavailable}`);
+
+/** Poll until `check` returns a value, for at most `timeoutMs`. */
+async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+interface Status {
+  requestId: string;
+  status: string;
+  completedAt: string | null;
+  systems: { system: string; action: string; status: string; affected: number | null }[];
+}
+
+describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
+  let child: ChildProcess;
+  let output = '';
+  let stateDir: string;
+  let state: LocalState;
+  let api: string;
+  let db: DynamoDBDocumentClient;
+
+  const post = (body: unknown) =>
+    fetch(`${api}/v1/requests`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const status = async (id: string) => (await (await fetch(`${api}/v1/requests/${id}`)).json()) as Status;
+  const final = (id: string) =>
+    waitFor(`request ${id} to finish`, async () => {
+      const s = await status(id);
+      return ['completed', 'partially_failed', 'failed', 'cancelled'].includes(s.status) ? s : undefined;
+    });
+  const metaItems = async (id: string) =>
+    (await db.send(new QueryCommand({ TableName: state.requestsTable, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': `REQ#${id}` } })))
+      .Items ?? [];
+  const countItems = async () => (await db.send(new ScanCommand({ TableName: state.requestsTable, Select: 'COUNT' }))).Count;
+  const user = async (userId: string) => (await db.send(new GetCommand({ TableName: 'users', Key: { userId }, ConsistentRead: true }))).Item;
+
+  beforeAll(async () => {
+    stateDir = mkdtempSync(join(tmpdir(), 'lethe-e2e-'));
+    const port = await freePort();
+    child = spawn(process.execPath, ['local/main.ts'], {
+      env: { ...process.env, LETHE_PORT: String(port), LETHE_STATE_DIR: stateDir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+    api = `http://127.0.0.1:${String(port)}`;
+    await waitFor('local mode to answer /health', async () => {
+      if (child.exitCode !== null) throw new Error(`local mode exited:\n${output}`);
+      return (await fetch(`${api}/health`)).ok ? true : undefined;
+    }, 90_000).catch((error: unknown) => {
+      throw new Error(`${(error as Error).message}\n${output}`);
+    });
+    state = JSON.parse(readFileSync(join(stateDir, 'local.json'), 'utf8')) as LocalState;
+    db = DynamoDBDocumentClient.from(new DynamoDBClient({ endpoint: state.dynamoDbEndpoint, region: state.region, credentials }));
+  });
+
+  afterAll(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+
+  it('erases a seeded user: completed, the user gone, the other user kept', async () => {
+    expect(await user('u-ada')).toBeDefined();
+
+    const response = await post({ type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: 'ada@example.com' }] });
+    expect(response.status).toBe(202);
+    const answer = (await response.json()) as { requestId: string; status: string; dueAt: string };
+    expect(answer.status).toBe('received');
+    expect(new Date(answer.dueAt).getTime()).toBeGreaterThan(Date.now() + 27 * 24 * 3600 * 1000);
+
+    const done = await final(answer.requestId);
+    expect(done).toMatchObject({ status: 'completed', completedAt: expect.any(String) as string });
+    expect(done.systems).toEqual([{ system: 'users', action: 'delete', status: 'succeeded', affected: 1 }]);
+    expect(await user('u-ada')).toBeUndefined();
+    expect(await user('u-grace')).toMatchObject({ email: 'grace@example.com' });
+
+    const verify = spawnSync(process.execPath, ['cli/lethe.ts', 'audit', 'verify', '--request', answer.requestId, '--state-dir', stateDir], { encoding: 'utf8' });
+    expect(verify.stderr).toBe('');
+    expect(verify.stdout).toMatch(/5 records, intact .*last event request\.completed/);
+    expect(verify.status).toBe(0);
+  });
+
+  it('makes one request of the same request sent twice', async () => {
+    const body = {
+      type: 'erasure',
+      regulation: 'ccpa',
+      requestId: 'c0ffee00-0000-4000-8000-000000000001',
+      identities: [{ type: 'email', value: 'nobody@example.com' }],
+    };
+    const [first, second] = await Promise.all([post(body), post(body)]);
+    expect([first.status, second.status]).toEqual([202, 202]);
+    expect(((await second.json()) as { requestId: string }).requestId).toBe(body.requestId);
+
+    const done = await final(body.requestId);
+    expect(done.systems).toEqual([{ system: 'users', action: 'delete', status: 'succeeded', affected: 0 }]);
+    const items = await metaItems(body.requestId);
+    expect(items.filter((i) => i['sk'] === 'META')).toHaveLength(1);
+    expect(items.filter((i) => String(i['sk']).startsWith('TASK#'))).toHaveLength(1);
+
+    const replay = await post(body);
+    expect(replay.status).toBe(202);
+    expect(await replay.json()).toMatchObject({ requestId: body.requestId, status: 'completed' });
+  });
+
+  it('takes the same request from EventBridge PutEvents, once per source event', async () => {
+    const events = new EventBridgeClient({ endpoint: api, region: state.region, credentials });
+    const entry = {
+      EventBusName: state.eventBusName,
+      Source: 'com.example.accounts',
+      DetailType: 'Privacy Request Submitted',
+      Detail: JSON.stringify({
+        type: 'erasure',
+        regulation: 'gdpr',
+        source: 'accounts',
+        sourceEventId: 'evt-42',
+        identities: [{ type: 'email', value: 'grace@example.com' }],
+      }),
+    };
+    const out = await events.send(new PutEventsCommand({ Entries: [entry, entry] }));
+    expect(out.FailedEntryCount).toBe(0);
+
+    const requestId = requestIdFor({ source: 'accounts', sourceEventId: 'evt-42' });
+    const done = await final(requestId);
+    expect(done.status).toBe('completed');
+    expect(await user('u-grace')).toBeUndefined();
+    expect((await metaItems(requestId)).filter((i) => i['sk'] === 'META')).toHaveLength(1);
+  });
+
+  it('answers invalid requests with a 400 that names the field, and writes nothing', async () => {
+    const before = await countItems();
+
+    const response = await post({ type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: 'not-an-address' }] });
+
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: 'ValidationError', issues: [{ path: 'identities.0.value' }] });
+    const unknownField = await post({ type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: 'x@example.com' }], note: 'hi' });
+    expect(unknownField.status).toBe(400);
+    expect(((await unknownField.json()) as { message: string }).message).toContain('note');
+    expect((await fetch(`${api}/v1/requests/not-a-uuid`)).status).toBe(400);
+    expect((await fetch(`${api}/v1/requests/c0ffee00-0000-4000-8000-0000000000ff`)).status).toBe(404);
+    await sleep(500);
+    expect(await countItems()).toBe(before);
+  });
+
+  it('logged no raw identifier anywhere', () => {
+    const handlerLog = readFileSync(join(stateDir, 'local.log'), 'utf8');
+    const afterBanner = output.slice(output.indexOf('Ctrl-C stops everything.'));
+    expect(handlerLog).toContain('request received');
+    for (const raw of ['ada@example.com', 'grace@example.com', 'nobody@example.com', 'not-an-address']) {
+      expect(handlerLog).not.toContain(raw);
+      expect(afterBanner).not.toContain(raw);
+    }
+  });
+
+  it('stops everything on Ctrl-C, leaving nothing behind', async () => {
+    const exited = new Promise<number | null>((ok) => child.once('exit', ok));
+    child.kill('SIGINT');
+
+    expect(await Promise.race([exited, sleep(20_000).then(() => 'still running')])).toBe(0);
+    const port = Number(new URL(state.dynamoDbEndpoint).port);
+    const refused = await new Promise<boolean>((ok) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => (socket.destroy(), ok(false)));
+      socket.once('error', () => ok(true));
+    });
+    expect(refused).toBe(true);
+    await expect(fetch(`${api}/health`)).rejects.toThrow();
+  });
+});
