@@ -68,13 +68,14 @@ export class LetheStack extends Stack {
       'Rotating the pseudonym key would unlink every stored pseudonym; rotation is a versioned, planned operation, not a schedule.',
     );
 
+    // The table has its own key: reading the table must not give the power to unwrap data keys.
     const table = new Table(this, 'Requests', {
       partitionKey: { name: 'pk', type: AttributeType.STRING },
       sortKey: { name: 'sk', type: AttributeType.STRING },
       billingMode: BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       encryption: TableEncryption.CUSTOMER_MANAGED,
-      encryptionKey: identityKey,
+      encryptionKey: new Key(this, 'TableKey', { description: 'Lethe: encrypts the requests table', enableKeyRotation: true }),
     });
     const audit = new AuditBucket(this, 'Audit', { retentionDays: props.auditRetentionDays ?? 730 });
     ack(

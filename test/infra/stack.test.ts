@@ -68,6 +68,19 @@ describe('Stack: Lethe', () => {
       SSESpecification: { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: Match.anyValue() },
     });
     template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    template.resourceCountIs('AWS::KMS::Key', 2);
+  });
+
+  it('lets only intake wrap and only the workers unwrap the data keys that seal raw identities', () => {
+    const users = Object.entries(template.findResources('AWS::IAM::Policy'))
+      .filter(([, p]) => JSON.stringify(p).includes('IdentityKey'))
+      .map(([id, p]) => [id.replace(/ServiceRoleDefaultPolicy.*/, ''), JSON.stringify(p)] as const);
+    expect(users.map(([fn]) => fn).sort()).toEqual(['ReceiveEvent', 'RunConnectordynamodb', 'SubmitRequest']);
+    for (const [fn, policy] of users) {
+      const statements = JSON.parse(policy) as { Properties: { PolicyDocument: { Statement: Statement[] } } };
+      const onKey = statements.Properties.PolicyDocument.Statement.filter((st) => JSON.stringify(st.Resource).includes('IdentityKey'));
+      expect(onKey.flatMap(actions), fn).toEqual(fn === 'RunConnectordynamodb' ? ['kms:Decrypt'] : ['kms:GenerateDataKey']);
+    }
   });
 
   it('gives every work queue a dead-letter queue, and encrypts every queue', () => {
