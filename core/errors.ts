@@ -67,3 +67,11 @@ export function isRetryable(error: unknown): boolean {
 export function asError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));
 }
+
+/**
+ * How long to wait before retrying a retryable failure: exponential from 2 s, kept under half the
+ * heartbeat, so a task waiting between attempts never looks like a dead worker to the saga.
+ */
+export function retryDelaySeconds(attempts: number, heartbeatSeconds: number): number {
+  return Math.max(1, Math.min(2 ** attempts, Math.floor(heartbeatSeconds / 2), 900));
+}

@@ -1,4 +1,5 @@
 import { SendTaskFailureCommand, SendTaskHeartbeatCommand, SendTaskSuccessCommand } from '@aws-sdk/client-sfn';
+import { ChangeMessageVisibilityCommand, GetQueueUrlCommand } from '@aws-sdk/client-sqs';
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
@@ -6,10 +7,10 @@ import { z } from 'zod';
 import { createConnector } from '#connectors/index';
 import type { SystemConfig } from '#core/config';
 import { openIdentities } from '#core/envelope';
-import { ConnectorRetryableError, isRetryable, LetheError, PermanentError } from '#core/errors';
+import { ConnectorRetryableError, isRetryable, LetheError, PermanentError, retryDelaySeconds } from '#core/errors';
 import { ACTIONS, isFinalTaskStatus, type TaskRecord } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
-import { dynamo, sfn } from '../commons/clients.ts';
+import { dynamo, sfn, sqs } from '../commons/clients.ts';
 import { requireEnv } from '../commons/env.ts';
 import { keyServiceFromEnv } from '../commons/keys.ts';
 import { errorFields, logger, observe } from '../commons/observability.ts';
@@ -69,7 +70,12 @@ async function runTask(record: SQSRecord): Promise<void> {
   } catch (error) {
     const attempts = Number(record.attributes.ApproximateReceiveCount);
     if (isRetryable(error) && attempts < system.maxAttempts) {
-      logger.warn('task will be retried', { requestId, system: systemName, action, attempts, ...errorFields(error) });
+      const delay = retryDelaySeconds(attempts, system.heartbeatSeconds);
+      logger.warn('task will be retried', { requestId, system: systemName, action, attempts, delay, ...errorFields(error) });
+      // Keep the saga's heartbeat alive and bring the message back after a short backoff,
+      // instead of the queue's full visibility timeout.
+      await beat(message);
+      await retryAfter(record, delay);
       throw error;
     }
     await fail(message, error);
@@ -92,6 +98,28 @@ async function fail(message: TaskMessage, error: unknown): Promise<void> {
   }
   if (moved) await audit.append(requestId, taskEvent('task.failed', message, { status: 'failed', errorName }));
   await report(message, { status: 'failed', errorName, errorMessage });
+}
+
+const queueUrls = new Map<string, Promise<string | undefined>>();
+
+async function retryAfter(record: SQSRecord, seconds: number): Promise<void> {
+  const [, , , , account, name] = record.eventSourceARN.split(':');
+  if (!queueUrls.has(record.eventSourceARN)) {
+    queueUrls.set(
+      record.eventSourceARN,
+      sqs.send(new GetQueueUrlCommand({ QueueName: name, QueueOwnerAWSAccountId: account })).then(
+        (out) => out.QueueUrl,
+        () => undefined,
+      ),
+    );
+  }
+  const queueUrl = await queueUrls.get(record.eventSourceARN);
+  if (!queueUrl) return;
+  try {
+    await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: seconds }));
+  } catch (error) {
+    logger.warn('could not shorten the retry delay', errorFields(error));
+  }
 }
 
 /** Tell the saga the task is alive, so its heartbeat timeout does not fire while a connector works. */
@@ -135,4 +163,4 @@ function taskEvent(
 
 export const handler = middy<SQSEvent, SQSBatchResponse>()
   .use(observe())
-  .handler((event, context) => processPartialResponse(event, runTask, processor, { context }));
+  .handler((event, context) => processPartialResponse(event, runTask, processor, { context, throwOnFullBatchFailure: false }));

@@ -28,4 +28,4 @@ async function start(record: SQSRecord): Promise<void> {
 
 export const handler = middy<SQSEvent, SQSBatchResponse>()
   .use(observe())
-  .handler((event, context) => processPartialResponse(event, start, processor, { context }));
+  .handler((event, context) => processPartialResponse(event, start, processor, { context, throwOnFullBatchFailure: false }));

@@ -1,0 +1,145 @@
+import { SendTaskFailureCommand, SendTaskHeartbeatCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { ChangeMessageVisibilityCommand, GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { S3Client } from '@aws-sdk/client-s3';
+import { DeleteCommand, DynamoDBDocumentClient, GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { sealIdentities } from '#core/envelope';
+import { retryDelaySeconds } from '#core/errors';
+import { LocalKeyService } from '#functions/commons/keys';
+import { handlerEnvironment, lambdaContext } from '../../fixtures/lambda.ts';
+
+const system = {
+  name: 'users',
+  connector: 'dynamodb',
+  identities: ['email'],
+  actions: { erasure: 'delete' },
+  concurrency: 2,
+  heartbeatSeconds: 60,
+  timeoutSeconds: 600,
+  maxAttempts: 3,
+  settings: { table: 'users', partitionKey: 'userId', lookups: [{ identity: 'email', attribute: 'email', index: 'byEmail' }], anonymize: [] },
+};
+handlerEnvironment({ LETHE_SYSTEMS: JSON.stringify([system]), CONNECTOR_KIND: 'dynamodb' });
+const dynamo = mockClient(DynamoDBDocumentClient);
+const sfn = mockClient(SFNClient);
+const sqs = mockClient(SQSClient);
+const s3 = mockClient(S3Client);
+let handler: (e: SQSEvent, c: unknown) => Promise<SQSBatchResponse>;
+
+const requestId = '5d5e5f60-0000-4000-8000-000000000001';
+const taskToken = 'token-1';
+
+beforeAll(async () => {
+  ({ handler } = (await import('#functions/run-connector/handler')) as unknown as { handler: typeof handler });
+});
+beforeEach(async () => {
+  const keys = LocalKeyService.fromFile(process.env['LOCAL_KEY_FILE']!);
+  const dataKey = await keys.generateDataKey(requestId);
+  const request = {
+    requestId,
+    status: 'in_progress',
+    wrappedDataKey: dataKey.wrapped,
+    sealedIdentities: sealIdentities([{ type: 'email', value: 'ada@example.com' }], dataKey.plaintext, requestId),
+  };
+  dynamo.on(GetCommand).resolves({});
+  dynamo.on(GetCommand, { Key: { pk: `REQ#${requestId}`, sk: 'META' } }).resolves({ Item: request });
+  dynamo.on(GetCommand, { Key: { pk: `REQ#${requestId}`, sk: 'TASK#users#delete' } }).resolves({ Item: { status: 'pending' } });
+  dynamo.on(UpdateCommand).resolves({});
+  dynamo.on(TransactWriteCommand).resolves({});
+  sqs.on(GetQueueUrlCommand).resolves({ QueueUrl: 'https://sqs.us-east-1.amazonaws.com/000000000000/users' });
+});
+afterEach(() => {
+  dynamo.reset();
+  sfn.reset();
+  sqs.reset();
+  s3.reset();
+});
+
+const delivery = (receiveCount: number): SQSEvent =>
+  ({
+    Records: [
+      {
+        messageId: 'm1',
+        receiptHandle: 'rh1',
+        body: JSON.stringify({ requestId, system: 'users', action: 'delete', taskToken }),
+        attributes: { ApproximateReceiveCount: String(receiveCount) },
+        eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:users',
+      },
+    ],
+  }) as unknown as SQSEvent;
+
+const throttled = Object.assign(new Error('slow down'), { name: 'ProvisionedThroughputExceededException', $metadata: { httpStatusCode: 400 } });
+const updatesTo = (status: string) =>
+  dynamo.commandCalls(UpdateCommand).filter((c) => c.args[0].input.ExpressionAttributeValues?.[':to'] === status);
+
+describe('Function: run-connector handler', () => {
+  it('deletes, verifies, records success and completes the task token', async () => {
+    dynamo.on(QueryCommand).resolvesOnce({ Items: [{ userId: 'u-ada' }] }).resolves({ Items: [] });
+    dynamo.on(DeleteCommand).resolves({});
+
+    const out = await handler(delivery(1), lambdaContext());
+
+    expect(out.batchItemFailures).toEqual([]);
+    expect(sfn).toHaveReceivedCommandWith(SendTaskSuccessCommand, {
+      taskToken,
+      output: JSON.stringify({ requestId, system: 'users', action: 'delete', status: 'succeeded', affected: 1 }),
+    });
+    expect(updatesTo('succeeded')).toHaveLength(1);
+  });
+
+  it('retries a retryable failure soon, with a heartbeat, and does not fail the task', async () => {
+    dynamo.on(QueryCommand).rejects(throttled);
+
+    const out = await handler(delivery(1), lambdaContext());
+
+    expect(out.batchItemFailures).toEqual([{ itemIdentifier: 'm1' }]);
+    expect(sfn).toHaveReceivedCommandWith(SendTaskHeartbeatCommand, { taskToken });
+    expect(sqs).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { ReceiptHandle: 'rh1', VisibilityTimeout: retryDelaySeconds(1, 60) });
+    expect(sfn).not.toHaveReceivedCommand(SendTaskFailureCommand);
+    expect(updatesTo('failed')).toHaveLength(0);
+  });
+
+  it('fails the task when retries run out, with the error class and no personal data', async () => {
+    dynamo.on(QueryCommand).rejects(throttled);
+
+    const out = await handler(delivery(3), lambdaContext());
+
+    expect(out.batchItemFailures).toEqual([]);
+    expect(sfn).toHaveReceivedCommandWith(SendTaskFailureCommand, {
+      taskToken,
+      error: 'ConnectorRetryableError',
+      cause: 'dynamodb table users index byEmail: ProvisionedThroughputExceededException (HTTP 400)',
+    });
+    expect(updatesTo('failed')).toHaveLength(1);
+    expect(JSON.stringify(sfn.calls().map((c) => c.args[0].input))).not.toContain('ada@example.com');
+  });
+
+  it('fails the task at once on a permanent error', async () => {
+    dynamo.on(QueryCommand).rejects(Object.assign(new Error('no table'), { name: 'ResourceNotFoundException', $metadata: { httpStatusCode: 400 } }));
+
+    await handler(delivery(1), lambdaContext());
+
+    expect(sfn).toHaveReceivedCommandWith(SendTaskFailureCommand, { error: 'ConnectorPermanentError' });
+    expect(sqs).not.toHaveReceivedCommand(ChangeMessageVisibilityCommand);
+  });
+
+  it('reports a task that is already final without acting again', async () => {
+    dynamo.on(GetCommand, { Key: { pk: `REQ#${requestId}`, sk: 'TASK#users#delete' } }).resolves({ Item: { status: 'succeeded', affected: 4 } });
+
+    await handler(delivery(2), lambdaContext());
+
+    expect(dynamo).not.toHaveReceivedCommand(QueryCommand);
+    expect(sfn).toHaveReceivedCommandWith(SendTaskSuccessCommand, {
+      output: JSON.stringify({ requestId, system: 'users', action: 'delete', status: 'succeeded', affected: 4 }),
+    });
+  });
+});
+
+describe('Function: retryDelaySeconds', () => {
+  it('backs off exponentially, under half the heartbeat', () => {
+    expect([1, 2, 3, 4, 5, 6].map((n) => retryDelaySeconds(n, 60))).toEqual([2, 4, 8, 16, 30, 30]);
+    expect(retryDelaySeconds(10, 3600)).toBe(900);
+  });
+});
