@@ -98,6 +98,10 @@ export class LetheStack extends Stack {
       PSEUDONYM_SECRET_ID: pseudonymKey.secretArn,
     };
 
+    const eventsDlq = new DeadLetterQueue(this, 'EventTargetsDlq', {
+      description: 'events Lethe could not deliver, and invalid privacy request events',
+    });
+
     // Intake: the same logic behind HTTP and EventBridge.
     const intake = (name: string, handler: string, description: string) => {
       const fn = new SecureFunction(this, name, {
@@ -113,6 +117,8 @@ export class LetheStack extends Stack {
     };
     const submit = intake('SubmitRequest', 'submit-request', 'Lethe: POST /v1/requests');
     const receive = intake('ReceiveEvent', 'receive-event', 'Lethe: Privacy Request Submitted events');
+    receive.addEnvironment('REJECTED_EVENTS_QUEUE_URL', eventsDlq.queue.queueUrl);
+    eventsDlq.queue.grantSendMessages(receive);
 
     // One queue per system; one worker per connector kind.
     const systemQueues = new Map<string, SecureQueue>();
@@ -202,7 +208,6 @@ export class LetheStack extends Stack {
       environment: stateEnv,
     });
     writesAudit(failRequest);
-    const eventsDlq = new DeadLetterQueue(this, 'EventTargetsDlq', { description: 'events Lethe could not deliver' });
     const target = (fn: IFunction) =>
       new LambdaFunction(fn, { deadLetterQueue: eventsDlq.queue, retryAttempts: 8, maxEventAge: Duration.hours(24) });
     new Rule(this, 'SagaEndedAbnormally', {

@@ -1,5 +1,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { ListQueuesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, GetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -144,6 +145,33 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect(done.status).toBe('completed');
     expect(await user('u-grace')).toBeUndefined();
     expect((await metaItems(requestId)).filter((i) => i['sk'] === 'META')).toHaveLength(1);
+  });
+
+  it('records an invalid event in the dead-letter queue by id and bad fields, without its identifiers', async () => {
+    const before = await countItems();
+    const events = new EventBridgeClient({ endpoint: api, region: state.region, credentials });
+    const detail = { type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: 'not-an-address' }] };
+    const put = await events.send(
+      new PutEventsCommand({
+        Entries: [{ EventBusName: state.eventBusName, Source: 'com.example.accounts', DetailType: 'Privacy Request Submitted', Detail: JSON.stringify(detail) }],
+      }),
+    );
+
+    const sqs = new SQSClient({ endpoint: state.sqsEndpoint, region: state.region, credentials, useQueueUrlAsEndpoint: false });
+    const queueUrl = (await sqs.send(new ListQueuesCommand({}))).QueueUrls?.find((u) => u.includes('EventTargetsDlq'));
+    expect(queueUrl).toBeDefined();
+    const message = await waitFor('the rejected event', async () => {
+      const out = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, WaitTimeSeconds: 1, MessageAttributeNames: ['All'] }));
+      return out.Messages?.[0];
+    });
+    expect(message.MessageAttributes?.['invalidFields']?.StringValue).toBe('identities.0.value');
+    expect(JSON.parse(message.Body!)).toMatchObject({
+      eventId: put.Entries?.[0]?.EventId,
+      source: 'com.example.accounts',
+      invalidFields: [{ path: 'identities.0.value' }],
+    });
+    expect(message.Body).not.toContain('not-an-address');
+    expect(await countItems()).toBe(before);
   });
 
   it('answers invalid requests with a 400 that names the field, and writes nothing', async () => {
