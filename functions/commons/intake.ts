@@ -6,10 +6,23 @@ import { IdempotencyConflictError, RetryableError } from '#core/errors';
 import { normalizeIdentities, pseudonymize } from '#core/identity';
 import type { KeyService } from '#core/ports';
 import { dueDate, parseSubmission, requestIdFor, type RequestRecord, type RequestStatus } from '#core/request';
-import type { AuditLog } from './audit-log.ts';
+import { AuditLog } from './audit-log.ts';
 import { sqs } from './clients.ts';
+import { requireEnv } from './env.ts';
+import { keyServiceFromEnv } from './keys.ts';
 import { logger } from './observability.ts';
-import type { RequestStore } from './request-store.ts';
+import { RequestStore } from './request-store.ts';
+
+/** Intake's adapters, from the environment the stack gives both intake functions. */
+export function intakeDepsFromEnv(): IntakeDeps {
+  const table = requireEnv('REQUESTS_TABLE');
+  return {
+    store: new RequestStore(table),
+    audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')),
+    keys: keyServiceFromEnv(),
+    intakeQueueUrl: requireEnv('INTAKE_QUEUE_URL'),
+  };
+}
 
 export interface IntakeDeps {
   readonly store: RequestStore;

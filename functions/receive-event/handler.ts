@@ -3,21 +3,12 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import middy from '@middy/core';
 import type { EventBridgeEvent } from 'aws-lambda';
 import { ValidationError } from '#core/errors';
-import { AuditLog } from '../commons/audit-log.ts';
 import { sqs } from '../commons/clients.ts';
 import { requireEnv } from '../commons/env.ts';
-import { submitRequest, type IntakeAnswer } from '../commons/intake.ts';
-import { keyServiceFromEnv } from '../commons/keys.ts';
+import { intakeDepsFromEnv, submitRequest, type IntakeAnswer } from '../commons/intake.ts';
 import { logger, metrics, observe } from '../commons/observability.ts';
-import { RequestStore } from '../commons/request-store.ts';
 
-const table = requireEnv('REQUESTS_TABLE');
-const deps = {
-  store: new RequestStore(table),
-  audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')),
-  keys: keyServiceFromEnv(),
-  intakeQueueUrl: requireEnv('INTAKE_QUEUE_URL'),
-};
+const deps = intakeDepsFromEnv();
 
 const rejectedQueueUrl = requireEnv('REJECTED_EVENTS_QUEUE_URL');
 

@@ -1,20 +1,10 @@
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { AuditLog } from '../commons/audit-log.ts';
-import { requireEnv } from '../commons/env.ts';
 import { httpErrors, json, parseJsonBody } from '../commons/http.ts';
-import { submitRequest } from '../commons/intake.ts';
-import { keyServiceFromEnv } from '../commons/keys.ts';
+import { intakeDepsFromEnv, submitRequest } from '../commons/intake.ts';
 import { observe } from '../commons/observability.ts';
-import { RequestStore } from '../commons/request-store.ts';
 
-const table = requireEnv('REQUESTS_TABLE');
-const deps = {
-  store: new RequestStore(table),
-  audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')),
-  keys: keyServiceFromEnv(),
-  intakeQueueUrl: requireEnv('INTAKE_QUEUE_URL'),
-};
+const deps = intakeDepsFromEnv();
 
 /** POST /v1/requests (IAM-authorized): 202 with the request id, status and due date. */
 export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
