@@ -1,6 +1,7 @@
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { startLocal } from './runtime.ts';
+import { PassThrough } from 'node:stream';
+import { startLocal, type LocalLethe } from './runtime.ts';
 
 /**
  * `npm start`: Lethe on this machine. Ctrl-C stops everything it started.
@@ -15,17 +16,15 @@ const stateDir = resolve(process.env['LETHE_STATE_DIR'] ?? '.lethe');
 const logPath = join(stateDir, 'local.log');
 const verbose = process.env['LETHE_VERBOSE'] === '1';
 
-const { mkdirSync } = await import('node:fs');
 mkdirSync(stateDir, { recursive: true });
 const file = createWriteStream(logPath, { flags: 'a' });
-const { PassThrough } = await import('node:stream');
 const log = new PassThrough();
 log.pipe(file);
 if (verbose) log.pipe(process.stdout);
 
 const started = Date.now();
 console.log('Lethe local mode: starting DynamoDB Local, fauxqs and the synthesized stack...');
-let lethe;
+let lethe: LocalLethe;
 try {
   lethe = await startLocal({
     port,

@@ -1,8 +1,15 @@
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { InvalidTransitionError } from '#core/errors';
 import { isFinalTaskStatus, outcomeOf, type RequestStatus, type TaskStatus } from '#core/request';
 import type { AuditLog } from './audit-log.ts';
-import { logger } from './observability.ts';
+import { logger, metrics } from './observability.ts';
 import type { RequestStore } from './request-store.ts';
+
+const OUTCOME_METRIC = {
+  completed: 'RequestsCompleted',
+  partially_failed: 'RequestsPartiallyFailed',
+  failed: 'RequestsFailed',
+} as const;
 
 export interface OpenTaskFailure {
   readonly errorName: string;
@@ -54,5 +61,6 @@ export async function finishRequest(
   }
   await audit.append(requestId, { eventId: `request.${outcome}`, event: `request.${outcome}`, at: now, actor: options.actor, status: outcome });
   logger.info('request finished', { requestId, status: outcome, tasks: tasks.length });
+  metrics.addMetric(OUTCOME_METRIC[outcome], MetricUnit.Count, 1);
   return outcome;
 }

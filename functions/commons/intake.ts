@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import canonicalize from 'canonicalize';
 import { sealIdentities } from '#core/envelope';
 import { IdempotencyConflictError, RetryableError } from '#core/errors';
@@ -10,7 +11,7 @@ import { AuditLog } from './audit-log.ts';
 import { sqs } from './clients.ts';
 import { requireEnv } from './env.ts';
 import { keyServiceFromEnv } from './keys.ts';
-import { logger } from './observability.ts';
+import { logger, metrics } from './observability.ts';
 import { RequestStore } from './request-store.ts';
 
 /** Intake's adapters, from the environment the stack gives both intake functions. */
@@ -85,6 +86,7 @@ export async function submitRequest(input: unknown, actor: string, deps: IntakeD
     return replay(await deps.store.mustGet(requestId), bodyHash, actor, deps);
   }
   logger.info('request received', { requestId, type: record.type, regulation: record.regulation, identities: pseudonyms.length });
+  metrics.addMetric('RequestsReceived', MetricUnit.Count, 1);
   await dispatch(record, actor, deps);
   return { requestId, status: 'received', dueAt: record.dueAt, created: true };
 }

@@ -1,6 +1,7 @@
 import { SendTaskFailureCommand, SendTaskHeartbeatCommand, SendTaskSuccessCommand } from '@aws-sdk/client-sfn';
 import { ChangeMessageVisibilityCommand, GetQueueUrlCommand } from '@aws-sdk/client-sqs';
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { z } from 'zod';
@@ -13,7 +14,7 @@ import { AuditLog } from '../commons/audit-log.ts';
 import { dynamo, sfn, sqs } from '../commons/clients.ts';
 import { requireEnv } from '../commons/env.ts';
 import { keyServiceFromEnv } from '../commons/keys.ts';
-import { errorFields, logger, observe } from '../commons/observability.ts';
+import { errorFields, logger, metrics, observe } from '../commons/observability.ts';
 import { RequestStore } from '../commons/request-store.ts';
 import { systemsFromEnv } from '../commons/systems.ts';
 
@@ -66,11 +67,14 @@ async function runTask(record: SQSRecord): Promise<void> {
     await store.transitionTask(requestId, systemName, action, 'succeeded', { affected, remaining });
     await audit.append(requestId, taskEvent('task.succeeded', message, { status: 'succeeded', affected, remaining }));
     logger.info('task succeeded', { requestId, system: systemName, action, affected });
+    metrics.addMetric('TasksSucceeded', MetricUnit.Count, 1);
+    metrics.addMetric('RecordsAffected', MetricUnit.Count, affected);
     await report(message, { status: 'succeeded', affected });
   } catch (error) {
     const attempts = Number(record.attributes.ApproximateReceiveCount);
     if (isRetryable(error) && attempts < system.maxAttempts) {
       const delay = retryDelaySeconds(attempts, system.heartbeatSeconds);
+      metrics.addMetric('TaskRetries', MetricUnit.Count, 1);
       logger.warn('task will be retried', { requestId, system: systemName, action, attempts, delay, ...errorFields(error) });
       // Keep the saga's heartbeat alive and bring the message back after a short backoff,
       // instead of the queue's full visibility timeout.
@@ -90,6 +94,7 @@ async function fail(message: TaskMessage, error: unknown): Promise<void> {
   // Only Lethe's own messages are known to be free of personal data.
   const errorMessage = error instanceof LetheError ? error.message : 'unexpected error';
   logger.error('task failed', { requestId, system, action, errorName, errorMessage });
+  metrics.addMetric('TasksFailed', MetricUnit.Count, 1);
   let moved = false;
   try {
     moved = await store.transitionTask(requestId, system, action, 'failed', { errorName, errorMessage });
