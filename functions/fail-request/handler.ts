@@ -1,4 +1,5 @@
 import middy from '@middy/core';
+import { z } from 'zod';
 import type { EventBridgeEvent } from 'aws-lambda';
 import { AuditLog } from '../commons/audit-log.ts';
 import { requireEnv } from '../commons/env.ts';
@@ -9,22 +10,23 @@ import { RequestStore } from '../commons/request-store.ts';
 const table = requireEnv('REQUESTS_TABLE');
 const deps = { store: new RequestStore(table), audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')) };
 
-interface ExecutionStatusChange {
-  readonly executionArn: string;
-  readonly name: string;
-  readonly status: 'FAILED' | 'TIMED_OUT' | 'ABORTED';
-}
+const detailSchema = z.object({
+  executionArn: z.string(),
+  name: z.string(),
+  status: z.enum(['FAILED', 'TIMED_OUT', 'ABORTED']),
+});
 
 /**
  * The catch-all: a saga execution that failed, timed out or was aborted leaves its request
  * `failed` (executions are named by request id), with every open task failed, and audited.
  */
-export const handler = middy<EventBridgeEvent<'Step Functions Execution Status Change', ExecutionStatusChange>, void>()
+export const handler = middy<EventBridgeEvent<'Step Functions Execution Status Change', unknown>, void>()
   .use(observe())
   .handler(async (event) => {
-    const requestId = event.detail.name;
-    const errorName = `Execution${event.detail.status}`;
-    logger.warn('saga ended abnormally', { requestId, status: event.detail.status });
+    const detail = detailSchema.parse(event.detail);
+    const requestId = detail.name;
+    const errorName = `Execution${detail.status}`;
+    logger.warn('saga ended abnormally', { requestId, status: detail.status });
     if (!(await deps.store.get(requestId))) {
       logger.warn('no request for execution', { requestId });
       return;
@@ -32,6 +34,6 @@ export const handler = middy<EventBridgeEvent<'Step Functions Execution Status C
     await finishRequest(requestId, deps, {
       actor: 'lethe:catch-all',
       force: 'failed',
-      failureOf: () => ({ errorName, errorMessage: `the saga execution ended ${event.detail.status}` }),
+      failureOf: () => ({ errorName, errorMessage: `the saga execution ended ${detail.status}` }),
     });
   });

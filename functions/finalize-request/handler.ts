@@ -1,4 +1,5 @@
 import middy from '@middy/core';
+import { z } from 'zod';
 import type { RequestStatus } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
 import { requireEnv } from '../commons/env.ts';
@@ -10,20 +11,26 @@ const table = requireEnv('REQUESTS_TABLE');
 const deps = { store: new RequestStore(table), audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')) };
 
 /** One entry per task from the saga's Map: the worker's output, or the error the saga caught. */
-export interface TaskResult {
-  readonly system: string;
-  readonly action: string;
-  readonly status?: string;
-  readonly error?: { readonly Error?: string; readonly Cause?: string };
-}
+const inputSchema = z.object({
+  requestId: z.uuid(),
+  results: z.array(
+    z.object({
+      system: z.string(),
+      action: z.string(),
+      status: z.string().optional(),
+      error: z.object({ Error: z.string().optional(), Cause: z.string().optional() }).optional(),
+    }),
+  ),
+});
 
 /**
  * Last state of the saga: tasks the workers never closed (a heartbeat or timeout the saga caught)
  * fail with the saga's error name, and the request takes its outcome.
  */
-export const handler = middy<{ requestId: string; results: TaskResult[] }, { requestId: string; status: RequestStatus }>()
+export const handler = middy<unknown, { requestId: string; status: RequestStatus }>()
   .use(observe())
-  .handler(async ({ requestId, results }) => {
+  .handler(async (input) => {
+    const { requestId, results } = inputSchema.parse(input);
     const caught = new Map(results.filter((r) => r.error).map((r) => [r.system, r.error]));
     const status = await finishRequest(requestId, deps, {
       actor: 'lethe:finalize',

@@ -1,4 +1,5 @@
 import middy from '@middy/core';
+import { z } from 'zod';
 import { isFinalRequestStatus, type Action } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
 import { requireEnv } from '../commons/env.ts';
@@ -25,9 +26,12 @@ export interface PlannedTask {
  * request's type. Tasks are created `pending` once (a retried Plan creates nothing new).
  * The output carries ids, system names and queue URLs only.
  */
-export const handler = middy<{ requestId: string }, { requestId: string; tasks: PlannedTask[] }>()
+const inputSchema = z.object({ requestId: z.uuid() });
+
+export const handler = middy<unknown, { requestId: string; tasks: PlannedTask[] }>()
   .use(observe())
-  .handler(async ({ requestId }) => {
+  .handler(async (input) => {
+    const { requestId } = inputSchema.parse(input);
     const request = await store.mustGet(requestId);
     if (isFinalRequestStatus(request.status)) {
       logger.info('request already final, nothing to plan', { requestId, status: request.status });

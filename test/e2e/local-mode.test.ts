@@ -1,5 +1,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { ListQueuesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, GetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -198,6 +199,20 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
       expect(handlerLog).not.toContain(raw);
       expect(afterBanner).not.toContain(raw);
     }
+  });
+
+  it('has lethe audit verify exit non-zero, saying where, once a record is altered', async () => {
+    const requestId = 'c0ffee00-0000-4000-8000-000000000001';
+    const s3 = new S3Client({ endpoint: state.s3Endpoint, region: state.region, credentials, forcePathStyle: true });
+    const Key = `audit/${requestId}/0000000002.json`;
+    const record = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: state.auditBucket, Key }))).Body!.transformToString()) as Record<string, unknown>;
+    await s3.send(new PutObjectCommand({ Bucket: state.auditBucket, Key, Body: JSON.stringify({ ...record, tasks: 0 }) }));
+
+    const verify = spawnSync(process.execPath, ['cli/lethe.ts', 'audit', 'verify', '--request', requestId, '--state-dir', stateDir], { encoding: 'utf8' });
+
+    expect(verify.status).toBe(1);
+    expect(verify.stderr).toContain('BROKEN');
+    expect(verify.stderr).toContain('record #2 (expected seq 2): content does not match its hash');
   });
 
   it('stops everything on Ctrl-C, leaving nothing behind', async () => {
