@@ -63,11 +63,6 @@ export function isRetryable(error: unknown): boolean {
   return false;
 }
 
-/** Narrow an unknown thrown value to an Error, wrapping anything else. */
-export function asError(value: unknown): Error {
-  return value instanceof Error ? value : new Error(String(value));
-}
-
 /**
  * How long to wait before retrying a retryable failure: exponential from 2 s, kept under half the
  * heartbeat, so a task waiting between attempts never looks like a dead worker to the saga.

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { InvalidTransitionError, ValidationError, type FieldIssue } from './errors.ts';
+import { ValidationError, type FieldIssue } from './errors.ts';
 
 export const REQUEST_TYPES = ['erasure', 'anonymize', 'restrict', 'opt_out', 'withdraw'] as const;
 export type RequestType = (typeof REQUEST_TYPES)[number];
@@ -47,25 +47,16 @@ const TASK_TRANSITIONS: Record<TaskStatus, readonly TaskStatus[]> = {
 export const isFinalRequestStatus = (s: RequestStatus): boolean => FINAL_REQUEST_STATUSES.includes(s);
 export const isFinalTaskStatus = (s: TaskStatus): boolean => FINAL_TASK_STATUSES.includes(s);
 
-/** The statuses a request may move to from `to`'s predecessors: used for conditional writes. */
+/**
+ * The statuses a record may move to `to` from: the condition of every status write, so that
+ * statuses only move forward and final ones never change.
+ */
 export function requestStatusesBefore(to: RequestStatus): RequestStatus[] {
   return REQUEST_STATUSES.filter((from) => REQUEST_TRANSITIONS[from].includes(to));
 }
 
 export function taskStatusesBefore(to: TaskStatus): TaskStatus[] {
   return TASK_STATUSES.filter((from) => TASK_TRANSITIONS[from].includes(to));
-}
-
-export function assertRequestTransition(from: RequestStatus, to: RequestStatus): void {
-  if (!REQUEST_TRANSITIONS[from].includes(to)) {
-    throw new InvalidTransitionError(`request cannot move from ${from} to ${to}`);
-  }
-}
-
-export function assertTaskTransition(from: TaskStatus, to: TaskStatus): void {
-  if (!TASK_TRANSITIONS[from].includes(to)) {
-    throw new InvalidTransitionError(`task cannot move from ${from} to ${to}`);
-  }
 }
 
 /** The action each request type maps to unless the data map says otherwise for a system. */

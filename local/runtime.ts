@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { DataMap } from '#core/config';
 import { LocalKeyService } from '#functions/commons/keys';
 import { buildApp } from '#infra/app';
-import { PROJECT_ROOT } from '#infra/constructs/secure-function';
+import { ENTRY_METADATA, PROJECT_ROOT } from '#infra/constructs/secure-function';
 import { loadDataMap } from '#infra/data-map';
 import { createTable, startDynamoDbLocal } from './dynamodb-local.ts';
 import { LocalEventBus, type RuleSpec } from './event-bus.ts';
@@ -135,7 +135,7 @@ async function start(
   // Functions, in worker threads.
   const functions = new Map<string, LocalFunction>();
   for (const [id, fn] of resolver.resources('AWS::Lambda::Function')) {
-    const entry = fn.Metadata?.['lethe:entry'];
+    const entry = fn.Metadata?.[ENTRY_METADATA];
     if (typeof entry !== 'string') continue;
     const p = fn.Properties ?? {};
     const variables = resolver.resolve((p['Environment'] as { Variables?: unknown } | undefined)?.Variables ?? {}) as Record<string, string>;

@@ -4,10 +4,3 @@ export function requireEnv(name: string): string {
   if (value === undefined || value === '') throw new Error(`environment variable ${name} is required`);
   return value;
 }
-
-export function intEnv(name: string): number {
-  const raw = requireEnv(name);
-  const value = Number(raw);
-  if (!Number.isInteger(value)) throw new Error(`environment variable ${name} must be an integer`);
-  return value;
-}

@@ -26,7 +26,7 @@ export const RETRYABLE_ERRORS = [
   'Lambda.TooManyRequestsException',
 ];
 
-/** The state names local mode overrides; keep in step with local/saga.ts. */
+/** State names: they appear in execution history and the console. */
 export const STATE = { plan: 'Plan', dispatch: 'Dispatch to system', finalize: 'Finalize' } as const;
 
 export interface ErasureSagaProps {

@@ -2,13 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { ValidationError } from '#core/errors';
 import {
   addCalendarMonths,
-  assertRequestTransition,
-  assertTaskTransition,
   dueDate,
+  FINAL_REQUEST_STATUSES,
+  FINAL_TASK_STATUSES,
   outcomeOf,
   parseSubmission,
+  REQUEST_STATUSES,
   requestIdFor,
   requestStatusesBefore,
+  TASK_STATUSES,
+  taskStatusesBefore,
 } from '#core/request';
 
 describe('Function: dueDate', () => {
@@ -27,30 +30,26 @@ describe('Function: dueDate', () => {
   });
 });
 
-describe('Function: assertRequestTransition', () => {
-  it('allows moving forward', () => {
-    expect(() => assertRequestTransition('received', 'in_progress')).not.toThrow();
-    expect(() => assertRequestTransition('in_progress', 'partially_failed')).not.toThrow();
-  });
-
-  it('refuses moving backwards or out of a final status', () => {
-    expect(() => assertRequestTransition('in_progress', 'received')).toThrow('cannot move from in_progress to received');
-    for (const final of ['completed', 'partially_failed', 'failed', 'cancelled'] as const) {
-      expect(() => assertRequestTransition(final, 'in_progress')).toThrow();
-    }
-  });
-
-  it('lists the statuses a conditional write may move from', () => {
+describe('Function: requestStatusesBefore', () => {
+  it('moves requests forward only', () => {
+    expect(requestStatusesBefore('in_progress')).toEqual(['received']);
     expect(requestStatusesBefore('completed')).toEqual(['in_progress']);
     expect(requestStatusesBefore('failed')).toEqual(['received', 'in_progress']);
+    expect(requestStatusesBefore('received')).toEqual([]);
+  });
+
+  it('never moves a request out of a final status', () => {
+    const targets = [...REQUEST_STATUSES].flatMap((to) => requestStatusesBefore(to));
+    for (const final of FINAL_REQUEST_STATUSES) expect(targets).not.toContain(final);
   });
 });
 
-describe('Function: assertTaskTransition', () => {
-  it('locks terminal task statuses', () => {
-    expect(() => assertTaskTransition('succeeded', 'failed')).toThrow();
-    expect(() => assertTaskTransition('failed', 'running')).toThrow();
-    expect(() => assertTaskTransition('running', 'succeeded')).not.toThrow();
+describe('Function: taskStatusesBefore', () => {
+  it('moves tasks forward only and locks their final statuses', () => {
+    expect(taskStatusesBefore('running')).toEqual(['pending', 'dispatched']);
+    expect(taskStatusesBefore('succeeded')).toEqual(['running', 'waiting_on_vendor']);
+    const targets = [...TASK_STATUSES].flatMap((to) => taskStatusesBefore(to));
+    for (const final of FINAL_TASK_STATUSES) expect(targets).not.toContain(final);
   });
 });
 
