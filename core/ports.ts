@@ -15,8 +15,10 @@ export interface KeyService {
 export interface ConnectorCommand {
   readonly requestId: string;
   readonly action: Action;
-  /** The subject's normalized raw identities. Never log them. */
+  /** The subject's normalized raw identities, linked ones included. Never log them. */
   readonly identities: readonly Identity[];
+  /** Keyed hash (HMAC-SHA256, hex) for the `hmac` anonymization strategy. */
+  readonly keyedHash: (value: string) => string;
 }
 
 export interface ConnectorResult {
@@ -32,6 +34,12 @@ export interface ConnectorResult {
 export interface Connector {
   readonly kind: string;
   describe(): { readonly actions: readonly Action[] };
+  /**
+   * Linked identities this system holds for the subject (e.g. the users table yields its
+   * `crm_contact_id`), read before anything is deleted. Empty when it provides none.
+   */
+  resolve(identities: readonly Identity[]): Promise<Identity[]>;
+  /** delete, anonymize, restrict or lift the subject's records. */
   run(command: ConnectorCommand): Promise<ConnectorResult>;
   /** How many of the subject's records remain that the action should have removed or changed. */
   verify(command: ConnectorCommand): Promise<{ readonly remaining: number }>;

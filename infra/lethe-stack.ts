@@ -144,6 +144,7 @@ export class LetheStack extends Stack {
       workers.push(worker);
       writesAudit(worker);
       identityKey.grantDecrypt(worker);
+      pseudonymKey.grantRead(worker); // keyed hashes for the `hmac` anonymization strategy
       for (const system of systems) {
         worker.addEventSource(
           new SqsEventSource(systemQueues.get(system.name)!.queue, {

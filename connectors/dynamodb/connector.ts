@@ -32,6 +32,11 @@ export class DynamoDbConnector implements Connector {
     return { actions: DYNAMODB_ACTIONS };
   }
 
+  /** Linked identities come with issue 3's `provides` for DynamoDB; none yet. */
+  resolve(): Promise<Identity[]> {
+    return Promise.resolve([]);
+  }
+
   async run(command: ConnectorCommand): Promise<ConnectorResult> {
     const keys = await this.#findKeys(command.identities);
     switch (command.action) {

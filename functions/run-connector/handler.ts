@@ -4,6 +4,7 @@ import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-p
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { createHmac } from 'node:crypto';
 import { z } from 'zod';
 import { createConnector } from '#connectors/index';
 import type { SystemConfig } from '#core/config';
@@ -57,7 +58,13 @@ async function runTask(record: SQSRecord): Promise<void> {
   try {
     const request = await store.mustGet(requestId);
     const dataKey = await keys.unwrapDataKey(request.wrappedDataKey, requestId);
-    const command = { requestId, action, identities: openIdentities(request.sealedIdentities, dataKey, requestId) };
+    const hmacKey = (await keys.pseudonymKey()).key;
+    const command = {
+      requestId,
+      action,
+      identities: openIdentities(request.sealedIdentities, dataKey, requestId),
+      keyedHash: (value: string) => createHmac('sha256', hmacKey).update(value).digest('hex'),
+    };
     const connector = createConnector(system, { dynamo });
     const { affected } = await connector.run(command);
     const { remaining } = await connector.verify(command);

@@ -30,7 +30,7 @@ describe.skipIf(unavailable)('Class: DynamoDbConnector (DynamoDB Local)', () => 
     { type: 'email', value: 'ada@example.com' },
     { type: 'user_id', value: 'u-ada' },
   ];
-  const command = (action: 'delete' | 'anonymize', identities = ada) => ({ requestId: 'r1', action, identities });
+  const command = (action: 'delete' | 'anonymize', identities = ada) => ({ requestId: 'r1', action, identities, keyedHash: (v: string) => `h(${v})` });
 
   beforeAll(async () => {
     server = await dynamoDb();

@@ -1,0 +1,328 @@
+import { randomInt } from 'node:crypto';
+import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
+import type { Identity } from '#core/identity';
+import type { Connector, ConnectorCommand, ConnectorResult } from '#core/ports';
+import type { Action } from '#core/request';
+import type { SqlDatabase, SqlSession } from './database.ts';
+import { SQL_ACTIONS, type AnonymizationStrategy, type SqlSettings, type SqlTable } from './settings.ts';
+
+const HASHED = /^[0-9a-f]{64}$/;
+const RANDOM_ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+
+/**
+ * Deletes, anonymizes, restricts or lifts a subject's rows in the tables of one PostgreSQL or
+ * MySQL/MariaDB database, in one transaction per action, deleting children before parents (the
+ * database's foreign keys and the data map's `via` links decide the order). Values are only ever
+ * parameters; table and column names come from the validated data map and are quoted.
+ */
+export class SqlConnector implements Connector {
+  readonly kind: 'postgres' | 'mysql';
+  readonly #db: SqlDatabase;
+  readonly #s: SqlSettings;
+  readonly #tables: Map<string, SqlTable>;
+
+  constructor(db: SqlDatabase, settings: SqlSettings) {
+    this.kind = db.dialect === 'postgres' ? 'postgres' : 'mysql';
+    this.#db = db;
+    this.#s = settings;
+    this.#tables = new Map(settings.tables.map((t) => [t.name, t]));
+  }
+
+  describe(): { actions: readonly Action[] } {
+    return { actions: SQL_ACTIONS };
+  }
+
+  async resolve(identities: readonly Identity[]): Promise<Identity[]> {
+    return this.#guard('resolve', async () => {
+      const found = new Map<string, Identity>();
+      for (const p of this.#s.provides) {
+        const params = this.#params();
+        const where = this.#condition(this.#table(p.table), identities, params);
+        const col = this.#q(p.column);
+        const { rows } = await this.#db.query(
+          `SELECT DISTINCT ${col} AS v FROM ${this.#q(p.table)} WHERE ${where} AND ${col} IS NOT NULL`,
+          params.values,
+        );
+        for (const row of rows) {
+          const value = asText(row['v']);
+          found.set(`${p.identity}\u0000${value}`, { type: p.identity, value });
+        }
+      }
+      return [...found.values()];
+    });
+  }
+
+  async run(command: ConnectorCommand): Promise<ConnectorResult> {
+    return this.#guard(command.action, () =>
+      this.#db.transaction(async (session) => {
+        switch (command.action) {
+          case 'delete':
+            return { affected: await this.#delete(session, command.identities) };
+          case 'anonymize':
+            return { affected: await this.#anonymize(session, command) };
+          case 'restrict':
+          case 'lift':
+            return { affected: await this.#flag(session, command.identities, command.action) };
+          default:
+            throw new ConnectorPermanentError(`${this.kind} connector cannot ${command.action}`);
+        }
+      }),
+    );
+  }
+
+  async verify(command: ConnectorCommand): Promise<{ remaining: number }> {
+    return this.#guard(`verify ${command.action}`, async () => {
+      let remaining = 0;
+      for (const table of this.#s.tables) {
+        const params = this.#params();
+        const where = this.#condition(table, command.identities, params);
+        if (command.action === 'delete') {
+          const { rows } = await this.#db.query(`SELECT COUNT(*) AS n FROM ${this.#q(table.name)} WHERE ${where}`, params.values);
+          remaining += Number(rows[0]?.['n'] ?? 0);
+        } else if (command.action === 'anonymize') {
+          remaining += (await this.#rowsToAnonymize(this.#db, table, where, params.values, false)).length;
+        } else if ((command.action === 'restrict' || command.action === 'lift') && table.restrictColumn) {
+          const { rows } = await this.#db.query(
+            `SELECT COUNT(*) AS n FROM ${this.#q(table.name)} WHERE ${where} AND ${this.#flagPending(table.restrictColumn, command.action)}`,
+            params.values,
+          );
+          remaining += Number(rows[0]?.['n'] ?? 0);
+        }
+      }
+      return { remaining };
+    });
+  }
+
+  async #delete(session: SqlSession, identities: readonly Identity[]): Promise<number> {
+    let affected = 0;
+    for (const table of await this.#childrenFirst(session)) {
+      const params = this.#params();
+      const where = this.#condition(table, identities, params);
+      affected += (await session.query(`DELETE FROM ${this.#q(table.name)} WHERE ${where}`, params.values)).rowCount;
+    }
+    return affected;
+  }
+
+  async #anonymize(session: SqlSession, command: ConnectorCommand): Promise<number> {
+    let affected = 0;
+    for (const table of this.#s.tables) {
+      if (Object.keys(table.anonymize).length === 0) continue;
+      const params = this.#params();
+      const where = this.#condition(table, command.identities, params);
+      for (const row of await this.#rowsToAnonymize(session, table, where, params.values, true)) {
+        const set = this.#params();
+        const assignments = Object.entries(table.anonymize).map(
+          ([column, strategy]) => `${this.#q(column)} = ${set.add(anonymized(strategy, row[column], command.keyedHash))}`,
+        );
+        const key = set.add(row[table.key]);
+        affected += (await session.query(`UPDATE ${this.#q(table.name)} SET ${assignments.join(', ')} WHERE ${this.#q(table.key)} = ${key}`, set.values))
+          .rowCount;
+      }
+    }
+    return affected;
+  }
+
+  /** The subject's rows of a table that still hold a value its anonymization would change. */
+  async #rowsToAnonymize(
+    session: SqlSession,
+    table: SqlTable,
+    where: string,
+    values: readonly unknown[],
+    lock: boolean,
+  ): Promise<Record<string, unknown>[]> {
+    const columns = Object.keys(table.anonymize);
+    if (columns.length === 0) return [];
+    const { rows } = await session.query(
+      `SELECT ${[table.key, ...columns].map((c) => this.#q(c)).join(', ')} FROM ${this.#q(table.name)} WHERE ${where}${lock ? ' FOR UPDATE' : ''}`,
+      values,
+    );
+    return rows.filter((row) => Object.entries(table.anonymize).some(([column, s]) => !isAnonymized(s, row[column])));
+  }
+
+  async #flag(session: SqlSession, identities: readonly Identity[], action: 'restrict' | 'lift'): Promise<number> {
+    const tables = this.#s.tables.filter((t) => t.restrictColumn);
+    if (tables.length === 0) throw new ConnectorPermanentError(`${this.kind}: no table of this system has a restrictColumn to ${action}`);
+    let affected = 0;
+    for (const table of tables) {
+      const column = table.restrictColumn!;
+      const params = this.#params();
+      const where = this.#condition(table, identities, params);
+      affected += (
+        await session.query(
+          `UPDATE ${this.#q(table.name)} SET ${this.#q(column)} = ${action === 'restrict' ? 'TRUE' : 'FALSE'} WHERE ${where} AND ${this.#flagPending(column, action)}`,
+          params.values,
+        )
+      ).rowCount;
+    }
+    return affected;
+  }
+
+  #flagPending(column: string, action: 'restrict' | 'lift'): string {
+    const c = this.#q(column);
+    return action === 'restrict' ? `(${c} IS NULL OR ${c} = FALSE)` : `${c} = TRUE`;
+  }
+
+  /**
+   * Where the subject's rows are: an identity column holding one of its identities, or a column
+   * pointing at its rows in another table of this system. No applicable identity: no rows.
+   */
+  #condition(table: SqlTable, identities: readonly Identity[], params: Params, depth = 0): string {
+    const parts: string[] = [];
+    for (const m of table.match) {
+      if ('identity' in m) {
+        for (const identity of identities.filter((i) => i.type === m.identity)) {
+          parts.push(`${this.#q(m.column)} = ${params.add(identity.value)}`);
+        }
+      } else if (depth < 8) {
+        const parent = this.#table(m.via.table);
+        const inner = this.#condition(parent, identities, params, depth + 1);
+        if (inner !== NOTHING) {
+          parts.push(`${this.#q(m.column)} IN (SELECT ${this.#q(m.via.column)} FROM ${this.#q(parent.name)} WHERE ${inner})`);
+        }
+      }
+    }
+    return parts.length ? `(${parts.join(' OR ')})` : NOTHING;
+  }
+
+  /** Tables in an order that deletes every referencing row before the row it references. */
+  async #childrenFirst(session: SqlSession): Promise<SqlTable[]> {
+    const bare = (name: string) => name.split('.').pop()!.toLowerCase();
+    const configured = new Map(this.#s.tables.map((t) => [bare(t.name), t]));
+    const parentsOf = new Map<string, Set<string>>([...configured.keys()].map((k) => [k, new Set<string>()]));
+    for (const t of this.#s.tables) {
+      for (const m of t.match) if ('via' in m) parentsOf.get(bare(t.name))?.add(bare(m.via.table));
+    }
+    for (const [child, parent] of await this.#foreignKeys(session)) {
+      if (child !== parent && configured.has(child) && configured.has(parent)) parentsOf.get(child)?.add(parent);
+    }
+    const ordered: SqlTable[] = [];
+    const remaining = new Set(configured.keys());
+    while (remaining.size > 0) {
+      const leaf = [...remaining].find((t) => ![...remaining].some((other) => parentsOf.get(other)?.has(t)));
+      const next = leaf ?? [...remaining][0]!; // a reference cycle: let the database's own rules decide
+      ordered.push(configured.get(next)!);
+      remaining.delete(next);
+    }
+    return ordered;
+  }
+
+  async #foreignKeys(session: SqlSession): Promise<[string, string][]> {
+    const sql =
+      this.#db.dialect === 'postgres'
+        ? `SELECT tc.table_name AS child, ccu.table_name AS parent
+             FROM information_schema.table_constraints tc
+             JOIN information_schema.constraint_column_usage ccu
+               ON tc.constraint_name = ccu.constraint_name AND tc.constraint_schema = ccu.constraint_schema
+            WHERE tc.constraint_type = 'FOREIGN KEY'`
+        : `SELECT TABLE_NAME AS child, REFERENCED_TABLE_NAME AS parent
+             FROM information_schema.KEY_COLUMN_USAGE
+            WHERE TABLE_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME IS NOT NULL`;
+    const { rows } = await session.query(sql);
+    return rows.map((r) => [String(r['child']).toLowerCase(), String(r['parent']).toLowerCase()]);
+  }
+
+  #table(name: string): SqlTable {
+    const table = this.#tables.get(name);
+    if (!table) throw new ConnectorPermanentError(`${this.kind}: no table ${name} in this system`);
+    return table;
+  }
+
+  #q(name: string): string {
+    return name
+      .split('.')
+      .map((part) => (this.#db.dialect === 'postgres' ? `"${part.replaceAll('"', '""')}"` : `\`${part.replaceAll('`', '``')}\``))
+      .join('.');
+  }
+
+  #params(): Params {
+    return new Params(this.#db.dialect);
+  }
+
+  async #guard<T>(what: string, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      if (error instanceof ConnectorPermanentError || error instanceof ConnectorRetryableError) throw error;
+      throw classifySqlError(`${this.kind} ${what}`, error);
+    }
+  }
+}
+
+const NOTHING = '1 = 0';
+
+/** Bound parameters in the order their placeholders appear: `$n` for PostgreSQL, `?` for MySQL. */
+class Params {
+  readonly values: unknown[] = [];
+  readonly #dialect: string;
+  constructor(dialect: string) {
+    this.#dialect = dialect;
+  }
+  add(value: unknown): string {
+    this.values.push(value);
+    return this.#dialect === 'postgres' ? `$${String(this.values.length)}` : '?';
+  }
+}
+
+/** Whether a value already is what its strategy makes of it (random values are never re-randomized on their own). */
+export function isAnonymized(strategy: AnonymizationStrategy, value: unknown): boolean {
+  switch (strategy.strategy) {
+    case 'null':
+      return value === null || value === undefined;
+    case 'constant':
+      return value !== null && value !== undefined && asText(value) === String(strategy.value);
+    case 'hmac':
+      return value === null || value === undefined || HASHED.test(asText(value));
+    case 'random':
+      return true;
+  }
+}
+
+function anonymized(strategy: AnonymizationStrategy, value: unknown, keyedHash: (v: string) => string): unknown {
+  switch (strategy.strategy) {
+    case 'null':
+      return null;
+    case 'constant':
+      return strategy.value;
+    case 'hmac':
+      return value === null || value === undefined || HASHED.test(asText(value)) ? value : keyedHash(asText(value));
+    case 'random':
+      return Array.from({ length: strategy.length }, () => RANDOM_ALPHABET[randomInt(RANDOM_ALPHABET.length)]).join('');
+  }
+}
+
+/** A column value as text: what a keyed hash is taken of, and what a constant is compared with. */
+function asText(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  if (value instanceof Date) return value.toISOString();
+  if (Buffer.isBuffer(value)) return value.toString('hex');
+  return JSON.stringify(value);
+}
+
+const RETRYABLE_SQLSTATE = /^(08|40001|40P01|53|55P03|57P0[123])/;
+const RETRYABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EAI_AGAIN',
+  'PROTOCOL_CONNECTION_LOST',
+  'ER_LOCK_DEADLOCK',
+  'ER_LOCK_WAIT_TIMEOUT',
+  'ER_CON_COUNT_ERROR',
+  'ER_TOO_MANY_USER_CONNECTIONS',
+]);
+
+/**
+ * SQL errors by class: connection loss, deadlocks, serialization failures and resource limits may
+ * pass; anything else (no such table or column, bad credentials, bad data) will not. The message
+ * names the error code only: drivers' own messages can quote the values.
+ */
+export function classifySqlError(target: string, error: unknown): ConnectorRetryableError | ConnectorPermanentError {
+  const e = error as { code?: unknown; name?: unknown };
+  const code = typeof e.code === 'string' ? e.code : typeof e.name === 'string' ? e.name : 'Error';
+  const message = `${target}: ${code}`;
+  return RETRYABLE_CODES.has(code) || RETRYABLE_SQLSTATE.test(code)
+    ? new ConnectorRetryableError(message, { cause: error })
+    : new ConnectorPermanentError(message, { cause: error });
+}
