@@ -272,19 +272,20 @@ export class LetheStack extends Stack {
   /** Least privilege on a system's own target: for DynamoDB, query, read, delete and update its table only. */
   #grantTarget(worker: IFunction, system: SystemConfig): void {
     if (system.connector === 'dynamodb') {
-      const { table } = dynamoDbSettingsSchema.parse(system.settings);
-      const arn = this.formatArn({ service: 'dynamodb', resource: 'table', resourceName: table });
-      worker.addToRolePolicy(
-        new PolicyStatement({
-          actions: ['dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:DeleteItem', 'dynamodb:UpdateItem'],
-          resources: [arn, `${arn}/index/*`],
-        }),
-      );
-      ack(
-        this,
-        `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:dynamodb:<AWS::Region>:<AWS::AccountId>:table/${table}/index/*]`,
-        `The ${system.name} worker queries the indexes of its own table, ${table}, to find a subject's items.`,
-      );
+      for (const { table } of dynamoDbSettingsSchema.parse(system.settings).tables) {
+        const arn = this.formatArn({ service: 'dynamodb', resource: 'table', resourceName: table });
+        worker.addToRolePolicy(
+          new PolicyStatement({
+            actions: ['dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:BatchWriteItem', 'dynamodb:UpdateItem'],
+            resources: [arn, `${arn}/index/*`],
+          }),
+        );
+        ack(
+          this,
+          `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:dynamodb:<AWS::Region>:<AWS::AccountId>:table/${table}/index/*]`,
+          `The ${system.name} worker queries the indexes of its own table, ${table}, to find a subject's items.`,
+        );
+      }
     }
   }
 }

@@ -16,8 +16,10 @@ export const SAMPLE_USERS = [
  */
 export async function seedTargets(client: DynamoDBClient, dataMap: DataMap): Promise<string[]> {
   const created: string[] = [];
-  for (const system of dataMap.systems.filter((s) => s.connector === 'dynamodb')) {
-    const s = dynamoDbSettingsSchema.parse(system.settings);
+  const tables = dataMap.systems
+    .filter((system) => system.connector === 'dynamodb')
+    .flatMap((system) => dynamoDbSettingsSchema.parse(system.settings).tables);
+  for (const s of tables) {
     const indexed = s.lookups.filter((l) => l.index);
     const attributes = new Set([s.partitionKey, ...(s.sortKey ? [s.sortKey] : []), ...indexed.map((l) => l.attribute)]);
     await createTable(client, {

@@ -1,22 +1,28 @@
 import {
-  DeleteCommand,
+  BatchWriteCommand,
   GetCommand,
   paginateQuery,
   UpdateCommand,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
-import { ConnectorPermanentError } from '#core/errors';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
 import type { Identity } from '#core/identity';
 import type { Connector, ConnectorCommand, ConnectorResult } from '#core/ports';
 import type { Action } from '#core/request';
 import { classifyAwsError } from '../aws-errors.ts';
-import { DYNAMODB_ACTIONS, type DynamoDbSettings } from './settings.ts';
+import { DYNAMODB_ACTIONS, type DynamoDbSettings, type DynamoDbTable } from './settings.ts';
 
 type Key = Record<string, unknown>;
 
+/** BatchWriteItem's limit. */
+const BATCH = 25;
+const BATCH_ATTEMPTS = 8;
+
 /**
- * Deletes or anonymizes a subject's items in one DynamoDB table. Items are found by querying the
- * table (identity in the partition key) or a GSI (identity in another attribute); never by a scan.
+ * Deletes or anonymizes a subject's items in the DynamoDB tables of one system. Items are found by
+ * querying a table (identity in the partition key) or a GSI (identity in another attribute), never
+ * by a scan; deletes go 25 to a BatchWriteItem, unprocessed items retried with backoff.
  */
 export class DynamoDbConnector implements Connector {
   readonly kind = 'dynamodb';
@@ -32,21 +38,24 @@ export class DynamoDbConnector implements Connector {
     return { actions: DYNAMODB_ACTIONS };
   }
 
-  /** Linked identities come with issue 3's `provides` for DynamoDB; none yet. */
+  /** DynamoDB systems provide no linked identities yet. */
   resolve(): Promise<Identity[]> {
     return Promise.resolve([]);
   }
 
   async run(command: ConnectorCommand): Promise<ConnectorResult> {
-    const keys = await this.#findKeys(command.identities);
-    switch (command.action) {
-      case 'delete':
-        return { affected: await this.#count(keys, (key) => this.#deleteItem(key)) };
-      case 'anonymize':
-        return { affected: await this.#count(keys, (key) => this.#anonymizeItem(key)) };
-      default:
+    let affected = 0;
+    for (const table of this.#s.tables) {
+      const keys = await this.#findKeys(table, command.identities);
+      if (command.action === 'delete') {
+        affected += await this.#deleteAll(table, keys);
+      } else if (command.action === 'anonymize') {
+        for (const key of keys) if (await this.#anonymizeItem(table, key)) affected += 1;
+      } else {
         throw new ConnectorPermanentError(`dynamodb connector cannot ${command.action}`);
+      }
     }
+    return { affected };
   }
 
   /**
@@ -58,113 +67,102 @@ export class DynamoDbConnector implements Connector {
     if (command.action !== 'delete' && command.action !== 'anonymize') {
       throw new ConnectorPermanentError(`dynamodb connector cannot verify ${command.action}`);
     }
-    const attributes = command.action === 'anonymize' ? this.#s.anonymize : [];
     let remaining = 0;
-    for (const key of await this.#findKeys(command.identities)) {
-      const item = await this.#read(key, attributes);
-      if (item && (command.action === 'delete' || attributes.some((a) => item[a] !== undefined))) remaining += 1;
+    for (const table of this.#s.tables) {
+      const attributes = command.action === 'anonymize' ? table.anonymize : [];
+      for (const key of await this.#findKeys(table, command.identities)) {
+        const item = await this.#read(table, key, attributes);
+        if (item && (command.action === 'delete' || attributes.some((a) => item[a] !== undefined))) remaining += 1;
+      }
     }
     return { remaining };
   }
 
-  async #read(key: Key, attributes: readonly string[]): Promise<Record<string, unknown> | undefined> {
-    const names: Record<string, string> = { '#pk': this.#s.partitionKey };
-    attributes.forEach((a, i) => (names[`#a${String(i)}`] = a));
-    try {
-      const out = await this.#db.send(
-        new GetCommand({
-          TableName: this.#s.table,
-          Key: key,
-          ConsistentRead: true,
-          ProjectionExpression: Object.keys(names).join(', '),
-          ExpressionAttributeNames: names,
-        }),
-      );
-      return out.Item;
-    } catch (error) {
-      throw classifyAwsError(`dynamodb table ${this.#s.table}`, error);
-    }
-  }
-
-  /** Primary keys of the subject's items, through every lookup that an identity of the subject fits. */
-  async #findKeys(identities: readonly Identity[]): Promise<Key[]> {
-    const { table, partitionKey, sortKey } = this.#s;
+  /** Primary keys of the subject's items in one table, through every lookup an identity fits. */
+  async #findKeys(t: DynamoDbTable, identities: readonly Identity[]): Promise<Key[]> {
     const found = new Map<string, Key>();
-    for (const lookup of this.#s.lookups) {
+    for (const lookup of t.lookups) {
       for (const identity of identities.filter((i) => i.type === lookup.identity)) {
-        const names: Record<string, string> = { '#k': lookup.attribute, '#pk': partitionKey };
-        if (sortKey) names['#sk'] = sortKey;
+        const names: Record<string, string> = { '#k': lookup.attribute, '#pk': t.partitionKey };
+        if (t.sortKey) names['#sk'] = t.sortKey;
         const pages = paginateQuery(
           { client: this.#db },
           {
-            TableName: table,
+            TableName: t.table,
             IndexName: lookup.index,
             KeyConditionExpression: '#k = :v',
             ExpressionAttributeNames: names,
             ExpressionAttributeValues: { ':v': identity.value },
-            ProjectionExpression: sortKey ? '#pk, #sk' : '#pk',
+            ProjectionExpression: t.sortKey ? '#pk, #sk' : '#pk',
           },
         );
         try {
           for await (const page of pages) {
             for (const item of page.Items ?? []) {
-              const key: Key = { [partitionKey]: item[partitionKey] as unknown };
-              if (sortKey) key[sortKey] = item[sortKey];
+              const key: Key = { [t.partitionKey]: item[t.partitionKey] as unknown };
+              if (t.sortKey) key[t.sortKey] = item[t.sortKey];
               found.set(JSON.stringify(key), key);
             }
           }
         } catch (error) {
-          throw classifyAwsError(`dynamodb table ${table}${lookup.index ? ` index ${lookup.index}` : ''}`, error);
+          throw classifyAwsError(`dynamodb table ${t.table}${lookup.index ? ` index ${lookup.index}` : ''}`, error);
         }
       }
     }
     return [...found.values()];
   }
 
-  /** Apply `op` to each key; count the items it changed (false: already gone or already done). */
-  async #count(keys: readonly Key[], op: (key: Key) => Promise<boolean>): Promise<number> {
-    let affected = 0;
-    for (const key of keys) if (await op(key)) affected += 1;
-    return affected;
+  /** Delete in batches of 25; the count is the items found, each of which existed when found. */
+  async #deleteAll(t: DynamoDbTable, keys: readonly Key[]): Promise<number> {
+    for (let i = 0; i < keys.length; i += BATCH) {
+      let pending = keys.slice(i, i + BATCH).map((Key) => ({ DeleteRequest: { Key } }));
+      for (let attempt = 0; pending.length > 0; attempt += 1) {
+        if (attempt === BATCH_ATTEMPTS) {
+          throw new ConnectorRetryableError(`dynamodb table ${t.table}: ${String(pending.length)} deletes left unprocessed`);
+        }
+        if (attempt > 0) await sleep(Math.min(50 * 2 ** attempt, 2000) * (0.5 + Math.random() / 2));
+        try {
+          const out = await this.#db.send(new BatchWriteCommand({ RequestItems: { [t.table]: pending } }));
+          pending = (out.UnprocessedItems?.[t.table] ?? []) as typeof pending;
+        } catch (error) {
+          throw classifyAwsError(`dynamodb table ${t.table}`, error);
+        }
+      }
+    }
+    return keys.length;
   }
 
-  async #deleteItem(key: Key): Promise<boolean> {
-    return this.#conditional(() =>
-      this.#db.send(
-        new DeleteCommand({
-          TableName: this.#s.table,
-          Key: key,
-          ConditionExpression: 'attribute_exists(#pk)',
-          ExpressionAttributeNames: { '#pk': this.#s.partitionKey },
-        }),
-      ),
-    );
+  async #read(t: DynamoDbTable, key: Key, attributes: readonly string[]): Promise<Record<string, unknown> | undefined> {
+    const names: Record<string, string> = { '#pk': t.partitionKey };
+    attributes.forEach((a, i) => (names[`#a${String(i)}`] = a));
+    try {
+      const out = await this.#db.send(
+        new GetCommand({ TableName: t.table, Key: key, ConsistentRead: true, ProjectionExpression: Object.keys(names).join(', '), ExpressionAttributeNames: names }),
+      );
+      return out.Item;
+    } catch (error) {
+      throw classifyAwsError(`dynamodb table ${t.table}`, error);
+    }
   }
 
-  async #anonymizeItem(key: Key): Promise<boolean> {
-    const attributes = this.#s.anonymize;
-    if (attributes.length === 0) return false;
-    const names = Object.fromEntries(attributes.map((a, i) => [`#a${String(i)}`, a]));
-    return this.#conditional(() =>
-      this.#db.send(
+  /** Remove the anonymized attributes; false when the item is gone or holds none of them. */
+  async #anonymizeItem(t: DynamoDbTable, key: Key): Promise<boolean> {
+    if (t.anonymize.length === 0) return false;
+    const names = Object.fromEntries(t.anonymize.map((a, i) => [`#a${String(i)}`, a]));
+    try {
+      await this.#db.send(
         new UpdateCommand({
-          TableName: this.#s.table,
+          TableName: t.table,
           Key: key,
           UpdateExpression: `REMOVE ${Object.keys(names).join(', ')}`,
           ConditionExpression: Object.keys(names).map((n) => `attribute_exists(${n})`).join(' OR '),
           ExpressionAttributeNames: names,
         }),
-      ),
-    );
-  }
-
-  async #conditional(send: () => Promise<unknown>): Promise<boolean> {
-    try {
-      await send();
+      );
       return true;
     } catch (error) {
       if ((error as { name?: string }).name === 'ConditionalCheckFailedException') return false;
-      throw classifyAwsError(`dynamodb table ${this.#s.table}`, error);
+      throw classifyAwsError(`dynamodb table ${t.table}`, error);
     }
   }
 }

@@ -5,8 +5,8 @@ export const DYNAMODB_ACTIONS: readonly Action[] = ['delete', 'anonymize'];
 
 const attributeName = z.string().regex(/^[A-Za-z0-9_.-]{1,255}$/, 'must be a DynamoDB attribute name');
 
-/** `settings` of a `connector: dynamodb` system in the data map. */
-export const dynamoDbSettingsSchema = z
+/** One table of a `connector: dynamodb` system. */
+export const dynamoDbTableSchema = z
   .strictObject({
     table: z.string().regex(/^[A-Za-z0-9_.-]{3,255}$/, 'must be a DynamoDB table name'),
     partitionKey: attributeName,
@@ -44,4 +44,8 @@ export const dynamoDbSettingsSchema = z
     });
   });
 
+export type DynamoDbTable = z.infer<typeof dynamoDbTableSchema>;
+
+/** `settings` of a `connector: dynamodb` system: the tables that hold the subject's items. */
+export const dynamoDbSettingsSchema = z.strictObject({ tables: z.array(dynamoDbTableSchema).min(1) });
 export type DynamoDbSettings = z.infer<typeof dynamoDbSettingsSchema>;

@@ -15,17 +15,17 @@ describe.skipIf(unavailable)('Class: DynamoDbConnector (DynamoDB Local)', () => 
   let doc: DynamoDBDocumentClient;
   let table: string;
 
-  const settings = () =>
-    dynamoDbSettingsSchema.parse({
-      table,
-      partitionKey: 'userId',
-      sortKey: 'recordId',
-      lookups: [
-        { identity: 'user_id', attribute: 'userId' },
-        { identity: 'email', attribute: 'email', index: 'byEmail' },
-      ],
-      anonymize: ['email', 'name'],
-    });
+  const tableSettings = (name: string) => ({
+    table: name,
+    partitionKey: 'userId',
+    sortKey: 'recordId',
+    lookups: [
+      { identity: 'user_id', attribute: 'userId' },
+      { identity: 'email', attribute: 'email', index: 'byEmail' },
+    ],
+    anonymize: ['email', 'name'],
+  });
+  const settings = (...names: string[]) => dynamoDbSettingsSchema.parse({ tables: (names.length ? names : [table]).map(tableSettings) });
   const ada = [
     { type: 'email', value: 'ada@example.com' },
     { type: 'user_id', value: 'u-ada' },
@@ -38,11 +38,10 @@ describe.skipIf(unavailable)('Class: DynamoDbConnector (DynamoDB Local)', () => 
   });
   afterAll(async () => server.stop());
 
-  beforeEach(async () => {
-    table = `people-${randomUUID()}`;
-    await server.client.send(
+  const createTable = (name: string) =>
+    server.client.send(
       new CreateTableCommand({
-        TableName: table,
+        TableName: name,
         BillingMode: 'PAY_PER_REQUEST',
         AttributeDefinitions: [
           { AttributeName: 'userId', AttributeType: 'S' },
@@ -58,6 +57,10 @@ describe.skipIf(unavailable)('Class: DynamoDbConnector (DynamoDB Local)', () => 
         ],
       }),
     );
+
+  beforeEach(async () => {
+    table = `people-${randomUUID()}`;
+    await createTable(table);
     await doc.send(
       new BatchWriteCommand({
         RequestItems: {
@@ -83,6 +86,27 @@ describe.skipIf(unavailable)('Class: DynamoDbConnector (DynamoDB Local)', () => 
     expect(await connector.verify(command('delete'))).toEqual({ remaining: 0 });
   });
 
+  it('deletes many items in batches of 25, across every table of the system', async () => {
+    const second = `events-${randomUUID()}`;
+    await createTable(second);
+    for (let i = 0; i < 60; i += 20) {
+      await doc.send(
+        new BatchWriteCommand({
+          RequestItems: {
+            [second]: Array.from({ length: 20 }, (_, k) => ({ PutRequest: { Item: { userId: 'u-ada', recordId: `event-${String(i + k)}` } } })),
+          },
+        }),
+      );
+    }
+    const connector = new DynamoDbConnector(doc, settings(table, second));
+
+    expect(await connector.run(command('delete'))).toEqual({ affected: 63 });
+
+    expect(await remaining()).toEqual(['u-grace/profile']);
+    expect((await doc.send(new ScanCommand({ TableName: second }))).Count).toBe(0);
+    expect(await connector.verify(command('delete'))).toEqual({ remaining: 0 });
+  });
+
   it('succeeds with a count of 0 when the items are already gone', async () => {
     const connector = new DynamoDbConnector(doc, settings());
     await connector.run(command('delete'));
@@ -105,7 +129,7 @@ describe.skipIf(unavailable)('Class: DynamoDbConnector (DynamoDB Local)', () => 
   });
 
   it('fails permanently on a table that does not exist', async () => {
-    const connector = new DynamoDbConnector(doc, { ...settings(), table: 'no-such-table' });
+    const connector = new DynamoDbConnector(doc, settings('no-such-table'));
 
     await expect(connector.run(command('delete'))).rejects.toThrow(ConnectorPermanentError);
     await expect(connector.run(command('delete'))).rejects.toThrow(/dynamodb table no-such-table: ResourceNotFoundException/);
@@ -122,7 +146,7 @@ describe.skipIf(unavailable)('Class: DynamoDbConnector (DynamoDB Local)', () => 
   });
 
   it('never mentions the identity in its errors', async () => {
-    const connector = new DynamoDbConnector(doc, { ...settings(), table: 'no-such-table' });
+    const connector = new DynamoDbConnector(doc, settings('no-such-table'));
     const error = await connector.run(command('delete')).then(
       () => undefined,
       (e: unknown) => e as Error,

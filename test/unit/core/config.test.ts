@@ -18,7 +18,7 @@ systems:
   Users:
     connector: dynamodb
     identities: [email]
-    settings: { table: users, partitionKey: userId, lookups: [{ identity: email, attribute: email, index: byEmail }] }
+    settings: { tables: [{ table: users, partitionKey: userId, lookups: [{ identity: email, attribute: email, index: byEmail }] }] }
   crm:
     connector: salesforce-classic
     identities: [email]
@@ -26,7 +26,7 @@ systems:
     connector: dynamodb
     identities: [email]
     actions: { restrict: restrict }
-    settings: { table: orders, partitionKey: orderId, lookups: [{ identity: email, attribute: email }], anonymize: [orderId] }
+    settings: { tables: [{ table: orders, partitionKey: orderId, lookups: [{ identity: email, attribute: email }], anonymize: [orderId] }] }
 `;
     let error: unknown;
     try {
@@ -46,8 +46,8 @@ systems:
     expect((error as ConfigError).issues.map((i) => i.path).sort()).toEqual([
       'systems.crm.connector',
       'systems.orders.actions.restrict',
-      'systems.orders.settings.anonymize.0',
-      'systems.orders.settings.lookups.0.index',
+      'systems.orders.settings.tables.0.anonymize.0',
+      'systems.orders.settings.tables.0.lookups.0.index',
     ]);
   });
 

@@ -1,7 +1,7 @@
 import { SendTaskFailureCommand, SendTaskHeartbeatCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { ChangeMessageVisibilityCommand, GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { S3Client } from '@aws-sdk/client-s3';
-import { DeleteCommand, DynamoDBDocumentClient, GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { BatchWriteCommand, DynamoDBDocumentClient, GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -19,7 +19,7 @@ const system = {
   heartbeatSeconds: 60,
   timeoutSeconds: 600,
   maxAttempts: 3,
-  settings: { table: 'users', partitionKey: 'userId', lookups: [{ identity: 'email', attribute: 'email', index: 'byEmail' }], anonymize: [] },
+  settings: { tables: [{ table: 'users', partitionKey: 'userId', lookups: [{ identity: 'email', attribute: 'email', index: 'byEmail' }], anonymize: [] }] },
 };
 handlerEnvironment({ LETHE_SYSTEMS: JSON.stringify([system]), CONNECTOR_KIND: 'dynamodb' });
 const dynamo = mockClient(DynamoDBDocumentClient);
@@ -77,7 +77,7 @@ const updatesTo = (status: string) =>
 describe('Function: run-connector handler', () => {
   it('deletes, verifies, records success and completes the task token', async () => {
     dynamo.on(QueryCommand).resolvesOnce({ Items: [{ userId: 'u-ada' }] }).resolves({ Items: [] });
-    dynamo.on(DeleteCommand).resolves({});
+    dynamo.on(BatchWriteCommand).resolves({});
 
     const out = await handler(delivery(1), lambdaContext());
 
