@@ -1,4 +1,4 @@
-# Sourced by .ci/run: make sure PostgreSQL and MariaDB are installed, running on 127.0.0.1 and
+# Sourced by .ci/run: make sure PostgreSQL, MariaDB and Redis are installed, running on 127.0.0.1 and
 # reachable with a role and database for the tests, then export their URLs. Installs from
 # Debian's packages where a server is missing; starts one that is installed but stopped.
 
@@ -41,5 +41,17 @@ SQL
   export LETHE_TEST_MYSQL_URL=mysql://lethe:lethe@127.0.0.1:3306/lethe_test
 }
 
+ensure_redis() {
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  fi
+  wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
+  export LETHE_TEST_REDIS_URL=redis://127.0.0.1:6379/0
+}
+
 ensure_postgres
 ensure_mariadb
+ensure_redis

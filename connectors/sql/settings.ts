@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Action } from '#core/request';
+import { secretSourceSchema } from '../secrets.ts';
 
 export const SQL_ACTIONS: readonly Action[] = ['delete', 'anonymize', 'restrict', 'lift'];
 
@@ -27,18 +28,11 @@ const match = z.union([
 ]);
 export type Match = z.infer<typeof match>;
 
-/** Where the connection string comes from: never the data map itself. */
-const secretSource = z.union([
-  z.strictObject({ env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/) }),
-  z.strictObject({ file: z.string().min(1) }),
-  z.strictObject({ secretArn: z.string().startsWith('arn:') }),
-]);
-export type SecretSource = z.infer<typeof secretSource>;
 
 /** `settings` of a `connector: postgres` or `connector: mysql` system. */
 export const sqlSettingsSchema = z
   .strictObject({
-    connection: z.strictObject({ url: secretSource }),
+    connection: z.strictObject({ url: secretSourceSchema }),
     tables: z
       .array(
         z.strictObject({

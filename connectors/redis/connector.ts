@@ -1,0 +1,106 @@
+import type { Redis } from 'ioredis';
+import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
+import type { Identity } from '#core/identity';
+import type { Connector, ConnectorCommand, ConnectorResult } from '#core/ports';
+import type { Action } from '#core/request';
+import { REDIS_ACTIONS, type RedisSettings } from './settings.ts';
+
+type Target = { kind: 'key'; key: string } | { kind: 'field'; hash: string; field: string };
+
+/**
+ * Deletes a subject's keys and hash fields in one Redis database. Keys come from templates filled
+ * with the subject's identities; patterns are walked with SCAN (never KEYS), with the identity's
+ * glob characters escaped so that an identity like `*` matches only itself.
+ */
+export class RedisConnector implements Connector {
+  readonly kind = 'redis';
+  readonly #redis: Redis;
+  readonly #s: RedisSettings;
+
+  constructor(redis: Redis, settings: RedisSettings) {
+    this.#redis = redis;
+    this.#s = settings;
+  }
+
+  describe(): { actions: readonly Action[] } {
+    return { actions: REDIS_ACTIONS };
+  }
+
+  resolve(): Promise<Identity[]> {
+    return Promise.resolve([]);
+  }
+
+  async run(command: ConnectorCommand): Promise<ConnectorResult> {
+    if (command.action !== 'delete') throw new ConnectorPermanentError(`redis connector cannot ${command.action}`);
+    return this.#guard('delete', async () => {
+      let affected = 0;
+      for (const target of await this.#targets(command.identities)) {
+        affected += target.kind === 'key' ? await this.#redis.del(target.key) : await this.#redis.hdel(target.hash, target.field);
+      }
+      return { affected };
+    });
+  }
+
+  async verify(command: ConnectorCommand): Promise<{ remaining: number }> {
+    return this.#guard('verify', async () => {
+      let remaining = 0;
+      for (const target of await this.#targets(command.identities)) {
+        remaining += target.kind === 'key' ? await this.#redis.exists(target.key) : await this.#redis.hexists(target.hash, target.field);
+      }
+      return { remaining };
+    });
+  }
+
+  async #targets(identities: readonly Identity[]): Promise<Target[]> {
+    const targets: Target[] = [];
+    for (const entry of this.#s.entries) {
+      if ('key' in entry) {
+        for (const key of fill(entry.key, identities, (v) => v)) targets.push({ kind: 'key', key });
+      } else if ('pattern' in entry) {
+        for (const match of fill(entry.pattern, identities, escapeGlob)) {
+          for await (const batch of this.#redis.scanStream({ match, count: 500 }) as AsyncIterable<string[]>) {
+            for (const key of batch) targets.push({ kind: 'key', key });
+          }
+        }
+      } else {
+        for (const field of fill(entry.field, identities, (v) => v)) targets.push({ kind: 'field', hash: entry.hash, field });
+      }
+    }
+    return targets;
+  }
+
+  async #guard<T>(what: string, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      if (error instanceof ConnectorPermanentError) throw error;
+      const e = error as { name?: unknown; code?: unknown };
+      const code = typeof e.code === 'string' ? e.code : typeof e.name === 'string' ? e.name : 'Error';
+      // Redis refusing a command (WRONGTYPE, NOAUTH, NOPERM) will refuse again; anything else is the connection.
+      if (error instanceof Error && /^(WRONGTYPE|NOAUTH|NOPERM|ERR)/.test(error.message)) {
+        throw new ConnectorPermanentError(`redis ${what}: ${error.message.split(' ')[0] ?? code}`, { cause: error });
+      }
+      throw new ConnectorRetryableError(`redis ${what}: ${code}`, { cause: error });
+    }
+  }
+}
+
+/**
+ * Fill a template's `{identity_type}` placeholders with every combination of the subject's
+ * identities of those types; a template naming a type the subject lacks yields nothing.
+ */
+export function fill(template: string, identities: readonly Identity[], encode: (value: string) => string): string[] {
+  const types = [...new Set([...template.matchAll(/\{([a-z][a-z0-9_]{1,63})\}/g)].map((m) => m[1]!))];
+  let results = [template];
+  for (const type of types) {
+    const values = identities.filter((i) => i.type === type).map((i) => encode(i.value));
+    results = results.flatMap((r) => values.map((v) => r.replaceAll(`{${type}}`, () => v)));
+  }
+  return results;
+}
+
+/** Escape Redis glob specials so a value matches only itself. */
+export function escapeGlob(value: string): string {
+  return value.replace(/[*?[\]\\^-]/g, (c) => `\\${c}`);
+}
+

@@ -1,0 +1,83 @@
+import { Redis } from 'ioredis';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { RedisConnector } from '#connectors/redis/connector';
+import { redisSettingsSchema } from '#connectors/redis/settings';
+import { ConnectorRetryableError } from '#core/errors';
+import type { Identity } from '#core/identity';
+
+/** Against the Redis server at LETHE_TEST_REDIS_URL; without one, skipped (outside CI only). */
+const url = process.env['LETHE_TEST_REDIS_URL'];
+if (!url && process.env['CI'] === 'true') throw new Error('CI=true: LETHE_TEST_REDIS_URL is required');
+if (!url) console.warn('skipping the Redis connector tests: no LETHE_TEST_REDIS_URL');
+
+describe.skipIf(!url)('Class: RedisConnector (Redis server)', () => {
+  let redis: Redis;
+  let p: string;
+
+  beforeAll(() => {
+    redis = new Redis(url!, { maxRetriesPerRequest: 1 });
+  });
+  afterAll(async () => {
+    const keys: string[] = [];
+    for await (const batch of redis.scanStream({ match: 'lethe-test-*', count: 500 }) as AsyncIterable<string[]>) keys.push(...batch);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+  });
+
+  beforeEach(async () => {
+    p = `lethe-test-${randomBytes(4).toString('hex')}:`;
+    for (const key of ['profile:u1', 'profile:u2', 'cart:u1:1', 'cart:u1:2', 'cart:u2:1', 'cart:u1x:1', 'cart:*:1', 'profile:*']) {
+      await redis.set(p + key, 'x');
+    }
+    await redis.hset(`${p}users:by-email`, { 'ada@example.com': 'u1', 'grace@example.com': 'u2', '*': 'canary' });
+  });
+
+  const connector = () =>
+    new RedisConnector(
+      redis,
+      redisSettingsSchema.parse({
+        connection: { url: { env: 'UNUSED' } },
+        entries: [{ key: `${p}profile:{user_id}` }, { pattern: `${p}cart:{user_id}:*` }, { hash: `${p}users:by-email`, field: '{email}' }],
+      }),
+    );
+  const command = (identities: Identity[]) => ({ requestId: 'r', action: 'delete' as const, identities, keyedHash: (v: string) => v });
+  const ada: Identity[] = [
+    { type: 'user_id', value: 'u1' },
+    { type: 'email', value: 'ada@example.com' },
+  ];
+  const all = async () => {
+    const keys: string[] = [];
+    for await (const batch of redis.scanStream({ match: `${p}*`, count: 500 }) as AsyncIterable<string[]>) keys.push(...batch);
+    return keys.map((k) => k.slice(p.length)).sort();
+  };
+
+  it('deletes the subject’s keys, pattern matches and hash fields, and nothing else', async () => {
+    expect(await connector().run(command(ada))).toEqual({ affected: 4 });
+
+    expect(await all()).toEqual(['cart:*:1', 'cart:u1x:1', 'cart:u2:1', 'profile:*', 'profile:u2', 'users:by-email']);
+    expect(await redis.hgetall(`${p}users:by-email`)).toEqual({ 'grace@example.com': 'u2', '*': 'canary' });
+    expect(await connector().verify(command(ada))).toEqual({ remaining: 0 });
+    expect(await connector().run(command(ada))).toEqual({ affected: 0 });
+  });
+
+  it('treats glob characters in identities as themselves', async () => {
+    const before = await all();
+
+    for (const value of ['?', '[a-z]*', 'u[12]', '\\', 'u1 ', 'U1']) {
+      expect(await connector().run(command([{ type: 'user_id', value }]))).toEqual({ affected: 0 });
+    }
+    expect(await all()).toEqual(before);
+
+    expect(await connector().run(command([{ type: 'user_id', value: '*' }, { type: 'email', value: '*' }]))).toEqual({ affected: 3 });
+    expect(await all()).toEqual(before.filter((k) => k !== 'cart:*:1' && k !== 'profile:*'));
+  });
+
+  it('fails retryably when Redis cannot be reached', async () => {
+    const far = new Redis('redis://127.0.0.1:9', { maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
+    far.on('error', () => undefined);
+    const unreachable = new RedisConnector(far, redisSettingsSchema.parse({ connection: { url: { env: 'X' } }, entries: [{ key: 'k:{user_id}' }] }));
+    await expect(unreachable.run(command(ada))).rejects.toThrow(ConnectorRetryableError);
+    far.disconnect();
+  });
+});
