@@ -3,6 +3,7 @@ import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
 import type { Identity } from '#core/identity';
 import type { Connector, ConnectorCommand, ConnectorResult } from '#core/ports';
 import type { Action } from '#core/request';
+import { fill } from '../templates.ts';
 import { REDIS_ACTIONS, type RedisSettings } from './settings.ts';
 
 type Target = { kind: 'key'; key: string } | { kind: 'field'; hash: string; field: string };
@@ -55,7 +56,7 @@ export class RedisConnector implements Connector {
     const targets: Target[] = [];
     for (const entry of this.#s.entries) {
       if ('key' in entry) {
-        for (const key of fill(entry.key, identities, (v) => v)) targets.push({ kind: 'key', key });
+        for (const key of fill(entry.key, identities)) targets.push({ kind: 'key', key });
       } else if ('pattern' in entry) {
         for (const match of fill(entry.pattern, identities, escapeGlob)) {
           for await (const batch of this.#redis.scanStream({ match, count: 500 }) as AsyncIterable<string[]>) {
@@ -63,7 +64,7 @@ export class RedisConnector implements Connector {
           }
         }
       } else {
-        for (const field of fill(entry.field, identities, (v) => v)) targets.push({ kind: 'field', hash: entry.hash, field });
+        for (const field of fill(entry.field, identities)) targets.push({ kind: 'field', hash: entry.hash, field });
       }
     }
     return targets;
@@ -83,20 +84,6 @@ export class RedisConnector implements Connector {
       throw new ConnectorRetryableError(`redis ${what}: ${code}`, { cause: error });
     }
   }
-}
-
-/**
- * Fill a template's `{identity_type}` placeholders with every combination of the subject's
- * identities of those types; a template naming a type the subject lacks yields nothing.
- */
-export function fill(template: string, identities: readonly Identity[], encode: (value: string) => string): string[] {
-  const types = [...new Set([...template.matchAll(/\{([a-z][a-z0-9_]{1,63})\}/g)].map((m) => m[1]!))];
-  let results = [template];
-  for (const type of types) {
-    const values = identities.filter((i) => i.type === type).map((i) => encode(i.value));
-    results = results.flatMap((r) => values.map((v) => r.replaceAll(`{${type}}`, () => v)));
-  }
-  return results;
 }
 
 /** Escape Redis glob specials so a value matches only itself. */

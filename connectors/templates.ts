@@ -1,0 +1,15 @@
+import type { Identity } from '#core/identity';
+
+/**
+ * Fill a template's `{identity_type}` placeholders with every combination of the subject's
+ * identities of those types; a template naming a type the subject lacks yields nothing.
+ */
+export function fill(template: string, identities: readonly Identity[], encode: (value: string) => string = (v) => v): string[] {
+  const types = [...new Set([...template.matchAll(/\{([a-z][a-z0-9_]{1,63})\}/g)].map((m) => m[1]!))];
+  let results = [template];
+  for (const type of types) {
+    const values = identities.filter((i) => i.type === type).map((i) => encode(i.value));
+    results = results.flatMap((r) => values.map((v) => r.replaceAll(`{${type}}`, () => v)));
+  }
+  return results;
+}
