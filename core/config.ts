@@ -12,6 +12,8 @@ import { ACTIONS, DEFAULT_ACTION, REQUEST_TYPES, zodIssues, type Action, type Re
 export interface ConnectorKindSpec {
   readonly actions: readonly Action[];
   readonly settings: z.ZodType;
+  /** Whether its connector can resolve linked identities (`provides`). */
+  readonly resolves?: boolean;
 }
 
 export type ConnectorKinds = Readonly<Record<string, ConnectorKindSpec>>;
@@ -20,10 +22,16 @@ const systemName = z
   .string()
   .regex(/^[a-z][a-z0-9-]{0,39}$/, 'must be lower-case letters, digits and dashes, at most 40, starting with a letter');
 
+const identityType = z.string().regex(/^[a-z][a-z0-9_]{1,63}$/, 'must be a lower-case identity type');
+
 const systemSchema = z.strictObject({
   connector: z.string().min(1),
   description: z.string().optional(),
-  identities: z.array(z.string().regex(/^[a-z][a-z0-9_]{1,63}$/)).min(1, 'name at least one identity type'),
+  identities: z.array(identityType).min(1, 'name at least one identity type'),
+  /** Linked identities this system yields for the subject, resolved before anything is deleted. */
+  provides: z.array(identityType).default([]),
+  /** Systems whose action must finish before this one's runs. */
+  dependsOn: z.array(z.string()).default([]),
   actions: z.partialRecord(z.enum(REQUEST_TYPES), z.union([z.enum(ACTIONS), z.literal('skip')])).optional(),
   concurrency: z.int().min(1).max(40).default(5),
   heartbeatSeconds: z.int().min(10).max(86_400).default(300),
@@ -34,6 +42,8 @@ const systemSchema = z.strictObject({
 
 const dataMapSchema = z.strictObject({
   version: z.literal(1),
+  /** The identity types requests may carry. When given, any other type a system needs must be provided by a system. */
+  identities: z.array(identityType).min(1).optional(),
   systems: z.record(systemName, systemSchema).refine((s) => Object.keys(s).length > 0, 'declare at least one system'),
 });
 
@@ -42,6 +52,8 @@ export interface SystemConfig {
   readonly connector: string;
   readonly description?: string | undefined;
   readonly identities: readonly string[];
+  readonly provides: readonly string[];
+  readonly dependsOn: readonly string[];
   /** The action for each request type; a type that is absent is skipped for this system. */
   readonly actions: Partial<Record<RequestType, Action>>;
   readonly concurrency: number;
@@ -54,6 +66,8 @@ export interface SystemConfig {
 
 export interface DataMap {
   readonly version: 1;
+  /** Identity types requests may carry; undefined: any. */
+  readonly identities?: readonly string[] | undefined;
   readonly systems: readonly SystemConfig[];
 }
 
@@ -100,8 +114,53 @@ export function validateDataMap(input: unknown, kinds: ConnectorKinds): DataMap 
         });
       }
     }
+    if (system.provides.length > 0 && !kind.resolves) {
+      issues.push({ path: `${at}.provides`, message: `connector "${system.connector}" cannot resolve linked identities` });
+    }
     systems.push({ ...system, name, actions, settings: settings.success ? settings.data : system.settings });
   }
+  issues.push(...dependencyIssues(systems), ...unprovidedIdentities(parsed.data.identities, systems));
   if (issues.length > 0) throw new ConfigError(issues);
-  return { version: 1, systems };
+  return { version: 1, identities: parsed.data.identities, systems };
+}
+
+/** dependsOn must name other systems and never loop; a loop is named system by system. */
+function dependencyIssues(systems: readonly SystemConfig[]): FieldIssue[] {
+  const issues: FieldIssue[] = [];
+  const names = new Set(systems.map((s) => s.name));
+  for (const s of systems) {
+    s.dependsOn.forEach((d, i) => {
+      if (d === s.name) issues.push({ path: `systems.${s.name}.dependsOn.${String(i)}`, message: 'a system cannot depend on itself' });
+      else if (!names.has(d)) issues.push({ path: `systems.${s.name}.dependsOn.${String(i)}`, message: `no system named "${d}"` });
+    });
+  }
+  const reported = new Set<string>();
+  const visit = (name: string, path: string[]): void => {
+    const at = path.indexOf(name);
+    if (at >= 0) {
+      const cycle = [...path.slice(at), name];
+      const key = [...cycle.slice(0, -1)].sort().join(',');
+      if (!reported.has(key)) {
+        reported.add(key);
+        issues.push({ path: `systems.${name}.dependsOn`, message: `dependency cycle: ${cycle.join(' → ')}` });
+      }
+      return;
+    }
+    for (const d of systems.find((s) => s.name === name)?.dependsOn ?? []) if (d !== name && names.has(d)) visit(d, [...path, name]);
+  };
+  for (const s of systems) visit(s.name, []);
+  return issues;
+}
+
+/** With the request identity types declared, every other type a system is keyed by must be provided. */
+function unprovidedIdentities(requestTypes: readonly string[] | undefined, systems: readonly SystemConfig[]): FieldIssue[] {
+  if (!requestTypes) return [];
+  const available = new Set([...requestTypes, ...systems.flatMap((s) => s.provides)]);
+  return systems.flatMap((s) =>
+    s.identities.flatMap((type, i) =>
+      available.has(type)
+        ? []
+        : [{ path: `systems.${s.name}.identities.${String(i)}`, message: `nothing provides "${type}": add it to identities or to a system's provides` }],
+    ),
+  );
 }

@@ -1,0 +1,52 @@
+import type { DataMap, SystemConfig } from './config.ts';
+import type { Action, RequestType } from './request.ts';
+
+/** One step of a request's saga: every task in a stage may run at once. */
+export type Stage =
+  | { readonly kind: 'resolve'; readonly systems: readonly string[] }
+  | { readonly kind: 'act'; readonly tasks: readonly { readonly system: string; readonly action: Action }[] };
+
+/**
+ * Turn a request into ordered stages. First, resolution rounds: the systems that provide linked
+ * identities, once the identities they are keyed by are known (a round may unlock the next), so
+ * that every link is read before anything is deleted. Then the actions, in dependency order:
+ * a system acts only after every system it depends on has, and independent systems share a stage.
+ * `given` are the identity types the request carries.
+ */
+export function planStages(type: RequestType, dataMap: DataMap, given: readonly string[]): Stage[] {
+  const stages: Stage[] = [];
+  const acting = dataMap.systems.filter((s) => s.actions[type] !== undefined);
+
+  const known = new Set(given);
+  const pending = new Set(dataMap.systems.filter((s) => s.provides.length > 0 && s.provides.some((p) => !known.has(p))));
+  for (;;) {
+    const round = [...pending].filter((s) => s.identities.some((i) => known.has(i)));
+    if (round.length === 0) break;
+    stages.push({ kind: 'resolve', systems: round.map((s) => s.name) });
+    for (const s of round) {
+      pending.delete(s);
+      s.provides.forEach((p) => known.add(p));
+    }
+  }
+
+  const names = new Set(acting.map((s) => s.name));
+  const done = new Set<string>();
+  let remaining: SystemConfig[] = acting.filter((s) => s.identities.some((i) => known.has(i)));
+  while (remaining.length > 0) {
+    const ready = remaining.filter((s) => s.dependsOn.every((d) => done.has(d) || !names.has(d)));
+    // Validation rejects dependency cycles; should one slip through, run the rest rather than never.
+    const layer = ready.length > 0 ? ready : remaining;
+    stages.push({ kind: 'act', tasks: layer.map((s) => ({ system: s.name, action: s.actions[type]! })) });
+    layer.forEach((s) => done.add(s.name));
+    remaining = remaining.filter((s) => !done.has(s.name));
+  }
+  return stages;
+}
+
+/** Systems with an action for this request type that no identity of the subject can reach. */
+export function unreachableSystems(type: RequestType, dataMap: DataMap, given: readonly string[]): string[] {
+  const reached = new Set(
+    planStages(type, dataMap, given).flatMap((s) => (s.kind === 'act' ? s.tasks.map((t) => t.system) : [])),
+  );
+  return dataMap.systems.filter((s) => s.actions[type] !== undefined && !reached.has(s.name)).map((s) => s.name);
+}
