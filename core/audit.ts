@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import type { PseudonymousIdentity } from './identity.ts';
-import type { Action, RequestStatus, TaskStatus } from './request.ts';
+import type { RequestStatus, TaskKind, TaskStatus } from './request.ts';
 
 /**
  * The audit log: per request, an append-only chain of PII-free records. Each record names the
@@ -31,7 +31,7 @@ export interface AuditEvent {
   readonly actor: string;
   readonly status?: RequestStatus | TaskStatus;
   readonly system?: string;
-  readonly action?: Action;
+  readonly action?: TaskKind;
   readonly affected?: number;
   readonly tasks?: number;
   readonly remaining?: number;

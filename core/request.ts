@@ -11,6 +11,10 @@ export type Regulation = (typeof REGULATIONS)[number];
 export const ACTIONS = ['delete', 'anonymize', 'restrict', 'suppress', 'lift'] as const;
 export type Action = (typeof ACTIONS)[number];
 
+/** What a task does in a system: an action, or reading the subject's linked identities there. */
+export const TASK_KINDS = [...ACTIONS, 'resolve'] as const;
+export type TaskKind = (typeof TASK_KINDS)[number];
+
 export const REQUEST_STATUSES = [
   'received',
   'in_progress',
@@ -183,7 +187,7 @@ export interface RequestRecord {
 export interface TaskRecord {
   readonly requestId: string;
   readonly system: string;
-  readonly action: Action;
+  readonly action: TaskKind;
   readonly connector: string;
   readonly status: TaskStatus;
   readonly attempts: number;

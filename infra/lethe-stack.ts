@@ -163,13 +163,9 @@ export class LetheStack extends Stack {
       environment: {
         ...stateEnv,
         LETHE_SYSTEMS: this.toJsonString(
-          dataMap.systems.map((s) => ({
-            name: s.name,
-            connector: s.connector,
-            actions: s.actions,
-            heartbeatSeconds: s.heartbeatSeconds,
-            timeoutSeconds: s.timeoutSeconds,
-            queueUrl: systemQueues.get(s.name)!.queue.queueUrl,
+          dataMap.systems.map(({ settings: _settings, description: _description, ...planned }) => ({
+            ...planned,
+            queueUrl: systemQueues.get(planned.name)!.queue.queueUrl,
           })),
         ),
       },

@@ -24,7 +24,7 @@ export interface OpenTaskFailure {
 export async function finishRequest(
   requestId: string,
   deps: { store: RequestStore; audit: AuditLog },
-  options: { actor: string; failureOf: (system: string) => OpenTaskFailure; force?: 'failed' },
+  options: { actor: string; failureOf: (system: string, action: string) => OpenTaskFailure; force?: 'failed' },
 ): Promise<RequestStatus> {
   const { store, audit } = deps;
   const now = new Date().toISOString();
@@ -32,7 +32,7 @@ export async function finishRequest(
   const statuses: TaskStatus[] = [];
   for (const task of tasks) {
     if (!isFinalTaskStatus(task.status)) {
-      const failure = options.failureOf(task.system);
+      const failure = options.failureOf(task.system, task.action);
       if (await store.transitionTask(requestId, task.system, task.action, 'failed', { ...failure })) {
         await audit.append(requestId, {
           eventId: `task.failed:${task.system}:${task.action}`,

@@ -4,7 +4,7 @@ import { InvalidTransitionError, NotFoundError, PermanentError, RetryableError }
 import {
   requestStatusesBefore,
   taskStatusesBefore,
-  type Action,
+  type TaskKind,
   type RequestRecord,
   type RequestStatus,
   type TaskRecord,
@@ -18,7 +18,7 @@ import { dynamo } from './clients.ts';
  * forward, so a redelivered message can never move a request or task backwards.
  */
 export const requestKey = (requestId: string) => ({ pk: `REQ#${requestId}`, sk: 'META' });
-export const taskKey = (requestId: string, system: string, action: Action) => ({
+export const taskKey = (requestId: string, system: string, action: TaskKind) => ({
   pk: `REQ#${requestId}`,
   sk: `TASK#${system}#${action}`,
 });
@@ -101,9 +101,40 @@ export class RequestStore {
     return items.map((item) => stripKeys<TaskRecord>(item));
   }
 
-  async task(requestId: string, system: string, action: Action): Promise<TaskRecord | undefined> {
+  async task(requestId: string, system: string, action: TaskKind): Promise<TaskRecord | undefined> {
     const item = await this.#getItem(taskKey(requestId, system, action), 'read task');
     return item ? stripKeys<TaskRecord>(item) : undefined;
+  }
+
+  /** Linked identities a system resolved for the request, sealed under the request's data key. */
+  async putLinks(requestId: string, system: string, sealed: string, count: number): Promise<void> {
+    try {
+      await dynamo.send(
+        new PutCommand({ TableName: this.#table, Item: { pk: `REQ#${requestId}`, sk: `LINK#${system}`, system, sealed, count } }),
+      );
+    } catch (error) {
+      throw wrap('store linked identities', error);
+    }
+  }
+
+  /** Every system's sealed linked identities for the request. */
+  async links(requestId: string): Promise<{ system: string; sealed: string }[]> {
+    const items: Record<string, unknown>[] = [];
+    try {
+      const pages = paginateQuery(
+        { client: dynamo },
+        {
+          TableName: this.#table,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :link)',
+          ExpressionAttributeValues: { ':pk': `REQ#${requestId}`, ':link': 'LINK#' },
+          ConsistentRead: true,
+        },
+      );
+      for await (const page of pages) items.push(...(page.Items ?? []));
+    } catch (error) {
+      throw wrap('read linked identities', error);
+    }
+    return items.map((i) => ({ system: String(i['system']), sealed: String(i['sealed']) }));
   }
 
   async #getItem(key: { pk: string; sk: string }, what: string): Promise<Record<string, unknown> | undefined> {
@@ -118,7 +149,7 @@ export class RequestStore {
   async transitionTask(
     requestId: string,
     system: string,
-    action: Action,
+    action: TaskKind,
     to: TaskStatus,
     extra: Extra = {},
   ): Promise<boolean> {

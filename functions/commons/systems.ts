@@ -3,7 +3,7 @@ import { requireEnv } from './env.ts';
 
 /** A system as the planner sees it: where its tasks go. */
 export interface PlannedSystem
-  extends Pick<SystemConfig, 'name' | 'connector' | 'actions' | 'heartbeatSeconds' | 'timeoutSeconds'> {
+  extends Omit<SystemConfig, 'settings' | 'description'> {
   readonly queueUrl: string;
 }
 

@@ -11,17 +11,14 @@ const table = requireEnv('REQUESTS_TABLE');
 const deps = { store: new RequestStore(table), audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')) };
 
 /** One entry per task from the saga's Map: the worker's output, or the error the saga caught. */
-const inputSchema = z.object({
-  requestId: z.uuid(),
-  results: z.array(
-    z.object({
-      system: z.string(),
-      action: z.string(),
-      status: z.string().optional(),
-      error: z.object({ Error: z.string().optional(), Cause: z.string().optional() }).optional(),
-    }),
-  ),
+const taskResult = z.object({
+  system: z.string(),
+  action: z.string(),
+  status: z.string().optional(),
+  error: z.object({ Error: z.string().optional(), Cause: z.string().optional() }).optional(),
 });
+/** Results per stage, each a list of results per task. */
+const inputSchema = z.object({ requestId: z.uuid(), results: z.array(z.array(taskResult)) });
 
 /**
  * Last state of the saga: tasks the workers never closed (a heartbeat or timeout the saga caught)
@@ -31,11 +28,11 @@ export const handler = middy<unknown, { requestId: string; status: RequestStatus
   .use(observe())
   .handler(async (input) => {
     const { requestId, results } = inputSchema.parse(input);
-    const caught = new Map(results.filter((r) => r.error).map((r) => [r.system, r.error]));
+    const caught = new Map(results.flat().filter((r) => r.error).map((r) => [`${r.system}#${r.action}`, r.error]));
     const status = await finishRequest(requestId, deps, {
       actor: 'lethe:finalize',
-      failureOf: (system) => {
-        const error = caught.get(system);
+      failureOf: (system, action) => {
+        const error = caught.get(`${system}#${action}`);
         const errorName = error?.Error ?? 'TaskNotCompleted';
         return {
           errorName,

@@ -1,6 +1,7 @@
 import middy from '@middy/core';
 import { z } from 'zod';
-import { isFinalRequestStatus, type Action } from '#core/request';
+import { planStages, unreachableSystems } from '#core/plan';
+import { isFinalRequestStatus, type TaskKind } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
 import { requireEnv } from '../commons/env.ts';
 import { logger, observe } from '../commons/observability.ts';
@@ -11,40 +12,45 @@ const table = requireEnv('REQUESTS_TABLE');
 const store = new RequestStore(table);
 const audit = new AuditLog(table, requireEnv('AUDIT_BUCKET'));
 const systems = systemsFromEnv<PlannedSystem>();
+const dataMap = { version: 1 as const, systems: [...systems.values()].map((s) => ({ ...s, settings: undefined })) };
 
 export interface PlannedTask {
   readonly requestId: string;
   readonly system: string;
-  readonly action: Action;
+  readonly action: TaskKind;
   readonly queueUrl: string;
   readonly heartbeatSeconds: number;
   readonly timeoutSeconds: number;
 }
 
-/**
- * First state of the saga: one task for every system whose data map entry has an action for the
- * request's type. Tasks are created `pending` once (a retried Plan creates nothing new).
- * The output carries ids, system names and queue URLs only.
- */
 const inputSchema = z.object({ requestId: z.uuid() });
 
-export const handler = middy<unknown, { requestId: string; tasks: PlannedTask[] }>()
+/**
+ * First state of the saga: the request's stages (resolution of linked identities first, then the
+ * actions in dependency order) as tasks, each created `pending` once (a retried Plan creates
+ * nothing new). The output carries ids, system names and queue URLs only.
+ */
+export const handler = middy<unknown, { requestId: string; stages: { tasks: PlannedTask[] }[] }>()
   .use(observe())
   .handler(async (input) => {
     const { requestId } = inputSchema.parse(input);
     const request = await store.mustGet(requestId);
     if (isFinalRequestStatus(request.status)) {
       logger.info('request already final, nothing to plan', { requestId, status: request.status });
-      return { requestId, tasks: [] };
+      return { requestId, stages: [] };
     }
-    const tasks: PlannedTask[] = [];
-    for (const system of systems.values()) {
-      const action = system.actions[request.type];
-      if (!action) continue;
-      const { name, queueUrl, heartbeatSeconds, timeoutSeconds } = system;
-      tasks.push({ requestId, system: name, action, queueUrl, heartbeatSeconds, timeoutSeconds });
-    }
+    const given = [...new Set(request.pseudonyms.map((p) => p.type))];
+    const stages = planStages(request.type, dataMap, given).map((stage) => ({
+      tasks: (stage.kind === 'resolve'
+        ? stage.systems.map((system) => ({ system, action: 'resolve' as const }))
+        : stage.tasks
+      ).map(({ system, action }): PlannedTask => {
+        const { queueUrl, heartbeatSeconds, timeoutSeconds } = systems.get(system)!;
+        return { requestId, system, action, queueUrl, heartbeatSeconds, timeoutSeconds };
+      }),
+    }));
     const now = new Date().toISOString();
+    const tasks = stages.flatMap((s) => s.tasks);
     for (const { system, action } of tasks) {
       const connector = systems.get(system)?.connector ?? 'unknown';
       await store.putTaskIfAbsent({ requestId, system, action, connector, status: 'pending', attempts: 0, updatedAt: now });
@@ -58,6 +64,7 @@ export const handler = middy<unknown, { requestId: string; tasks: PlannedTask[] 
       status: 'in_progress',
       tasks: tasks.length,
     });
-    logger.info('request planned', { requestId, tasks: tasks.length });
-    return { requestId, tasks };
+    const unreachable = unreachableSystems(request.type, dataMap, given);
+    logger.info('request planned', { requestId, stages: stages.length, tasks: tasks.length, unreachable });
+    return { requestId, stages };
   });

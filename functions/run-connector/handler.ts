@@ -8,9 +8,9 @@ import { createHmac } from 'node:crypto';
 import { z } from 'zod';
 import { createConnector } from '#connectors/index';
 import type { SystemConfig } from '#core/config';
-import { openIdentities } from '#core/envelope';
+import { openIdentities, sealIdentities } from '#core/envelope';
 import { ConnectorRetryableError, isRetryable, LetheError, PermanentError, retryDelaySeconds } from '#core/errors';
-import { ACTIONS, isFinalTaskStatus, type TaskRecord } from '#core/request';
+import { isFinalTaskStatus, TASK_KINDS, type TaskRecord } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
 import { dynamo, sfn, sqs } from '../commons/clients.ts';
 import { requireEnv } from '../commons/env.ts';
@@ -30,7 +30,7 @@ const processor = new BatchProcessor(EventType.SQS);
 const messageSchema = z.object({
   requestId: z.uuid(),
   system: z.string(),
-  action: z.enum(ACTIONS),
+  action: z.enum(TASK_KINDS),
   taskToken: z.string().min(1),
 });
 type TaskMessage = z.infer<typeof messageSchema>;
@@ -58,18 +58,31 @@ async function runTask(record: SQSRecord): Promise<void> {
   try {
     const request = await store.mustGet(requestId);
     const dataKey = await keys.unwrapDataKey(request.wrappedDataKey, requestId);
-    const hmacKey = (await keys.pseudonymKey()).key;
-    const command = {
-      requestId,
-      action,
-      identities: openIdentities(request.sealedIdentities, dataKey, requestId),
-      keyedHash: (value: string) => createHmac('sha256', hmacKey).update(value).digest('hex'),
-    };
+    // The subject's identities: those given, and those earlier stages resolved in other systems.
+    const identities = [
+      ...openIdentities(request.sealedIdentities, dataKey, requestId),
+      ...(await store.links(requestId)).flatMap((l) => openIdentities(l.sealed, dataKey, requestId)),
+    ];
     const connector = createConnector(system, { dynamo });
-    const { affected } = await connector.run(command);
-    const { remaining } = await connector.verify(command);
-    if (remaining > 0) {
-      throw new ConnectorRetryableError(`${systemName}: ${String(remaining)} records remain after ${action}`);
+    let affected: number;
+    let remaining = 0;
+    if (action === 'resolve') {
+      const linked = await connector.resolve(identities);
+      await store.putLinks(requestId, systemName, sealIdentities(linked, dataKey, requestId), linked.length);
+      affected = linked.length;
+    } else {
+      const hmacKey = (await keys.pseudonymKey()).key;
+      const command = {
+        requestId,
+        action,
+        identities,
+        keyedHash: (value: string) => createHmac('sha256', hmacKey).update(value).digest('hex'),
+      };
+      ({ affected } = await connector.run(command));
+      ({ remaining } = await connector.verify(command));
+      if (remaining > 0) {
+        throw new ConnectorRetryableError(`${systemName}: ${String(remaining)} records remain after ${action}`);
+      }
     }
     await store.transitionTask(requestId, systemName, action, 'succeeded', { affected, remaining });
     await audit.append(requestId, taskEvent('task.succeeded', message, { status: 'succeeded', affected, remaining }));

@@ -39,9 +39,9 @@ export interface ErasureSagaProps {
 }
 
 /**
- * One Standard execution per request: Plan → Map over tasks → each task sent to its system's
- * queue with a task token and awaited (`sqs:sendMessage.waitForTaskToken`, heartbeat and timeout
- * from the task) → Finalize. A task that fails or goes silent is caught per task, so one system's
+ * One Standard execution per request: Plan → Map over stages, one at a time → Map over the stage's
+ * tasks → each task sent to its system's queue with a task token and awaited
+ * (`sqs:sendMessage.waitForTaskToken`, heartbeat and timeout from the task) → Finalize. A task that fails or goes silent is caught per task, so one system's
  * failure never stops the others; Finalize turns the results into the request's outcome.
  * The state data carries ids, system names and queue URLs only.
  */
@@ -80,12 +80,11 @@ export class ErasureSaga extends Construct {
     dispatch.addRetry({ errors: ['SQS.SdkClientException', 'SQS.AmazonSQSException'], maxAttempts: 3 });
     dispatch.addCatch(taskFailed, { errors: ['States.ALL'], resultPath: '$.error' });
 
-    const tasks = new MapState(this, 'Tasks', {
-      itemsPath: '$.tasks',
-      maxConcurrency: 40,
-      resultPath: '$.results',
-    });
+    // Stages run one after another; the tasks of a stage run together.
+    const tasks = new MapState(this, 'Tasks', { itemsPath: '$.tasks', maxConcurrency: 40 });
     tasks.itemProcessor(dispatch);
+    const stages = new MapState(this, 'Stages', { itemsPath: '$.stages', maxConcurrency: 1, resultPath: '$.results' });
+    stages.itemProcessor(tasks);
 
     const finalize = new LambdaInvoke(this, STATE.finalize, {
       lambdaFunction: props.finalize,
@@ -96,7 +95,7 @@ export class ErasureSaga extends Construct {
 
     this.stateMachine = new StateMachine(this, 'StateMachine', {
       stateMachineType: StateMachineType.STANDARD,
-      definitionBody: DefinitionBody.fromChainable(plan.next(tasks).next(finalize).next(new Succeed(this, 'Done'))),
+      definitionBody: DefinitionBody.fromChainable(plan.next(stages).next(finalize).next(new Succeed(this, 'Done'))),
       timeout: props.executionTimeout,
       tracingEnabled: true,
       logs: {

@@ -113,6 +113,9 @@ describe('Stack: Lethe', () => {
     expect(definition).toContain('\\"HeartbeatSecondsPath\\":\\"$.heartbeatSeconds\\"');
     expect(definition).toContain('\\"TimeoutSecondsPath\\":\\"$.timeoutSeconds\\"');
     expect(definition).toContain('\\"taskToken.$\\":\\"$$.Task.Token\\"');
+    // Stages one at a time (resolution before action, dependencies in order); a stage's tasks together.
+    expect(definition).toMatch(/\\"Stages\\":\{\\"Type\\":\\"Map\\".*?\\"MaxConcurrency\\":1/);
+    expect(definition).toMatch(/\\"Tasks\\":\{\\"Type\\":\\"Map\\".*?\\"MaxConcurrency\\":40/);
   });
 
   it('lets the saga send only to the system queues', () => {

@@ -1,7 +1,7 @@
 import { SendTaskFailureCommand, SendTaskHeartbeatCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { ChangeMessageVisibilityCommand, GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { S3Client } from '@aws-sdk/client-s3';
-import { BatchWriteCommand, DynamoDBDocumentClient, GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { BatchWriteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -50,6 +50,7 @@ beforeEach(async () => {
   dynamo.on(TransactWriteCommand).resolves({});
   sqs.on(GetQueueUrlCommand).resolves({ QueueUrl: 'https://sqs.us-east-1.amazonaws.com/000000000000/users' });
 });
+const noLinks = () => dynamo.on(QueryCommand, { KeyConditionExpression: 'pk = :pk AND begins_with(sk, :link)' }).resolves({ Items: [] });
 afterEach(() => {
   dynamo.reset();
   sfn.reset();
@@ -76,7 +77,8 @@ const updatesTo = (status: string) =>
 
 describe('Function: run-connector handler', () => {
   it('deletes, verifies, records success and completes the task token', async () => {
-    dynamo.on(QueryCommand).resolvesOnce({ Items: [{ userId: 'u-ada' }] }).resolves({ Items: [] });
+    noLinks();
+    dynamo.on(QueryCommand, { TableName: 'users' }).resolvesOnce({ Items: [{ userId: 'u-ada' }] }).resolves({ Items: [] });
     dynamo.on(BatchWriteCommand).resolves({});
 
     const out = await handler(delivery(1), lambdaContext());
@@ -91,6 +93,7 @@ describe('Function: run-connector handler', () => {
 
   it('retries a retryable failure soon, with a heartbeat, and does not fail the task', async () => {
     dynamo.on(QueryCommand).rejects(throttled);
+    noLinks();
 
     const out = await handler(delivery(1), lambdaContext());
 
@@ -103,6 +106,7 @@ describe('Function: run-connector handler', () => {
 
   it('fails the task when retries run out, with the error class and no personal data', async () => {
     dynamo.on(QueryCommand).rejects(throttled);
+    noLinks();
 
     const out = await handler(delivery(3), lambdaContext());
 
@@ -118,6 +122,7 @@ describe('Function: run-connector handler', () => {
 
   it('fails the task at once on a permanent error', async () => {
     dynamo.on(QueryCommand).rejects(Object.assign(new Error('no table'), { name: 'ResourceNotFoundException', $metadata: { httpStatusCode: 400 } }));
+    noLinks();
 
     await handler(delivery(1), lambdaContext());
 
@@ -133,6 +138,26 @@ describe('Function: run-connector handler', () => {
     expect(dynamo).not.toHaveReceivedCommand(QueryCommand);
     expect(sfn).toHaveReceivedCommandWith(SendTaskSuccessCommand, {
       output: JSON.stringify({ requestId, system: 'users', action: 'delete', status: 'succeeded', affected: 4 }),
+    });
+  });
+});
+
+describe('Function: run-connector handler (resolve)', () => {
+  it('stores the linked identities a system resolves (none here), sealed, and reports the count', async () => {
+    noLinks();
+    dynamo.on(PutCommand).resolves({});
+    dynamo.on(GetCommand, { Key: { pk: `REQ#${requestId}`, sk: 'TASK#users#resolve' } }).resolves({ Item: { status: 'pending' } });
+
+    const resolveDelivery = delivery(1);
+    resolveDelivery.Records[0]!.body = JSON.stringify({ requestId, system: 'users', action: 'resolve', taskToken });
+    const out = await handler(resolveDelivery, lambdaContext());
+
+    expect(out.batchItemFailures).toEqual([]);
+    const stored = dynamo.commandCalls(PutCommand).map((c) => c.args[0].input.Item!).find((i) => String(i['sk']).startsWith('LINK#'));
+    expect(stored).toMatchObject({ pk: `REQ#${requestId}`, sk: 'LINK#users', count: 0, sealed: expect.any(String) as string });
+    expect(JSON.stringify(stored)).not.toContain('ada@example.com');
+    expect(sfn).toHaveReceivedCommandWith(SendTaskSuccessCommand, {
+      output: JSON.stringify({ requestId, system: 'users', action: 'resolve', status: 'succeeded', affected: 0 }),
     });
   });
 });
