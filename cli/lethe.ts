@@ -1,97 +1,21 @@
 #!/usr/bin/env node
-import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
-import { S3Client } from '@aws-sdk/client-s3';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { verifyChain } from '../core/audit.ts';
-import { readAuditChain } from '../functions/commons/audit-log.ts';
-import type { LocalState } from '../local/runtime.ts';
+import { auditVerify } from './audit-verify.ts';
+import { plan } from './plan.ts';
 
-const USAGE = `usage: lethe audit verify --request <id> [--bucket <name> --table <name>] [--endpoint <url>] [--state-dir <dir>] [--json]
+const USAGE = `usage: lethe <command>
 
-  Verifies the hash chain of one request's audit records against the chain head recorded in the
-  requests table, and exits 0 when it is intact, 1 when it is broken or missing, 2 on a usage
-  error. Without --bucket it reads local mode's state (<state-dir>/local.json, default .lethe);
-  with --bucket and --table it reads them in AWS through the standard credential chain
-  (--endpoint overrides the S3 endpoint).`;
+  plan            what a request would do, system by system, without changing anything
+  audit verify    check a request's audit chain
 
-/** The `lethe` command. Exit codes: 0 ok, 1 verification failed, 2 usage or setup error. */
+Run lethe <command> --help for a command's options.`;
+
+/** The `lethe` command. Exit codes: 0 ok, 1 a check failed, 2 usage or setup error. */
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      request: { type: 'string' },
-      bucket: { type: 'string' },
-      table: { type: 'string' },
-      endpoint: { type: 'string' },
-      'state-dir': { type: 'string', default: process.env['LETHE_STATE_DIR'] ?? '.lethe' },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  if (positionals[0] !== 'audit' || positionals[1] !== 'verify' || !values.request) {
-    console.error(USAGE);
-    return 2;
-  }
-  const target = resolveTarget(values.bucket, values.table, values.endpoint, values['state-dir']);
-  if (typeof target === 'string') {
-    console.error(target);
-    return 2;
-  }
-  const requestId = values.request.toLowerCase();
-  const records = await readAuditChain(target.s3, target.bucket, requestId);
-  const head = await readHead(target.dynamo, target.table, requestId);
-  const problems = verifyChain(requestId, records, head);
-  if (values.json) {
-    console.log(JSON.stringify({ requestId, records: records.length, ok: problems.length === 0, problems }, null, 2));
-  } else if (problems.length === 0) {
-    const last = records.at(-1);
-    console.log(`audit chain of ${requestId}: ${String(records.length)} records, intact (head ${last?.hash.slice(0, 16) ?? ''}…, last event ${last?.event ?? ''})`);
-  } else {
-    console.error(`audit chain of ${requestId}: BROKEN (${String(records.length)} records)`);
-    for (const p of problems) console.error(`  record #${String(p.index + 1)} (expected seq ${String(p.expectedSeq)}): ${p.problem}`);
-  }
-  return problems.length === 0 ? 0 : 1;
-}
-
-/** The chain head Lethe recorded for the request, if the request exists. */
-async function readHead(dynamo: DynamoDBClient, table: string, requestId: string) {
-  const out = await dynamo.send(
-    new GetItemCommand({
-      TableName: table,
-      Key: { pk: { S: `REQ#${requestId}` }, sk: { S: 'META' } },
-      ProjectionExpression: 'auditSeq, auditHead',
-      ConsistentRead: true,
-    }),
-  );
-  const seq = out.Item?.['auditSeq']?.N;
-  const hash = out.Item?.['auditHead']?.S;
-  return seq && hash ? { seq: Number(seq), hash } : undefined;
-}
-
-function resolveTarget(bucket: string | undefined, table: string | undefined, endpoint: string | undefined, stateDir: string) {
-  if (bucket || table) {
-    if (!bucket || !table) return 'name both --bucket (the audit bucket) and --table (the requests table)';
-    return { bucket, table, s3: new S3Client(endpoint ? { endpoint, forcePathStyle: true } : {}), dynamo: new DynamoDBClient({}) };
-  }
-  const statePath = join(stateDir, 'local.json');
-  if (!existsSync(statePath)) {
-    return `no --bucket given and no local mode state at ${statePath}: start local mode (npm start) or name the audit bucket`;
-  }
-  const state = JSON.parse(readFileSync(statePath, 'utf8')) as LocalState;
-  const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
-  return {
-    bucket: state.auditBucket,
-    table: state.requestsTable,
-    s3: new S3Client({ endpoint: endpoint ?? state.s3Endpoint, region: state.region, forcePathStyle: true, credentials }),
-    dynamo: new DynamoDBClient({ endpoint: state.dynamoDbEndpoint, region: state.region, credentials }),
-  };
+  const [first, second, ...rest] = argv;
+  if (first === 'plan') return plan(argv.slice(1));
+  if (first === 'audit' && second === 'verify') return auditVerify(rest);
+  console.error(USAGE);
+  return first === undefined || first === '--help' || first === '-h' ? 0 : 2;
 }
 
 main(process.argv.slice(2)).then(

@@ -124,6 +124,21 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect(await replay.json()).toMatchObject({ requestId: body.requestId, status: 'completed' });
   });
 
+  it('shows with lethe plan what an erasure would touch, and changes nothing', async () => {
+    const run = spawnSync(
+      process.execPath,
+      ['cli/lethe.ts', 'plan', '--type', 'erasure', '--email', 'Grace@Example.com', '--state-dir', stateDir],
+      { encoding: 'utf8' },
+    );
+
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toContain('Plan for erasure of email (nothing will be changed):');
+    expect(run.stdout).toMatch(/stage 1 +delete +users +1 record\n/);
+    expect(run.stdout).not.toContain('grace@example.com');
+    expect(await user('u-grace')).toMatchObject({ email: 'grace@example.com' });
+  });
+
   it('takes the same request from EventBridge PutEvents, once per source event', async () => {
     const events = new EventBridgeClient({ endpoint: api, region: state.region, credentials });
     const entry = {

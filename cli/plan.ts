@@ -1,0 +1,115 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { parseArgs } from 'node:util';
+import { createConnector } from '../connectors/index.ts';
+import { ValidationError } from '../core/errors.ts';
+import { normalizeIdentities, type Identity } from '../core/identity.ts';
+import { planStages, unreachableSystems } from '../core/plan.ts';
+import { REQUEST_TYPES, type RequestType } from '../core/request.ts';
+import { loadDataMap } from '../infra/data-map.ts';
+import { localCredentials, readLocalState } from './local-state.ts';
+
+const USAGE = `usage: lethe plan --type <type> (--email <e> | --phone <p> | --user-id <id> | --identity <type>=<value>)... [--config <file>] [--state-dir <dir>] [--json]
+
+  Shows, without changing anything, what a request would do: each stage, each system, its action
+  and how many records it would touch (linked identities are read, as the saga reads them first).
+  Types: ${REQUEST_TYPES.join(', ')}. Prints identity types and counts, never values. Reads the
+  systems through local mode when it runs (<state-dir>/local.json), else through your AWS
+  credentials.`;
+
+interface Line {
+  readonly stage: number;
+  readonly system: string;
+  readonly action: string;
+  readonly records: number;
+  readonly linked?: Record<string, number>;
+}
+
+/** `lethe plan`. Exit codes: 0 planned, 2 usage, input or setup error. */
+export async function plan(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      type: { type: 'string' },
+      email: { type: 'string', multiple: true, default: [] },
+      phone: { type: 'string', multiple: true, default: [] },
+      'user-id': { type: 'string', multiple: true, default: [] },
+      identity: { type: 'string', multiple: true, default: [] },
+      config: { type: 'string', default: process.env['LETHE_CONFIG'] ?? 'lethe.config.yaml' },
+      'state-dir': { type: 'string', default: process.env['LETHE_STATE_DIR'] ?? '.lethe' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const type = values.type as RequestType | undefined;
+  const given: Identity[] = [
+    ...values.email.map((value) => ({ type: 'email', value })),
+    ...values.phone.map((value) => ({ type: 'phone', value })),
+    ...values['user-id'].map((value) => ({ type: 'user_id', value })),
+    ...values.identity.map((pair) => ({ type: pair.split('=')[0] ?? '', value: pair.slice(pair.indexOf('=') + 1) })),
+  ];
+  const badType = given.find((i) => !/^[a-z][a-z0-9_]{1,63}$/.test(i.type));
+  if (positionals.length > 0 || !type || !REQUEST_TYPES.includes(type) || given.length === 0 || badType) {
+    console.error(USAGE);
+    return 2;
+  }
+  let identities: Identity[];
+  try {
+    identities = normalizeIdentities(given);
+  } catch (error) {
+    if (!(error instanceof ValidationError)) throw error;
+    console.error(`lethe plan: ${error.message}`);
+    return 2;
+  }
+
+  const dataMap = loadDataMap(values.config);
+  const local = readLocalState(values['state-dir']);
+  const dynamo = DynamoDBDocumentClient.from(
+    new DynamoDBClient(local ? { endpoint: local.dynamoDbEndpoint, region: local.region, credentials: localCredentials } : {}),
+  );
+  const systems = new Map(dataMap.systems.map((s) => [s.name, s]));
+  const connectorOf = (name: string) => createConnector(systems.get(name)!, { dynamo });
+
+  const lines: Line[] = [];
+  const stages = planStages(type, dataMap, [...new Set(identities.map((i) => i.type))]);
+  for (const [index, stage] of stages.entries()) {
+    if (stage.kind === 'resolve') {
+      const found: Identity[] = [];
+      for (const system of stage.systems) {
+        const linked = await connectorOf(system).resolve(identities);
+        found.push(...linked);
+        const byType: Record<string, number> = {};
+        for (const l of linked) byType[l.type] = (byType[l.type] ?? 0) + 1;
+        lines.push({ stage: index + 1, system, action: 'resolve', records: linked.length, linked: byType });
+      }
+      identities = [...identities, ...found];
+    } else {
+      for (const { system, action } of stage.tasks) {
+        const command = { requestId: 'plan', action, identities, keyedHash: () => '' };
+        lines.push({ stage: index + 1, system, action, records: (await connectorOf(system).verify(command)).remaining });
+      }
+    }
+  }
+  const unreachable = unreachableSystems(type, dataMap, [...new Set(identities.map((i) => i.type))]);
+
+  if (values.json) {
+    console.log(JSON.stringify({ type, stages: lines, unreachable, changed: false }, null, 2));
+    return 0;
+  }
+  console.log(`Plan for ${type} of ${[...new Set(given.map((i) => i.type))].join(', ')} (nothing will be changed):`);
+  if (lines.length === 0) console.log('  no system has anything to do for this request type');
+  for (const l of lines) {
+    const what =
+      l.action === 'resolve'
+        ? `${String(l.records)} linked ${l.records === 1 ? 'identity' : 'identities'}${l.records ? ` (${Object.entries(l.linked ?? {}).map(([t, n]) => `${t}: ${String(n)}`).join(', ')})` : ''}`
+        : `${String(l.records)} ${l.records === 1 ? 'record' : 'records'}`;
+    console.log(`  stage ${String(l.stage)}  ${l.action.padEnd(9)} ${l.system.padEnd(20)} ${what}`);
+  }
+  if (unreachable.length) console.log(`  not reached by these identities: ${unreachable.join(', ')}`);
+  return 0;
+}
