@@ -1,7 +1,10 @@
+import { CognitoIdentityProviderClient } from '@aws-sdk/client-cognito-identity-provider';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { parseArgs } from 'node:util';
-import { createConnector } from '../connectors/index.ts';
+import { connectorFor } from '../connectors/index.ts';
 import { ValidationError } from '../core/errors.ts';
 import { normalizeIdentities, type Identity } from '../core/identity.ts';
 import { planStages, unreachableSystems } from '../core/plan.ts';
@@ -69,11 +72,15 @@ export async function plan(argv: string[]): Promise<number> {
 
   const dataMap = loadDataMap(values.config);
   const local = readLocalState(values['state-dir']);
-  const dynamo = DynamoDBDocumentClient.from(
-    new DynamoDBClient(local ? { endpoint: local.dynamoDbEndpoint, region: local.region, credentials: localCredentials } : {}),
-  );
+  const aws = (endpoint: string) => (local ? { endpoint, region: local.region, credentials: localCredentials } : {});
+  const clients = {
+    dynamo: DynamoDBDocumentClient.from(new DynamoDBClient(aws(local?.dynamoDbEndpoint ?? ''))),
+    s3: () => new S3Client({ ...aws(local?.s3Endpoint ?? ''), forcePathStyle: Boolean(local) }),
+    cognito: () => new CognitoIdentityProviderClient({}),
+    secret: async (arn: string) => (await new SecretsManagerClient({}).send(new GetSecretValueCommand({ SecretId: arn }))).SecretString,
+  };
   const systems = new Map(dataMap.systems.map((s) => [s.name, s]));
-  const connectorOf = (name: string) => createConnector(systems.get(name)!, { dynamo });
+  const connectorOf = (name: string) => connectorFor(systems.get(name)!, clients);
 
   const lines: Line[] = [];
   const stages = planStages(type, dataMap, [...new Set(identities.map((i) => i.type))]);
@@ -81,7 +88,7 @@ export async function plan(argv: string[]): Promise<number> {
     if (stage.kind === 'resolve') {
       const found: Identity[] = [];
       for (const system of stage.systems) {
-        const linked = await connectorOf(system).resolve(identities);
+        const linked = await (await connectorOf(system)).resolve(identities);
         found.push(...linked);
         const byType: Record<string, number> = {};
         for (const l of linked) byType[l.type] = (byType[l.type] ?? 0) + 1;
@@ -91,7 +98,7 @@ export async function plan(argv: string[]): Promise<number> {
     } else {
       for (const { system, action } of stage.tasks) {
         const command = { requestId: 'plan', action, identities, keyedHash: () => '' };
-        lines.push({ stage: index + 1, system, action, records: (await connectorOf(system).verify(command)).remaining });
+        lines.push({ stage: index + 1, system, action, records: (await (await connectorOf(system)).verify(command)).remaining });
       }
     }
   }

@@ -1,19 +1,68 @@
+import type { CognitoIdentityProviderClient } from '@aws-sdk/client-cognito-identity-provider';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { Redis } from 'ioredis';
 import type { SystemConfig } from '#core/config';
 import { ConnectorPermanentError } from '#core/errors';
 import type { Connector } from '#core/ports';
+import { CognitoConnector } from './cognito/connector.ts';
+import { cognitoSettingsSchema } from './cognito/settings.ts';
 import { DynamoDbConnector } from './dynamodb/connector.ts';
 import { dynamoDbSettingsSchema } from './dynamodb/settings.ts';
+import { RedisConnector } from './redis/connector.ts';
+import { redisSettingsSchema } from './redis/settings.ts';
+import { S3Connector } from './s3/connector.ts';
+import { s3SettingsSchema } from './s3/settings.ts';
+import { readSecret } from './secrets.ts';
+import { SqlConnector } from './sql/connector.ts';
+import { mysqlDatabase, postgres } from './sql/database.ts';
+import { sqlSettingsSchema } from './sql/settings.ts';
 
+/** The clients connectors use; built by the caller so endpoints and credentials stay theirs. */
 export interface ConnectorClients {
   readonly dynamo: DynamoDBDocumentClient;
+  readonly s3: () => S3Client;
+  readonly cognito: () => CognitoIdentityProviderClient;
+  /** A Secrets Manager secret's string, for connection secrets held there. */
+  readonly secret: (arn: string) => Promise<string | undefined>;
 }
 
-/** Build the connector for one system of the data map. */
-export function createConnector(system: SystemConfig, clients: ConnectorClients): Connector {
+const cache = new Map<string, Promise<Connector>>();
+
+/**
+ * The connector for one system of the data map, built once per process so that database pools
+ * and connections are reused across invocations.
+ */
+export function connectorFor(system: SystemConfig, clients: ConnectorClients): Promise<Connector> {
+  let connector = cache.get(system.name);
+  if (!connector) {
+    connector = build(system, clients);
+    connector.catch(() => cache.delete(system.name));
+    cache.set(system.name, connector);
+  }
+  return connector;
+}
+
+async function build(system: SystemConfig, clients: ConnectorClients): Promise<Connector> {
   switch (system.connector) {
     case 'dynamodb':
       return new DynamoDbConnector(clients.dynamo, dynamoDbSettingsSchema.parse(system.settings));
+    case 'postgres':
+    case 'mysql': {
+      const settings = sqlSettingsSchema.parse(system.settings);
+      const url = await readSecret(settings.connection.url, clients.secret);
+      return new SqlConnector(system.connector === 'postgres' ? postgres(url) : mysqlDatabase(url), settings);
+    }
+    case 'redis': {
+      const settings = redisSettingsSchema.parse(system.settings);
+      const redis = new Redis(await readSecret(settings.connection.url, clients.secret), { maxRetriesPerRequest: 2, lazyConnect: true });
+      redis.on('error', () => undefined); // failures surface, classified, from the calls themselves
+      return new RedisConnector(redis, settings);
+    }
+    case 's3':
+      return new S3Connector(clients.s3(), s3SettingsSchema.parse(system.settings));
+    case 'cognito':
+      return new CognitoConnector(clients.cognito(), cognitoSettingsSchema.parse(system.settings));
     default:
       throw new ConnectorPermanentError(`no connector of kind ${system.connector}`);
   }

@@ -1,5 +1,9 @@
 import type { ConnectorKinds } from '#core/config';
+import { COGNITO_ACTIONS, cognitoSettingsSchema } from './cognito/settings.ts';
 import { DYNAMODB_ACTIONS, dynamoDbSettingsSchema } from './dynamodb/settings.ts';
+import { REDIS_ACTIONS, redisSettingsSchema } from './redis/settings.ts';
+import { S3_ACTIONS, s3SettingsSchema } from './s3/settings.ts';
+import { SQL_ACTIONS, sqlSettingsSchema } from './sql/settings.ts';
 
 /**
  * Every connector kind Lethe knows: what it can do and how its settings are validated. Pure data
@@ -7,4 +11,9 @@ import { DYNAMODB_ACTIONS, dynamoDbSettingsSchema } from './dynamodb/settings.ts
  */
 export const CONNECTOR_KINDS: ConnectorKinds = {
   dynamodb: { actions: DYNAMODB_ACTIONS, settings: dynamoDbSettingsSchema },
+  postgres: { actions: SQL_ACTIONS, settings: sqlSettingsSchema, resolves: true },
+  mysql: { actions: SQL_ACTIONS, settings: sqlSettingsSchema, resolves: true },
+  redis: { actions: REDIS_ACTIONS, settings: redisSettingsSchema },
+  s3: { actions: S3_ACTIONS, settings: s3SettingsSchema },
+  cognito: { actions: COGNITO_ACTIONS, settings: cognitoSettingsSchema },
 };

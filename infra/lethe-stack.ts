@@ -19,7 +19,10 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import type { DataMap, SystemConfig } from '#core/config';
+import { cognitoSettingsSchema } from '#connectors/cognito/settings';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
+import { s3SettingsSchema } from '#connectors/s3/settings';
+import type { SecretSource } from '#connectors/secrets';
 import { AuditBucket } from './constructs/audit-bucket.ts';
 import { ErasureSaga } from './constructs/erasure-saga.ts';
 import { SecureFunction } from './constructs/secure-function.ts';
@@ -265,8 +268,36 @@ export class LetheStack extends Stack {
     acknowledgeFindings(this);
   }
 
-  /** Least privilege on a system's own target: for DynamoDB, query, read, delete and update its table only. */
+  /** Least privilege on a system's own target, and on nothing else. */
   #grantTarget(worker: IFunction, system: SystemConfig): void {
+    const settings = system.settings as { connection?: { url?: SecretSource } };
+    const source = settings.connection?.url;
+    if (source && 'secretArn' in source) {
+      worker.addToRolePolicy(new PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [source.secretArn] }));
+    }
+    if (system.connector === 's3') {
+      const { bucket } = s3SettingsSchema.parse(system.settings);
+      const arn = `arn:${this.partition}:s3:::${bucket}`;
+      worker.addToRolePolicy(
+        new PolicyStatement({ actions: ['s3:ListBucket', 's3:ListBucketVersions', 's3:GetBucketVersioning'], resources: [arn] }),
+      );
+      worker.addToRolePolicy(
+        new PolicyStatement({
+          actions: ['s3:DeleteObject', 's3:DeleteObjectVersion', 's3:GetObjectTagging', 's3:GetObjectVersionTagging'],
+          resources: [`${arn}/*`],
+        }),
+      );
+      ack(this, `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::${bucket}/*]`, `The ${system.name} worker deletes the subject's objects in its own bucket, ${bucket}; their keys are per subject.`);
+    }
+    if (system.connector === 'cognito') {
+      const { userPoolId } = cognitoSettingsSchema.parse(system.settings);
+      worker.addToRolePolicy(
+        new PolicyStatement({
+          actions: ['cognito-idp:ListUsers', 'cognito-idp:AdminGetUser', 'cognito-idp:AdminDeleteUser', 'cognito-idp:AdminDisableUser', 'cognito-idp:AdminEnableUser'],
+          resources: [this.formatArn({ service: 'cognito-idp', resource: 'userpool', resourceName: userPoolId })],
+        }),
+      );
+    }
     if (system.connector === 'dynamodb') {
       for (const { table } of dynamoDbSettingsSchema.parse(system.settings).tables) {
         const arn = this.formatArn({ service: 'dynamodb', resource: 'table', resourceName: table });

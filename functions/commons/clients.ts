@@ -1,7 +1,8 @@
+import { CognitoIdentityProviderClient } from '@aws-sdk/client-cognito-identity-provider';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -19,3 +20,13 @@ export const sfn = new SFNClient({});
 export const s3 = new S3Client({ forcePathStyle: Boolean(process.env['AWS_ENDPOINT_URL_S3']) });
 export const kms = new KMSClient({});
 export const secrets = new SecretsManagerClient({});
+
+let cognito: CognitoIdentityProviderClient | undefined;
+
+/** What connectors are given: these clients, Cognito built only when a system needs it. */
+export const connectorClients = {
+  dynamo,
+  s3: () => s3,
+  cognito: () => (cognito ??= new CognitoIdentityProviderClient({})),
+  secret: async (arn: string) => (await secrets.send(new GetSecretValueCommand({ SecretId: arn }))).SecretString,
+};

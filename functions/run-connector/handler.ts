@@ -6,13 +6,13 @@ import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { createHmac } from 'node:crypto';
 import { z } from 'zod';
-import { createConnector } from '#connectors/index';
+import { connectorFor } from '#connectors/index';
 import type { SystemConfig } from '#core/config';
 import { openIdentities, sealIdentities } from '#core/envelope';
 import { ConnectorRetryableError, isRetryable, LetheError, PermanentError, retryDelaySeconds } from '#core/errors';
 import { isFinalTaskStatus, TASK_KINDS, type TaskRecord } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
-import { dynamo, sfn, sqs } from '../commons/clients.ts';
+import { connectorClients, sfn, sqs } from '../commons/clients.ts';
 import { requireEnv } from '../commons/env.ts';
 import { keyServiceFromEnv } from '../commons/keys.ts';
 import { errorFields, logger, metrics, observe } from '../commons/observability.ts';
@@ -63,7 +63,7 @@ async function runTask(record: SQSRecord): Promise<void> {
       ...openIdentities(request.sealedIdentities, dataKey, requestId),
       ...(await store.links(requestId)).flatMap((l) => openIdentities(l.sealed, dataKey, requestId)),
     ];
-    const connector = createConnector(system, { dynamo });
+    const connector = await connectorFor(system, connectorClients);
     let affected: number;
     let remaining = 0;
     if (action === 'resolve') {

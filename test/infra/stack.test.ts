@@ -192,3 +192,39 @@ describe('Synth', () => {
     expect(() => buildApp({ skipBundling: true, outdir: dir, configPath })).toThrow(/systems\.users\.connector: unknown connector kind "ftp"/);
   });
 });
+
+describe('Stack: Lethe with a worker per connector kind', () => {
+  const { stack } = buildApp({ skipBundling: true, outdir: outdir(), configPath: 'test/fixtures/many-systems.yaml' });
+  const many = Template.fromStack(stack);
+  const policyOf = (prefix: string) =>
+    JSON.stringify(Object.entries(many.findResources('AWS::IAM::Policy')).filter(([id]) => id.startsWith(prefix)).map(([, p]) => p));
+
+  it('builds one worker and one queue per kind and system', () => {
+    const workers = Object.keys(many.findResources('AWS::Lambda::Function')).filter((id) => id.startsWith('RunConnector'));
+    expect(workers.map((id) => id.replace(/[A-F0-9]{8}$/, '')).sort()).toEqual([
+      'RunConnectorcognito',
+      'RunConnectordynamodb',
+      'RunConnectorpostgres',
+      'RunConnectors3',
+    ]);
+    many.resourceCountIs('AWS::Lambda::EventSourceMapping', 5);
+  });
+
+  it('lets the SQL worker read its connection secret and nothing else of Secrets Manager', () => {
+    const policy = policyOf('RunConnectorpostgres');
+    expect(policy).toContain('arn:aws:secretsmanager:eu-west-1:123456789012:secret:app-db-AbCdEf');
+    expect(policy).not.toContain('s3:Delete');
+    expect(policy).not.toContain('cognito-idp');
+  });
+
+  it('scopes the S3 worker to its bucket and the Cognito worker to its pool', () => {
+    const s3 = policyOf('RunConnectors3');
+    expect(s3).toContain('s3:::acme-exports/*');
+    expect(s3).toContain('s3:DeleteObjectVersion');
+    expect(s3).not.toContain('cognito-idp');
+    const cognito = policyOf('RunConnectorcognito');
+    expect(cognito).toContain('userpool/eu-west-1_AbCdEf123');
+    expect(cognito).toContain('cognito-idp:AdminDeleteUser');
+    expect(cognito).not.toContain('s3:Delete');
+  });
+});
