@@ -72,6 +72,8 @@ export async function plan(argv: string[]): Promise<number> {
 
   const dataMap = loadDataMap(values.config);
   const local = readLocalState(values['state-dir']);
+  // Local mode's databases (its PGlite servers, or the servers it was given) for connection variables not set here.
+  for (const [name, url] of Object.entries(local?.databases ?? {})) process.env[name] ??= url;
   const aws = (endpoint: string) => (local ? { endpoint, region: local.region, credentials: localCredentials } : {});
   const clients = {
     dynamo: DynamoDBDocumentClient.from(new DynamoDBClient(aws(local?.dynamoDbEndpoint ?? ''))),

@@ -47,7 +47,7 @@ Lethe is running on ${apiUrl} (ready in ${String(Math.round((Date.now() - starte
   systems:  ${lethe.dataMap.systems.map((s) => `${s.name} (${s.connector})`).join(', ')}
   logs:     ${logPath}   (LETHE_VERBOSE=1 to print them here)
 
-Forget someone (the sample users table holds ada@example.com and grace@example.com):
+Forget someone (the sample systems hold ada@example.com and grace@example.com):
 
   curl -s -X POST ${apiUrl}/v1/requests -H 'content-type: application/json' \\
     -d '{"type":"erasure","regulation":"gdpr","identities":[{"type":"email","value":"ada@example.com"}]}'

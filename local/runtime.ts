@@ -17,7 +17,7 @@ import { LocalEventBus, type RuleSpec } from './event-bus.ts';
 import { createFrontDoor, type Route } from './http.ts';
 import { LocalFunction } from './lambda.ts';
 import { SqsEventSource } from './event-source.ts';
-import { seedTargets } from './sample-data.ts';
+import { seedTargets, startLocalDatabases } from './sample-data.ts';
 import { LocalStepFunctions, type ExecutionStatusChange } from './step-functions.ts';
 import { ACCOUNT, bucketName, REGION, Resolver, type CfnTemplate } from './template.ts';
 
@@ -44,6 +44,8 @@ export interface LocalState {
   readonly requestsTable: string;
   readonly auditBucket: string;
   readonly eventBusName: string;
+  /** Connection variable name → URL, for the systems' databases local mode reaches. */
+  readonly databases: Readonly<Record<string, string>>;
   readonly pid: number;
 }
 
@@ -126,7 +128,15 @@ async function start(
   for (const [id] of resolver.resources('AWS::S3::Bucket')) {
     await s3.send(new CreateBucketCommand({ Bucket: bucketName(id) }));
   }
-  await seedTargets(dynamo.client, dataMap);
+  const databases = await startLocalDatabases(dataMap);
+  stops.push(() => databases.stop());
+  await seedTargets({ dynamo: dynamo.client, s3 }, dataMap, databases);
+  // Every connection variable the data map names reaches the workers: set here, or a local server.
+  const connectionEnv: Record<string, string> = {};
+  for (const name of connectionVariables(dataMap)) {
+    const value = process.env[name] ?? databases.urls[name];
+    if (value) connectionEnv[name] = value;
+  }
 
   // The front door's port must be known before the functions' environments are.
   const port = options.port || (await freePort());
@@ -149,6 +159,7 @@ async function start(
           memoryMb: Number(p['MemorySize'] ?? 128),
           environment: {
             ...variables,
+            ...connectionEnv,
             PATH: process.env['PATH'] ?? '',
             TZ: 'UTC',
             AWS_REGION: REGION,
@@ -291,10 +302,19 @@ async function start(
     requestsTable: single('AWS::DynamoDB::Table'),
     auditBucket: bucketName(resolver.resources('AWS::S3::Bucket').find(([, b]) => b.Properties?.['ObjectLockEnabled'])![0]),
     eventBusName: single('AWS::Events::EventBus'),
+    databases: connectionEnv,
     pid: process.pid,
   };
   writeFileSync(join(stateDir, 'local.json'), JSON.stringify(state, null, 2));
   return { state, dataMap, stop };
+}
+
+/** The environment variables the data map names as connection sources. */
+function connectionVariables(dataMap: DataMap): string[] {
+  return dataMap.systems.flatMap((s) => {
+    const url = (s.settings as { connection?: { url?: Record<string, unknown> } } | undefined)?.connection?.url;
+    return typeof url?.['env'] === 'string' ? [url['env']] : [];
+  });
 }
 
 /** The path of an API Gateway resource, from its chain of parents. */

@@ -1,28 +1,71 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateBucketCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { BatchWriteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { PGlite } from '@electric-sql/pglite';
+import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import type { DataMap } from '#core/config';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
+import { s3SettingsSchema } from '#connectors/s3/settings';
+import { sqlSettingsSchema } from '#connectors/sql/settings';
 import { createTable } from './dynamodb-local.ts';
 
-/** The people local mode's sample `users` table starts with. */
+/** The people local mode's sample systems start with. */
 export const SAMPLE_USERS = [
   { userId: 'u-ada', email: 'ada@example.com', name: 'Ada Lovelace', phone: '+442079460958', plan: 'pro' },
   { userId: 'u-grace', email: 'grace@example.com', name: 'Grace Hopper', phone: '+12025550173', plan: 'free' },
 ];
 
+export interface LocalDatabases {
+  /** Connection variable name → URL of a PGlite server local mode started for it. */
+  readonly urls: Record<string, string>;
+  stop(): Promise<void>;
+}
+
 /**
- * Stand up the target tables the data map names for its DynamoDB systems (with the indexes its
- * lookups use), and seed the sample `users` table so a newcomer has someone to forget.
+ * A PGlite server (PostgreSQL wire protocol on 127.0.0.1) for every `postgres` system whose
+ * connection variable is not set; systems whose variable is set use that server. PGlite is one
+ * session, so concurrent transactions on one local system may interleave: local mode only.
  */
-export async function seedTargets(client: DynamoDBClient, dataMap: DataMap): Promise<string[]> {
-  const created: string[] = [];
+export async function startLocalDatabases(dataMap: DataMap): Promise<LocalDatabases> {
+  const urls: Record<string, string> = {};
+  const servers: { server: PGLiteSocketServer; db: PGlite }[] = [];
+  for (const system of dataMap.systems.filter((s) => s.connector === 'postgres')) {
+    const source = sqlSettingsSchema.parse(system.settings).connection.url;
+    if (!('env' in source) || process.env[source.env] || urls[source.env]) continue;
+    const db = await PGlite.create();
+    const server = new PGLiteSocketServer({ db, port: 0, host: '127.0.0.1', maxConnections: 16 });
+    await server.start();
+    servers.push({ server, db });
+    urls[source.env] = `postgres://postgres@${server.getServerConn()}/postgres`;
+  }
+  return {
+    urls,
+    stop: async () => {
+      for (const { server, db } of servers) {
+        await server.stop();
+        await db.close();
+      }
+    },
+  };
+}
+
+/**
+ * Stand up the targets the data map names: DynamoDB tables (with the indexes its lookups use) and
+ * S3 buckets. Seed the sample systems (the `users` table, the `app-db` database when local mode
+ * runs it, the sample exports bucket) so a newcomer has someone to forget.
+ */
+export async function seedTargets(
+  clients: { dynamo: DynamoDBClient; s3: S3Client },
+  dataMap: DataMap,
+  local: LocalDatabases,
+): Promise<void> {
   const tables = dataMap.systems
     .filter((system) => system.connector === 'dynamodb')
     .flatMap((system) => dynamoDbSettingsSchema.parse(system.settings).tables);
   for (const s of tables) {
     const indexed = s.lookups.filter((l) => l.index);
     const attributes = new Set([s.partitionKey, ...(s.sortKey ? [s.sortKey] : []), ...indexed.map((l) => l.attribute)]);
-    await createTable(client, {
+    await createTable(clients.dynamo, {
       TableName: s.table,
       BillingMode: 'PAY_PER_REQUEST',
       AttributeDefinitions: [...attributes].map((name) => ({ AttributeName: name, AttributeType: 'S' })),
@@ -40,12 +83,42 @@ export async function seedTargets(client: DynamoDBClient, dataMap: DataMap): Pro
           }
         : {}),
     });
-    created.push(s.table);
   }
-  if (created.includes('users')) {
-    await DynamoDBDocumentClient.from(client).send(
+  if (tables.some((t) => t.table === 'users')) {
+    await DynamoDBDocumentClient.from(clients.dynamo).send(
       new BatchWriteCommand({ RequestItems: { users: SAMPLE_USERS.map((Item) => ({ PutRequest: { Item } })) } }),
     );
   }
-  return created;
+
+  for (const system of dataMap.systems.filter((s) => s.connector === 's3')) {
+    const { bucket } = s3SettingsSchema.parse(system.settings);
+    await clients.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    if (bucket === 'lethe-sample-exports') {
+      for (const { userId } of SAMPLE_USERS) {
+        for (const month of ['2026-10', '2026-11']) {
+          await clients.s3.send(new PutObjectCommand({ Bucket: bucket, Key: `exports/${userId}/${month}.csv`, Body: 'order,total\n' }));
+        }
+      }
+    }
+  }
+
+  const appDb = dataMap.systems.find((s) => s.name === 'app-db' && s.connector === 'postgres');
+  const source = appDb ? sqlSettingsSchema.parse(appDb.settings).connection.url : undefined;
+  const url = source && 'env' in source ? local.urls[source.env] : undefined;
+  if (url) {
+    const pg = (await import('pg')).default;
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      await client.query(`
+        CREATE TABLE accounts (id TEXT PRIMARY KEY, user_id TEXT, email TEXT, name TEXT, processing_restricted BOOLEAN DEFAULT FALSE);
+        CREATE TABLE orders (id TEXT PRIMARY KEY, account_id TEXT REFERENCES accounts(id), total NUMERIC);
+        INSERT INTO accounts (id, user_id, email, name) VALUES
+          ('a-1', 'u-ada', 'ada@example.com', 'Ada Lovelace'), ('a-2', 'u-grace', 'grace@example.com', 'Grace Hopper');
+        INSERT INTO orders (id, account_id, total) VALUES ('o-1', 'a-1', 42), ('o-2', 'a-1', 7), ('o-3', 'a-2', 19);
+      `);
+    } finally {
+      await client.end();
+    }
+  }
 }

@@ -1,6 +1,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import pg from 'pg';
 import { ListQueuesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, GetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -56,6 +57,18 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
       .Items ?? [];
   const countItems = async () => (await db.send(new ScanCommand({ TableName: state.requestsTable, Select: 'COUNT' }))).Count;
   const user = async (userId: string) => (await db.send(new GetCommand({ TableName: 'users', Key: { userId }, ConsistentRead: true }))).Item;
+  const exportsOf = async (userId: string) =>
+    ((await s3().send(new ListObjectsV2Command({ Bucket: 'lethe-sample-exports', Prefix: `exports/${userId}/` }))).Contents ?? []).map((o) => o.Key);
+  const s3 = () => new S3Client({ endpoint: state.s3Endpoint, region: state.region, credentials, forcePathStyle: true });
+  const sql = async (query: string) => {
+    const client = new pg.Client({ connectionString: state.databases['LETHE_SAMPLE_POSTGRES_URL'] });
+    await client.connect();
+    try {
+      return (await client.query(query)).rows as Record<string, unknown>[];
+    } finally {
+      await client.end();
+    }
+  };
 
   beforeAll(async () => {
     stateDir = mkdtempSync(join(tmpdir(), 'lethe-e2e-'));
@@ -81,8 +94,9 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
 
-  it('erases a seeded user: completed, the user gone, the other user kept', async () => {
+  it('erases a seeded user everywhere, through the user_id resolved from PostgreSQL first, keeping the other user', async () => {
     expect(await user('u-ada')).toBeDefined();
+    expect(await exportsOf('u-ada')).toHaveLength(2);
 
     const response = await post({ type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: 'ada@example.com' }] });
     expect(response.status).toBe(202);
@@ -92,13 +106,23 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
 
     const done = await final(answer.requestId);
     expect(done).toMatchObject({ status: 'completed', completedAt: expect.any(String) as string });
-    expect(done.systems).toEqual([{ system: 'users', action: 'delete', status: 'succeeded', affected: 1 }]);
+    expect(done.systems).toEqual([
+      { system: 'app-db', action: 'delete', status: 'succeeded', affected: 3 },
+      { system: 'app-db', action: 'resolve', status: 'succeeded', affected: 1 },
+      { system: 'exports', action: 'delete', status: 'succeeded', affected: 2 },
+      { system: 'users', action: 'delete', status: 'succeeded', affected: 1 },
+    ]);
     expect(await user('u-ada')).toBeUndefined();
+    expect(await exportsOf('u-ada')).toEqual([]);
+    expect(await sql('SELECT id FROM accounts ORDER BY id')).toEqual([{ id: 'a-2' }]);
+    expect(await sql('SELECT id FROM orders ORDER BY id')).toEqual([{ id: 'o-3' }]);
     expect(await user('u-grace')).toMatchObject({ email: 'grace@example.com' });
+    expect(await exportsOf('u-grace')).toHaveLength(2);
 
     const verify = spawnSync(process.execPath, ['cli/lethe.ts', 'audit', 'verify', '--request', answer.requestId, '--state-dir', stateDir], { encoding: 'utf8' });
     expect(verify.stderr).toBe('');
-    expect(verify.stdout).toMatch(/5 records, intact .*last event request\.completed/);
+    // received, planned, running and succeeded for each of 4 tasks, completed
+    expect(verify.stdout).toMatch(/11 records, intact .*last event request\.completed/);
     expect(verify.status).toBe(0);
   });
 
@@ -114,10 +138,16 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect(((await second.json()) as { requestId: string }).requestId).toBe(body.requestId);
 
     const done = await final(body.requestId);
-    expect(done.systems).toEqual([{ system: 'users', action: 'delete', status: 'succeeded', affected: 0 }]);
+    // No account, so no user_id is found: every planned system affects nothing.
+    expect(done.systems).toEqual([
+      { system: 'app-db', action: 'delete', status: 'succeeded', affected: 0 },
+      { system: 'app-db', action: 'resolve', status: 'succeeded', affected: 0 },
+      { system: 'exports', action: 'delete', status: 'succeeded', affected: 0 },
+      { system: 'users', action: 'delete', status: 'succeeded', affected: 0 },
+    ]);
     const items = await metaItems(body.requestId);
     expect(items.filter((i) => i['sk'] === 'META')).toHaveLength(1);
-    expect(items.filter((i) => String(i['sk']).startsWith('TASK#'))).toHaveLength(1);
+    expect(items.filter((i) => String(i['sk']).startsWith('TASK#'))).toHaveLength(4);
 
     const replay = await post(body);
     expect(replay.status).toBe(202);
@@ -134,7 +164,10 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     expect(run.stdout).toContain('Plan for erasure of email (nothing will be changed):');
-    expect(run.stdout).toMatch(/stage 1 +delete +users +1 record\n/);
+    expect(run.stdout).toMatch(/stage 1 +resolve +app-db +1 linked identity \(user_id: 1\)\n/);
+    expect(run.stdout).toMatch(/stage 2 +delete +users +1 record\n/);
+    expect(run.stdout).toMatch(/stage 2 +delete +exports +2 records\n/);
+    expect(run.stdout).toMatch(/stage 3 +delete +app-db +2 records\n/);
     expect(run.stdout).not.toContain('grace@example.com');
     expect(await user('u-grace')).toMatchObject({ email: 'grace@example.com' });
   });
@@ -160,6 +193,8 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     const done = await final(requestId);
     expect(done.status).toBe('completed');
     expect(await user('u-grace')).toBeUndefined();
+    expect(await exportsOf('u-grace')).toEqual([]);
+    expect(await sql('SELECT id FROM accounts')).toEqual([]);
     expect((await metaItems(requestId)).filter((i) => i['sk'] === 'META')).toHaveLength(1);
   });
 

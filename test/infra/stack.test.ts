@@ -8,10 +8,11 @@ import { ConfigError } from '#core/errors';
 import { buildApp } from '#infra/app';
 
 const outdir = () => mkdtempSync(join(tmpdir(), 'lethe-synth-'));
+const configPath = 'test/fixtures/one-system.yaml';
 let template: Template;
 
 beforeAll(() => {
-  const { stack } = buildApp({ skipBundling: true, outdir: outdir() });
+  const { stack } = buildApp({ skipBundling: true, outdir: outdir(), configPath });
   template = Template.fromStack(stack);
 });
 
@@ -39,7 +40,7 @@ describe('Stack: Lethe', () => {
   });
 
   it('takes the audit retention from configuration', () => {
-    const { stack } = buildApp({ skipBundling: true, outdir: outdir(), auditRetentionDays: 2555 });
+    const { stack } = buildApp({ skipBundling: true, outdir: outdir(), configPath, auditRetentionDays: 2555 });
     const longer = Template.fromStack(stack);
     longer.hasResourceProperties('AWS::S3::Bucket', {
       ObjectLockConfiguration: { Rule: { DefaultRetention: { Mode: 'COMPLIANCE', Days: 2555 } } },
@@ -172,16 +173,21 @@ describe('Stack: Lethe', () => {
 describe('Synth', () => {
   it('bundles with esbuild, offline and without Docker, and passes cdk-nag', () => {
     const dir = outdir();
-    const { app } = buildApp({ outdir: dir });
+    const { app } = buildApp({ outdir: dir, configPath });
     app.synth();
     const bundles = readdirSync(dir).filter((d) => d.startsWith('asset.') && existsSync(join(dir, d, 'index.mjs')));
     expect(bundles).toHaveLength(8);
   });
 
   it('fails on a cdk-nag finding nobody acknowledged', () => {
-    const { app, stack } = buildApp({ skipBundling: true, outdir: outdir() });
+    const { app, stack } = buildApp({ skipBundling: true, outdir: outdir(), configPath });
     new Queue(stack, 'Unprotected');
     expect(() => app.synth()).toThrow(/AwsSolutions-SQS4/);
+  });
+
+  it('synthesizes the repository’s sample data map', () => {
+    const { app } = buildApp({ skipBundling: true, outdir: outdir() });
+    expect(app.synth().getStackByName('Lethe').template).toHaveProperty('Resources');
   });
 
   it('fails on an invalid data map, naming each problem', () => {
