@@ -134,7 +134,7 @@ async function start(
   // Every connection variable the data map names reaches the workers: set here, or a local server.
   const connectionEnv: Record<string, string> = {};
   for (const name of connectionVariables(dataMap)) {
-    const value = process.env[name] ?? databases.urls[name];
+    const value = process.env[name] || databases.urls[name]; // empty means unset, as for the servers above
     if (value) connectionEnv[name] = value;
   }
 
