@@ -2,6 +2,7 @@ import { CognitoIdentityProviderClient } from '@aws-sdk/client-cognito-identity-
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { parseArgs } from 'node:util';
 import { connectorFor } from '../connectors/index.ts';
@@ -80,6 +81,8 @@ export async function plan(argv: string[]): Promise<number> {
     s3: () => new S3Client({ ...aws(local?.s3Endpoint ?? ''), forcePathStyle: Boolean(local) }),
     cognito: () => new CognitoIdentityProviderClient({}),
     secret: async (arn: string) => (await new SecretsManagerClient({}).send(new GetSecretValueCommand({ SecretId: arn }))).SecretString,
+    parameter: async (name: string) =>
+      (await new SSMClient({}).send(new GetParameterCommand({ Name: name, WithDecryption: true }))).Parameter?.Value,
   };
   const systems = new Map(dataMap.systems.map((s) => [s.name, s]));
   const connectorOf = (name: string) => connectorFor(systems.get(name)!, clients);

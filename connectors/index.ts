@@ -25,6 +25,8 @@ export interface ConnectorClients {
   readonly cognito: () => CognitoIdentityProviderClient;
   /** A Secrets Manager secret's string, for connection secrets held there. */
   readonly secret: (arn: string) => Promise<string | undefined>;
+  /** An SSM parameter's decrypted value, for connection secrets held there. */
+  readonly parameter: (name: string) => Promise<string | undefined>;
 }
 
 const cache = new Map<string, Promise<Connector>>();
@@ -50,12 +52,12 @@ async function build(system: SystemConfig, clients: ConnectorClients): Promise<C
     case 'postgres':
     case 'mysql': {
       const settings = sqlSettingsSchema.parse(system.settings);
-      const url = await readSecret(settings.connection.url, clients.secret);
+      const url = await readSecret(settings.connection.url, clients);
       return new SqlConnector(system.connector === 'postgres' ? postgres(url) : mysqlDatabase(url), settings);
     }
     case 'redis': {
       const settings = redisSettingsSchema.parse(system.settings);
-      const redis = new Redis(await readSecret(settings.connection.url, clients.secret), { maxRetriesPerRequest: 2, lazyConnect: true });
+      const redis = new Redis(await readSecret(settings.connection.url, clients), { maxRetriesPerRequest: 2, lazyConnect: true });
       redis.on('error', () => undefined); // failures surface, classified, from the calls themselves
       return new RedisConnector(redis, settings);
     }

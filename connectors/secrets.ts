@@ -4,12 +4,13 @@ import { ConnectorPermanentError } from '#core/errors';
 
 /**
  * Where a connection string or credential comes from. Never the data map itself: an environment
- * variable or a file (local mode), or a Secrets Manager secret (AWS).
+ * variable or a file (local mode), a Secrets Manager secret or an SSM SecureString parameter (AWS).
  */
 export const secretSourceSchema = z.union([
   z.strictObject({ env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name') }),
   z.strictObject({ file: z.string().min(1) }),
   z.strictObject({ secretArn: z.string().startsWith('arn:') }),
+  z.strictObject({ ssmParameter: z.string().regex(/^\/[A-Za-z0-9_.\-/]{1,1010}$/, 'must be a parameter name starting with /') }),
 ]);
 export type SecretSource = z.infer<typeof secretSourceSchema>;
 
@@ -17,13 +18,22 @@ export type SecretSource = z.infer<typeof secretSourceSchema>;
  * The secret's value. A Secrets Manager secret in RDS's JSON shape ({engine, host, port, username,
  * password, dbname}) becomes a connection URL; any other secret is used as it is.
  */
-export async function readSecret(source: SecretSource, fetchSecret: (arn: string) => Promise<string | undefined>): Promise<string> {
+export interface SecretStores {
+  /** A Secrets Manager secret's string. */
+  readonly secret: (arn: string) => Promise<string | undefined>;
+  /** An SSM parameter's decrypted value. */
+  readonly parameter: (name: string) => Promise<string | undefined>;
+}
+
+export async function readSecret(source: SecretSource, stores: SecretStores): Promise<string> {
   let value: string | undefined;
   if ('env' in source) value = process.env[source.env];
   else if ('file' in source) value = (await readFile(source.file, 'utf8')).trim();
-  else value = await fetchSecret(source.secretArn);
+  else if ('secretArn' in source) value = await stores.secret(source.secretArn);
+  else value = await stores.parameter(source.ssmParameter);
   if (!value) {
-    throw new ConnectorPermanentError(`connection secret ${'env' in source ? `$${source.env}` : 'file' in source ? source.file : source.secretArn} is empty or missing`);
+    const where = 'env' in source ? `$${source.env}` : 'file' in source ? source.file : 'secretArn' in source ? source.secretArn : source.ssmParameter;
+    throw new ConnectorPermanentError(`connection secret ${where} is empty or missing`);
   }
   return fromRdsSecret(value) ?? value;
 }

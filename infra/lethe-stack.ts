@@ -20,6 +20,7 @@ import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import type { DataMap, SystemConfig } from '#core/config';
 import { cognitoSettingsSchema } from '#connectors/cognito/settings';
+import { CONNECTOR_KINDS } from '#connectors/kinds';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
 import { s3SettingsSchema } from '#connectors/s3/settings';
 import type { SecretSource } from '#connectors/secrets';
@@ -147,7 +148,7 @@ export class LetheStack extends Stack {
       workers.push(worker);
       writesAudit(worker);
       identityKey.grantDecrypt(worker);
-      pseudonymKey.grantRead(worker); // keyed hashes for the `hmac` anonymization strategy
+      if (CONNECTOR_KINDS[kind]?.actions.includes('anonymize')) pseudonymKey.grantRead(worker); // the `hmac` strategy
       for (const system of systems) {
         worker.addEventSource(
           new SqsEventSource(systemQueues.get(system.name)!.queue, {
@@ -274,6 +275,14 @@ export class LetheStack extends Stack {
     const source = settings.connection?.url;
     if (source && 'secretArn' in source) {
       worker.addToRolePolicy(new PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [source.secretArn] }));
+    }
+    if (source && 'ssmParameter' in source) {
+      worker.addToRolePolicy(
+        new PolicyStatement({
+          actions: ['ssm:GetParameter'],
+          resources: [this.formatArn({ service: 'ssm', resource: 'parameter', resourceName: source.ssmParameter.slice(1) })],
+        }),
+      );
     }
     if (system.connector === 's3') {
       const { bucket } = s3SettingsSchema.parse(system.settings);

@@ -5,6 +5,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 
 /**
@@ -22,6 +23,7 @@ export const kms = new KMSClient({});
 export const secrets = new SecretsManagerClient({});
 
 let cognito: CognitoIdentityProviderClient | undefined;
+let ssm: SSMClient | undefined;
 
 /** What connectors are given: these clients, Cognito built only when a system needs it. */
 export const connectorClients = {
@@ -29,4 +31,6 @@ export const connectorClients = {
   s3: () => s3,
   cognito: () => (cognito ??= new CognitoIdentityProviderClient({})),
   secret: async (arn: string) => (await secrets.send(new GetSecretValueCommand({ SecretId: arn }))).SecretString,
+  parameter: async (name: string) =>
+    (await (ssm ??= new SSMClient({})).send(new GetParameterCommand({ Name: name, WithDecryption: true }))).Parameter?.Value,
 };

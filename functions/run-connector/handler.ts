@@ -71,12 +71,16 @@ async function runTask(record: SQSRecord): Promise<void> {
       await store.putLinks(requestId, systemName, sealIdentities(linked, dataKey, requestId), linked.length);
       affected = linked.length;
     } else {
-      const hmacKey = (await keys.pseudonymKey()).key;
+      // The pseudonym key serves the `hmac` anonymization strategy: only anonymizing needs it.
+      const hmacKey = action === 'anonymize' ? (await keys.pseudonymKey()).key : undefined;
       const command = {
         requestId,
         action,
         identities,
-        keyedHash: (value: string) => createHmac('sha256', hmacKey).update(value).digest('hex'),
+        keyedHash: (value: string) => {
+          if (!hmacKey) throw new PermanentError(`${systemName}: a keyed hash is only available to anonymize`);
+          return createHmac('sha256', hmacKey).update(value).digest('hex');
+        },
       };
       ({ affected } = await connector.run(command));
       ({ remaining } = await connector.verify(command));

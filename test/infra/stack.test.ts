@@ -211,9 +211,10 @@ describe('Stack: Lethe with a worker per connector kind', () => {
       'RunConnectorcognito',
       'RunConnectordynamodb',
       'RunConnectorpostgres',
+      'RunConnectorredis',
       'RunConnectors3',
     ]);
-    many.resourceCountIs('AWS::Lambda::EventSourceMapping', 5);
+    many.resourceCountIs('AWS::Lambda::EventSourceMapping', 6);
   });
 
   it('lets the SQL worker read its connection secret and nothing else of Secrets Manager', () => {
@@ -221,6 +222,13 @@ describe('Stack: Lethe with a worker per connector kind', () => {
     expect(policy).toContain('arn:aws:secretsmanager:eu-west-1:123456789012:secret:app-db-AbCdEf');
     expect(policy).not.toContain('s3:Delete');
     expect(policy).not.toContain('cognito-idp');
+  });
+
+  it('lets the Redis worker read its SSM parameter only', () => {
+    const policy = policyOf('RunConnectorredis');
+    expect(policy).toContain('ssm:GetParameter');
+    expect(policy).toContain(':parameter/lethe/cache/url');
+    expect(policy).not.toContain('secretsmanager:GetSecretValue');
   });
 
   it('scopes the S3 worker to its bucket and the Cognito worker to its pool', () => {

@@ -107,6 +107,18 @@ describe.skipIf(unavailable)('Class: DynamoDbConnector (DynamoDB Local)', () => 
     expect(await connector.verify(command('delete'))).toEqual({ remaining: 0 });
   });
 
+  it('deletes nothing for hostile identities', async () => {
+    const connector = new DynamoDbConnector(doc, settings());
+    const before = await remaining();
+
+    for (const value of ["' OR '1'='1", '*', '%', 'u-', 'U-ADA', 'аda@example.com', 'a'.repeat(1000), 'ada@example.com ']) {
+      const identities = [{ type: 'email', value }, { type: 'user_id', value }];
+      expect(await connector.run({ requestId: 'r', action: 'delete', identities, keyedHash: (v: string) => v })).toEqual({ affected: 0 });
+    }
+
+    expect(await remaining()).toEqual(before);
+  });
+
   it('succeeds with a count of 0 when the items are already gone', async () => {
     const connector = new DynamoDbConnector(doc, settings());
     await connector.run(command('delete'));

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { readSecret } from '#connectors/secrets';
 import { ConnectorPermanentError } from '#core/errors';
 
-const none = () => Promise.resolve(undefined);
+const none = { secret: () => Promise.resolve(undefined), parameter: () => Promise.resolve(undefined) };
 
 describe('Function: readSecret', () => {
   it('reads an environment variable or a file', async () => {
@@ -18,9 +18,14 @@ describe('Function: readSecret', () => {
 
   it('turns an RDS-style Secrets Manager secret into a connection URL', async () => {
     const secret = JSON.stringify({ engine: 'mariadb', host: 'db.internal', port: 3306, username: 'lethe', password: 'p@ss/w:rd', dbname: 'app' });
-    expect(await readSecret({ secretArn: 'arn:aws:secretsmanager:eu-west-1:1:secret:x' }, () => Promise.resolve(secret))).toBe(
+    expect(await readSecret({ secretArn: 'arn:aws:secretsmanager:eu-west-1:1:secret:x' }, { ...none, secret: () => Promise.resolve(secret) })).toBe(
       'mysql://lethe:p%40ss%2Fw%3Ard@db.internal:3306/app',
     );
+  });
+
+  it('reads an SSM parameter', async () => {
+    const stores = { ...none, parameter: (name: string) => Promise.resolve(name === '/lethe/app-db/url' ? 'postgres://x@y/z' : undefined) };
+    expect(await readSecret({ ssmParameter: '/lethe/app-db/url' }, stores)).toBe('postgres://x@y/z');
   });
 
   it('fails permanently on a missing secret, naming where it looked', async () => {

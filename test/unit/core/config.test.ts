@@ -56,3 +56,13 @@ systems:
     expect(() => parseDataMap('version: 1\nsystems: [', CONNECTOR_KINDS)).toThrow(/YAML/);
   });
 });
+
+describe('README', () => {
+  it('shows a complete data map that validates', () => {
+    const readme = readFileSync('README.md', 'utf8');
+    const block = readme.split('A complete data map')[1]?.split('```yaml')[1]?.split('```')[0];
+    expect(block).toBeDefined();
+    const map = parseDataMap(block!, CONNECTOR_KINDS);
+    expect(new Set(map.systems.map((s) => s.connector))).toEqual(new Set(Object.keys(CONNECTOR_KINDS)));
+  });
+});
