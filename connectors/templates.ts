@@ -1,4 +1,13 @@
+import { z } from 'zod';
 import type { Identity } from '#core/identity';
+
+/** A string with `{identity_type}` placeholders, e.g. `session:{user_id}`. */
+export const identityTemplate = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((t) => /\{[a-z][a-z0-9_]{1,63}\}/.test(t), 'must name at least one identity, as {identity_type}');
 
 /**
  * Fill a template's `{identity_type}` placeholders with every combination of the subject's

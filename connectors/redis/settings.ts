@@ -1,15 +1,11 @@
 import { z } from 'zod';
 import type { Action } from '#core/request';
+import { identityTemplate } from '../templates.ts';
 import { secretSourceSchema } from '../secrets.ts';
 
 export const REDIS_ACTIONS: readonly Action[] = ['delete'];
 
-/** `{identity_type}` placeholders, e.g. `session:{user_id}`. */
-const template = z
-  .string()
-  .min(1)
-  .max(512)
-  .refine((t) => /\{[a-z][a-z0-9_]{1,63}\}/.test(t), 'must name at least one identity, as {identity_type}');
+const template = identityTemplate(512);
 
 /** `settings` of a `connector: redis` system. */
 export const redisSettingsSchema = z.strictObject({

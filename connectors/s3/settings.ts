@@ -1,13 +1,10 @@
 import { z } from 'zod';
 import type { Action } from '#core/request';
+import { identityTemplate } from '../templates.ts';
 
 export const S3_ACTIONS: readonly Action[] = ['delete'];
 
-const template = z
-  .string()
-  .min(1)
-  .max(1024)
-  .refine((t) => /\{[a-z][a-z0-9_]{1,63}\}/.test(t), 'must name at least one identity, as {identity_type}');
+const template = identityTemplate(1024);
 
 /** `settings` of a `connector: s3` system: one bucket, and where the subject's objects are. */
 export const s3SettingsSchema = z.strictObject({

@@ -83,22 +83,7 @@ export class RequestStore {
   }
 
   async tasks(requestId: string): Promise<TaskRecord[]> {
-    const items: Record<string, unknown>[] = [];
-    try {
-      const pages = paginateQuery(
-        { client: dynamo },
-        {
-          TableName: this.#table,
-          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :task)',
-          ExpressionAttributeValues: { ':pk': `REQ#${requestId}`, ':task': 'TASK#' },
-          ConsistentRead: true,
-        },
-      );
-      for await (const page of pages) items.push(...(page.Items ?? []));
-    } catch (error) {
-      throw wrap('read tasks', error);
-    }
-    return items.map((item) => stripKeys<TaskRecord>(item));
+    return (await this.#itemsUnder(requestId, 'TASK#', 'read tasks')).map((item) => stripKeys<TaskRecord>(item));
   }
 
   async task(requestId: string, system: string, action: TaskKind): Promise<TaskRecord | undefined> {
@@ -119,22 +104,28 @@ export class RequestStore {
 
   /** Every system's sealed linked identities for the request. */
   async links(requestId: string): Promise<{ system: string; sealed: string }[]> {
+    const items = await this.#itemsUnder(requestId, 'LINK#', 'read linked identities');
+    return items.map((i) => ({ system: String(i['system']), sealed: String(i['sealed']) }));
+  }
+
+  /** Every item of a request whose sort key starts with `prefix`, read consistently. */
+  async #itemsUnder(requestId: string, prefix: string, what: string): Promise<Record<string, unknown>[]> {
     const items: Record<string, unknown>[] = [];
     try {
       const pages = paginateQuery(
         { client: dynamo },
         {
           TableName: this.#table,
-          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :link)',
-          ExpressionAttributeValues: { ':pk': `REQ#${requestId}`, ':link': 'LINK#' },
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+          ExpressionAttributeValues: { ':pk': `REQ#${requestId}`, ':prefix': prefix },
           ConsistentRead: true,
         },
       );
       for await (const page of pages) items.push(...(page.Items ?? []));
     } catch (error) {
-      throw wrap('read linked identities', error);
+      throw wrap(what, error);
     }
-    return items.map((i) => ({ system: String(i['system']), sealed: String(i['sealed']) }));
+    return items;
   }
 
   async #getItem(key: { pk: string; sk: string }, what: string): Promise<Record<string, unknown> | undefined> {

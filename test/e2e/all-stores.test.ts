@@ -3,15 +3,12 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { Redis } from 'ioredis';
 import mysql from 'mysql2/promise';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalState } from '#local/runtime';
-import { credentials, dynamoUnavailable, freePort } from '../fixtures/servers.ts';
+import { startLocalMode, type RunningLocalMode } from '../fixtures/local-mode.ts';
+import { credentials, dynamoUnavailable } from '../fixtures/servers.ts';
 
 /**
  * One erasure across PostgreSQL (PGlite), MySQL/MariaDB, DynamoDB, S3 and Redis in local mode,
@@ -25,8 +22,8 @@ if (missing && process.env['CI'] === 'true') throw new Error(`CI=true: ${missing
 if (missing) console.warn(`skipping the all-stores end-to-end test: ${missing}`);
 
 describe.skipIf(missing)('Local mode, one erasure across five stores', () => {
+  let local: RunningLocalMode;
   let child: ChildProcess;
-  let output = '';
   let stateDir: string;
   let state: LocalState;
   let api: string;
@@ -44,31 +41,13 @@ describe.skipIf(missing)('Local mode, one erasure across five stores', () => {
     redis = new Redis(redisUrl!);
     await redis.mset('e2e:session:u-ada', 'x', 'e2e:session:u-grace', 'x', 'e2e:cart:u-ada:1', 'x', 'e2e:cart:u-ada:2', 'x', 'e2e:cart:u-grace:1', 'x');
 
-    stateDir = mkdtempSync(join(tmpdir(), 'lethe-e2e-all-'));
-    const port = await freePort();
-    child = spawn(process.execPath, ['local/main.ts'], {
-      env: {
-        ...process.env,
-        LETHE_PORT: String(port),
-        LETHE_STATE_DIR: stateDir,
-        LETHE_CONFIG: 'test/fixtures/all-stores.yaml',
-        LETHE_E2E_MYSQL_URL: mysqlUrl,
-        LETHE_E2E_REDIS_URL: redisUrl,
-        LETHE_SAMPLE_POSTGRES_URL: '',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    local = await startLocalMode({
+      LETHE_CONFIG: 'test/fixtures/all-stores.yaml',
+      LETHE_E2E_MYSQL_URL: mysqlUrl,
+      LETHE_E2E_REDIS_URL: redisUrl,
+      LETHE_SAMPLE_POSTGRES_URL: '',
     });
-    child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-    api = `http://127.0.0.1:${String(port)}`;
-    const deadline = Date.now() + 90_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`local mode exited:\n${output}`);
-      if (await fetch(`${api}/health`).then((r) => r.ok, () => false)) break;
-      if (Date.now() > deadline) throw new Error(`local mode did not start:\n${output}`);
-      await sleep(200);
-    }
-    state = JSON.parse(readFileSync(join(stateDir, 'local.json'), 'utf8')) as LocalState;
+    ({ child, stateDir, state, api } = local);
   });
 
   afterAll(async () => {
@@ -79,15 +58,7 @@ describe.skipIf(missing)('Local mode, one erasure across five stores', () => {
     redis.disconnect();
   });
 
-  const sql = async (query: string) => {
-    const client = new pg.Client({ connectionString: state.databases['LETHE_SAMPLE_POSTGRES_URL'] });
-    await client.connect();
-    try {
-      return (await client.query(query)).rows as Record<string, unknown>[];
-    } finally {
-      await client.end();
-    }
-  };
+  const sql = (query: string) => local.sql(query);
   const user = async (userId: string) =>
     (
       await DynamoDBDocumentClient.from(new DynamoDBClient({ endpoint: state.dynamoDbEndpoint, region: state.region, credentials })).send(

@@ -1,33 +1,21 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import pg from 'pg';
 import { ListQueuesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, GetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requestIdFor } from '#core/request';
 import type { LocalState } from '#local/runtime';
-import { credentials, dynamoUnavailable, freePort } from '../fixtures/servers.ts';
+import { startLocalMode, waitFor, type RunningLocalMode } from '../fixtures/local-mode.ts';
+import { credentials, dynamoUnavailable } from '../fixtures/servers.ts';
 
 const unavailable = dynamoUnavailable();
 if (unavailable) console.warn(`skipping the local mode end-to-end test: ${unavailable}`);
-
-/** Poll until `check` returns a value, for at most `timeoutMs`. */
-async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 interface Status {
   requestId: string;
@@ -37,8 +25,8 @@ interface Status {
 }
 
 describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
+  let local: RunningLocalMode;
   let child: ChildProcess;
-  let output = '';
   let stateDir: string;
   let state: LocalState;
   let api: string;
@@ -60,33 +48,11 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
   const exportsOf = async (userId: string) =>
     ((await s3().send(new ListObjectsV2Command({ Bucket: 'lethe-sample-exports', Prefix: `exports/${userId}/` }))).Contents ?? []).map((o) => o.Key);
   const s3 = () => new S3Client({ endpoint: state.s3Endpoint, region: state.region, credentials, forcePathStyle: true });
-  const sql = async (query: string) => {
-    const client = new pg.Client({ connectionString: state.databases['LETHE_SAMPLE_POSTGRES_URL'] });
-    await client.connect();
-    try {
-      return (await client.query(query)).rows as Record<string, unknown>[];
-    } finally {
-      await client.end();
-    }
-  };
+  const sql = (query: string) => local.sql(query);
 
   beforeAll(async () => {
-    stateDir = mkdtempSync(join(tmpdir(), 'lethe-e2e-'));
-    const port = await freePort();
-    child = spawn(process.execPath, ['local/main.ts'], {
-      env: { ...process.env, LETHE_PORT: String(port), LETHE_STATE_DIR: stateDir },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-    api = `http://127.0.0.1:${String(port)}`;
-    await waitFor('local mode to answer /health', async () => {
-      if (child.exitCode !== null) throw new Error(`local mode exited:\n${output}`);
-      return (await fetch(`${api}/health`)).ok ? true : undefined;
-    }, 90_000).catch((error: unknown) => {
-      throw new Error(`${(error as Error).message}\n${output}`);
-    });
-    state = JSON.parse(readFileSync(join(stateDir, 'local.json'), 'utf8')) as LocalState;
+    local = await startLocalMode();
+    ({ child, stateDir, state, api } = local);
     db = DynamoDBDocumentClient.from(new DynamoDBClient({ endpoint: state.dynamoDbEndpoint, region: state.region, credentials }));
   });
 
@@ -243,7 +209,8 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
 
   it('logged no raw identifier anywhere', () => {
     const handlerLog = readFileSync(join(stateDir, 'local.log'), 'utf8');
-    const afterBanner = output.slice(output.indexOf('Ctrl-C stops everything.'));
+    const printed = local.output();
+    const afterBanner = printed.slice(printed.indexOf('Ctrl-C stops everything.'));
     expect(handlerLog).toContain('request received');
     for (const raw of ['ada@example.com', 'grace@example.com', 'nobody@example.com', 'not-an-address']) {
       expect(handlerLog).not.toContain(raw);

@@ -50,7 +50,7 @@ beforeEach(async () => {
   dynamo.on(TransactWriteCommand).resolves({});
   sqs.on(GetQueueUrlCommand).resolves({ QueueUrl: 'https://sqs.us-east-1.amazonaws.com/000000000000/users' });
 });
-const noLinks = () => dynamo.on(QueryCommand, { KeyConditionExpression: 'pk = :pk AND begins_with(sk, :link)' }).resolves({ Items: [] });
+const noLinks = () => dynamo.on(QueryCommand, { ExpressionAttributeValues: { ':pk': `REQ#${requestId}`, ':prefix': 'LINK#' } }).resolves({ Items: [] });
 afterEach(() => {
   dynamo.reset();
   sfn.reset();
