@@ -18,6 +18,12 @@ export type SecretSource = z.infer<typeof secretSourceSchema>;
  * The secret's value. A Secrets Manager secret in RDS's JSON shape ({engine, host, port, username,
  * password, dbname}) becomes a connection URL; any other secret is used as it is.
  */
+/** Where a system's connection secret comes from, for the kinds that have one (SQL, Redis). */
+export function connectionSource(settings: unknown): SecretSource | undefined {
+  const parsed = secretSourceSchema.safeParse((settings as { connection?: { url?: unknown } } | undefined)?.connection?.url);
+  return parsed.success ? parsed.data : undefined;
+}
+
 export interface SecretStores {
   /** A Secrets Manager secret's string. */
   readonly secret: (arn: string) => Promise<string | undefined>;

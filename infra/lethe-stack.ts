@@ -23,7 +23,7 @@ import { cognitoSettingsSchema } from '#connectors/cognito/settings';
 import { CONNECTOR_KINDS } from '#connectors/kinds';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
 import { s3SettingsSchema } from '#connectors/s3/settings';
-import type { SecretSource } from '#connectors/secrets';
+import { connectionSource } from '#connectors/secrets';
 import { AuditBucket } from './constructs/audit-bucket.ts';
 import { ErasureSaga } from './constructs/erasure-saga.ts';
 import { SecureFunction } from './constructs/secure-function.ts';
@@ -271,8 +271,7 @@ export class LetheStack extends Stack {
 
   /** Least privilege on a system's own target, and on nothing else. */
   #grantTarget(worker: IFunction, system: SystemConfig): void {
-    const settings = system.settings as { connection?: { url?: SecretSource } };
-    const source = settings.connection?.url;
+    const source = connectionSource(system.settings);
     if (source && 'secretArn' in source) {
       worker.addToRolePolicy(new PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [source.secretArn] }));
     }

@@ -7,6 +7,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { connectionSource } from '#connectors/secrets';
 import type { DataMap } from '#core/config';
 import { LocalKeyService } from '#functions/commons/keys';
 import { buildApp } from '#infra/app';
@@ -312,8 +313,8 @@ async function start(
 /** The environment variables the data map names as connection sources. */
 function connectionVariables(dataMap: DataMap): string[] {
   return dataMap.systems.flatMap((s) => {
-    const url = (s.settings as { connection?: { url?: Record<string, unknown> } } | undefined)?.connection?.url;
-    return typeof url?.['env'] === 'string' ? [url['env']] : [];
+    const source = connectionSource(s.settings);
+    return source && 'env' in source ? [source.env] : [];
   });
 }
 

@@ -6,7 +6,7 @@ import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import type { DataMap } from '#core/config';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
 import { s3SettingsSchema } from '#connectors/s3/settings';
-import { sqlSettingsSchema } from '#connectors/sql/settings';
+import { connectionSource } from '#connectors/secrets';
 import { createTable } from './dynamodb-local.ts';
 
 /** The people local mode's sample systems start with. */
@@ -30,8 +30,8 @@ export async function startLocalDatabases(dataMap: DataMap): Promise<LocalDataba
   const urls: Record<string, string> = {};
   const servers: { server: PGLiteSocketServer; db: PGlite }[] = [];
   for (const system of dataMap.systems.filter((s) => s.connector === 'postgres')) {
-    const source = sqlSettingsSchema.parse(system.settings).connection.url;
-    if (!('env' in source) || process.env[source.env] || urls[source.env]) continue;
+    const source = connectionSource(system.settings);
+    if (!source || !('env' in source) || process.env[source.env] || urls[source.env]) continue;
     const db = await PGlite.create();
     const server = new PGLiteSocketServer({ db, port: 0, host: '127.0.0.1', maxConnections: 16 });
     await server.start();
@@ -103,7 +103,7 @@ export async function seedTargets(
   }
 
   const appDb = dataMap.systems.find((s) => s.name === 'app-db' && s.connector === 'postgres');
-  const source = appDb ? sqlSettingsSchema.parse(appDb.settings).connection.url : undefined;
+  const source = appDb ? connectionSource(appDb.settings) : undefined;
   const url = source && 'env' in source ? local.urls[source.env] : undefined;
   if (url) {
     const pg = (await import('pg')).default;
