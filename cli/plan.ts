@@ -119,7 +119,7 @@ export async function plan(argv: string[]): Promise<number> {
     const what =
       l.action === 'resolve'
         ? `${String(l.records)} linked ${l.records === 1 ? 'identity' : 'identities'}${l.records ? ` (${Object.entries(l.linked ?? {}).map(([t, n]) => `${t}: ${String(n)}`).join(', ')})` : ''}`
-        : `${String(l.records)} ${l.records === 1 ? 'record' : 'records'}`;
+        : `${l.action === 'lift' ? 'at most ' : ''}${String(l.records)} ${l.records === 1 ? 'record' : 'records'}${l.action === 'lift' ? ' (a lift undoes only what Lethe restricted)' : ''}`;
     console.log(`  stage ${String(l.stage)}  ${l.action.padEnd(9)} ${l.system.padEnd(20)} ${what}`);
   }
   if (unreachable.length) console.log(`  not reached by these identities: ${unreachable.join(', ')}`);

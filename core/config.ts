@@ -14,6 +14,8 @@ export interface ConnectorKindSpec {
   readonly settings: z.ZodType;
   /** Whether its connector can resolve linked identities (`provides`). */
   readonly resolves?: boolean;
+  /** Whether its stores usually sit in a private network (a database): its worker joins `network` in AWS. */
+  readonly privateNetwork?: boolean;
 }
 
 export type ConnectorKinds = Readonly<Record<string, ConnectorKindSpec>>;
@@ -40,8 +42,18 @@ const systemSchema = z.strictObject({
   settings: z.unknown().optional(),
 });
 
+/** The VPC that workers of database kinds join in AWS, to reach private RDS or ElastiCache. */
+const networkSchema = z.strictObject({
+  /** Private subnets with a route to the AWS APIs (a NAT gateway, or VPC endpoints). */
+  subnetIds: z.array(z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'must be a subnet id')).min(1),
+  /** Groups the databases admit. */
+  securityGroupIds: z.array(z.string().regex(/^sg-[0-9a-f]{8,17}$/, 'must be a security group id')).min(1),
+});
+export type NetworkConfig = z.infer<typeof networkSchema>;
+
 const dataMapSchema = z.strictObject({
   version: z.literal(1),
+  network: networkSchema.optional(),
   /** The identity types requests may carry. When given, any other type a system needs must be provided by a system. */
   identities: z.array(identityType).min(1).optional(),
   systems: z.record(systemName, systemSchema).refine((s) => Object.keys(s).length > 0, 'declare at least one system'),
@@ -68,6 +80,8 @@ export interface DataMap {
   readonly version: 1;
   /** Identity types requests may carry; undefined: any. */
   readonly identities?: readonly string[] | undefined;
+  /** Where database workers run in AWS; undefined: Lambda's default network. */
+  readonly network?: NetworkConfig | undefined;
   readonly systems: readonly SystemConfig[];
 }
 
@@ -114,6 +128,9 @@ export function validateDataMap(input: unknown, kinds: ConnectorKinds): DataMap 
         });
       }
     }
+    if (actions.restrict === 'restrict' && actions.withdraw !== 'lift') {
+      issues.push({ path: `${at}.actions.withdraw`, message: 'this system restricts, so a withdraw must lift what it restricted: withdraw: lift' });
+    }
     if (system.provides.length > 0 && !kind.resolves) {
       issues.push({ path: `${at}.provides`, message: `connector "${system.connector}" cannot resolve linked identities` });
     }
@@ -121,7 +138,7 @@ export function validateDataMap(input: unknown, kinds: ConnectorKinds): DataMap 
   }
   issues.push(...dependencyIssues(systems), ...unprovidedIdentities(parsed.data.identities, systems));
   if (issues.length > 0) throw new ConfigError(issues);
-  return { version: 1, identities: parsed.data.identities, systems };
+  return { version: 1, identities: parsed.data.identities, network: parsed.data.network, systems };
 }
 
 /** dependsOn must name other systems and never loop; a loop is named system by system. */

@@ -11,14 +11,19 @@ export type Stage =
  * identities, once the identities they are keyed by are known (a round may unlock the next), so
  * that every link is read before anything is deleted. Then the actions, in dependency order:
  * a system acts only after every system it depends on has, and independent systems share a stage.
- * `given` are the identity types the request carries.
+ * `given` are the identity types the request carries. A `lift` acts on what the subject's earlier
+ * restrictions recorded, so it reaches every system that lifts, with no resolution.
  */
 export function planStages(type: RequestType, dataMap: DataMap, given: readonly string[]): Stage[] {
   const stages: Stage[] = [];
   const acting = dataMap.systems.filter((s) => s.actions[type] !== undefined);
 
+  // A lift undoes what earlier restrictions recorded, whoever the identities reach: it needs no resolution.
+  const byRecord = (s: SystemConfig) => s.actions[type] === 'lift';
   const known = new Set(given);
-  const pending = new Set(dataMap.systems.filter((s) => s.provides.length > 0 && s.provides.some((p) => !known.has(p))));
+  const pending = new Set(
+    acting.every(byRecord) ? [] : dataMap.systems.filter((s) => s.provides.length > 0 && s.provides.some((p) => !known.has(p))),
+  );
   for (;;) {
     const round = [...pending].filter((s) => s.identities.some((i) => known.has(i)));
     if (round.length === 0) break;
@@ -31,7 +36,7 @@ export function planStages(type: RequestType, dataMap: DataMap, given: readonly 
 
   const names = new Set(acting.map((s) => s.name));
   const done = new Set<string>();
-  let remaining: SystemConfig[] = acting.filter((s) => s.identities.some((i) => known.has(i)));
+  let remaining: SystemConfig[] = acting.filter((s) => byRecord(s) || s.identities.some((i) => known.has(i)));
   while (remaining.length > 0) {
     const ready = remaining.filter((s) => s.dependsOn.every((d) => done.has(d) || !names.has(d)));
     // Validation rejects dependency cycles; should one slip through, run the rest rather than never.

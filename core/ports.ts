@@ -19,6 +19,38 @@ export interface ConnectorCommand {
   readonly identities: readonly Identity[];
   /** Keyed hash (HMAC-SHA256, hex) for the `hmac` anonymization strategy. */
   readonly keyedHash: (value: string) => string;
+  /**
+   * For `restrict`: called with the records about to be restricted, before they are, so the
+   * caller keeps (sealed) exactly what this restriction changes. Records already restricted by
+   * someone else are not in it.
+   */
+  readonly recordRestriction?: (restriction: Restriction) => Promise<void>;
+  /**
+   * For `lift`: what the subject's earlier restrictions in this system recorded. A lift touches
+   * these records only, so a restriction made outside Lethe stays. Absent (as in `lethe plan`):
+   * the subject's restricted records, as an upper bound.
+   */
+  readonly restrictions?: readonly Restriction[];
+}
+
+/**
+ * What a restriction changed in one system: record keys by scope (a SQL table, a Cognito user
+ * pool). Keys can be personal data: they are kept sealed under the request's data key, never
+ * logged, queued or audited.
+ */
+export type Restriction = Readonly<Record<string, readonly string[]>>;
+
+/** The keys of several restrictions, scope by scope, each once. */
+export function mergeRestrictions(restrictions: readonly Restriction[]): Record<string, string[]> {
+  const merged = new Map<string, Set<string>>();
+  for (const r of restrictions) {
+    for (const [scope, keys] of Object.entries(r)) {
+      const set = merged.get(scope) ?? new Set<string>();
+      keys.forEach((k) => set.add(k));
+      merged.set(scope, set);
+    }
+  }
+  return Object.fromEntries([...merged].map(([scope, keys]) => [scope, [...keys]]));
 }
 
 export interface ConnectorResult {

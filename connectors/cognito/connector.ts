@@ -8,7 +8,7 @@ import {
 } from '@aws-sdk/client-cognito-identity-provider';
 import { ConnectorPermanentError } from '#core/errors';
 import type { Identity } from '#core/identity';
-import type { Connector, ConnectorCommand, ConnectorResult } from '#core/ports';
+import { mergeRestrictions, type Connector, type ConnectorCommand, type ConnectorResult } from '#core/ports';
 import type { Action } from '#core/request';
 import { classifyAwsError } from '../aws-errors.ts';
 import { fill } from '../templates.ts';
@@ -16,8 +16,9 @@ import { COGNITO_ACTIONS, type CognitoSettings } from './settings.ts';
 
 /**
  * A subject's users in one Cognito user pool: deleted (AdminDeleteUser), restricted by disabling
- * them (AdminDisableUser) or lifted by enabling them again. Each counts only when it changes
- * something, so repeating an action affects 0.
+ * them (AdminDisableUser), and lifted by enabling again exactly the users a restriction disabled
+ * (a user disabled by someone else stays disabled). Each counts only when it changes something,
+ * so repeating an action affects 0.
  */
 export class CognitoConnector implements Connector {
   readonly kind = 'cognito';
@@ -38,38 +39,56 @@ export class CognitoConnector implements Connector {
   }
 
   async run(command: ConnectorCommand): Promise<ConnectorResult> {
-    let affected = 0;
-    for (const username of await this.#find(command.identities)) {
-      switch (command.action) {
-        case 'delete':
-          if (await this.#ifExists(() => this.#cognito.send(new AdminDeleteUserCommand({ UserPoolId: this.#s.userPoolId, Username: username })))) affected += 1;
-          break;
-        case 'restrict':
-        case 'lift': {
-          const enabled = await this.#enabled(username);
-          if (enabled === undefined || enabled === (command.action === 'lift')) break;
-          const input = { UserPoolId: this.#s.userPoolId, Username: username };
-          const done = await this.#ifExists(() =>
-            this.#cognito.send(command.action === 'restrict' ? new AdminDisableUserCommand(input) : new AdminEnableUserCommand(input)),
-          );
-          if (done) affected += 1;
-          break;
+    const pool = this.#s.userPoolId;
+    switch (command.action) {
+      case 'delete': {
+        let affected = 0;
+        for (const username of await this.#find(command.identities)) {
+          if (await this.#ifExists(() => this.#cognito.send(new AdminDeleteUserCommand({ UserPoolId: pool, Username: username })))) affected += 1;
         }
-        default:
-          throw new ConnectorPermanentError(`cognito connector cannot ${command.action}`);
+        return { affected };
       }
+      case 'restrict': {
+        // Only users enabled now are this restriction's to record, and later to enable again.
+        const enabled: string[] = [];
+        for (const username of await this.#find(command.identities)) if ((await this.#enabled(username)) === true) enabled.push(username);
+        if (enabled.length === 0) return { affected: 0 };
+        await command.recordRestriction?.({ [pool]: enabled });
+        return { affected: await this.#setEnabled(enabled, false) };
+      }
+      case 'lift': {
+        if (!command.restrictions) throw new ConnectorPermanentError('cognito: lift needs the restrictions it undoes');
+        return { affected: await this.#setEnabled(mergeRestrictions(command.restrictions)[pool] ?? [], true) };
+      }
+      default:
+        throw new ConnectorPermanentError(`cognito connector cannot ${command.action}`);
     }
-    return { affected };
   }
 
   async verify(command: ConnectorCommand): Promise<{ remaining: number }> {
+    const usernames =
+      command.action === 'lift' && command.restrictions
+        ? (mergeRestrictions(command.restrictions)[this.#s.userPoolId] ?? [])
+        : await this.#find(command.identities);
     let remaining = 0;
-    for (const username of await this.#find(command.identities)) {
+    for (const username of usernames) {
       const enabled = await this.#enabled(username);
       if (enabled === undefined) continue;
       if (command.action === 'delete' || enabled === (command.action === 'restrict')) remaining += 1;
     }
     return { remaining };
+  }
+
+  /** Enable or disable the users that exist and are not so already; how many changed. */
+  async #setEnabled(usernames: readonly string[], enable: boolean): Promise<number> {
+    let changed = 0;
+    for (const username of usernames) {
+      const enabled = await this.#enabled(username);
+      if (enabled === undefined || enabled === enable) continue;
+      const input = { UserPoolId: this.#s.userPoolId, Username: username };
+      if (await this.#ifExists(() => this.#cognito.send(enable ? new AdminEnableUserCommand(input) : new AdminDisableUserCommand(input)))) changed += 1;
+    }
+    return changed;
   }
 
   /** Usernames of the subject's users in the pool. */

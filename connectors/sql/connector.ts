@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
 import type { Identity } from '#core/identity';
-import type { Connector, ConnectorCommand, ConnectorResult } from '#core/ports';
+import { mergeRestrictions, type Connector, type ConnectorCommand, type ConnectorResult, type Restriction } from '#core/ports';
 import type { Action } from '#core/request';
 import type { SqlDatabase, SqlSession } from './database.ts';
 import { SQL_ACTIONS, type AnonymizationStrategy, type SqlSettings, type SqlTable } from './settings.ts';
@@ -61,8 +61,9 @@ export class SqlConnector implements Connector {
           case 'anonymize':
             return { affected: await this.#anonymize(session, command) };
           case 'restrict':
+            return { affected: await this.#restrict(session, command) };
           case 'lift':
-            return { affected: await this.#flag(session, command.identities, command.action) };
+            return { affected: await this.#lift(session, command.restrictions) };
           default:
             throw new ConnectorPermanentError(`${this.kind} connector cannot ${command.action}`);
         }
@@ -81,12 +82,18 @@ export class SqlConnector implements Connector {
           remaining += Number(rows[0]?.['n'] ?? 0);
         } else if (command.action === 'anonymize') {
           remaining += (await this.#rowsToAnonymize(this.#db, table, where, params.values, false)).length;
-        } else if ((command.action === 'restrict' || command.action === 'lift') && table.restrictColumn) {
+        } else if (command.action === 'restrict' || (command.action === 'lift' && !command.restrictions)) {
+          if (!table.restrictColumn) continue;
           const { rows } = await this.#db.query(
             `SELECT COUNT(*) AS n FROM ${this.#q(table.name)} WHERE ${where} AND ${this.#flagPending(table.restrictColumn, command.action)}`,
             params.values,
           );
           remaining += Number(rows[0]?.['n'] ?? 0);
+        }
+      }
+      if (command.action === 'lift' && command.restrictions) {
+        for (const [table, keys] of Object.entries(mergeRestrictions(command.restrictions))) {
+          remaining += await this.#byKeys(this.#db, table, keys, 'count');
         }
       }
       return { remaining };
@@ -139,22 +146,64 @@ export class SqlConnector implements Connector {
     return rows.filter((row) => Object.entries(table.anonymize).some(([column, s]) => !isAnonymized(s, row[column])));
   }
 
-  async #flag(session: SqlSession, identities: readonly Identity[], action: 'restrict' | 'lift'): Promise<number> {
+  /**
+   * Flag the subject's rows that are not flagged yet, after handing their keys to the caller to
+   * record: the rows flagged already (by someone else, or an earlier restriction) are not ours to lift.
+   */
+  async #restrict(session: SqlSession, command: ConnectorCommand): Promise<number> {
+    const tables = this.#restrictable('restrict');
+    const restriction: Record<string, string[]> = {};
+    for (const table of tables) {
+      const params = this.#params();
+      const where = this.#condition(table, command.identities, params);
+      const { rows } = await session.query(
+        `SELECT ${this.#q(table.key)} AS k FROM ${this.#q(table.name)} WHERE ${where} AND ${this.#flagPending(table.restrictColumn!, 'restrict')} FOR UPDATE`,
+        params.values,
+      );
+      if (rows.length > 0) restriction[table.name] = rows.map((r) => asText(r['k']));
+    }
+    if (Object.keys(restriction).length === 0) return 0;
+    await command.recordRestriction?.(restriction);
+    let affected = 0;
+    for (const [table, keys] of Object.entries(restriction)) affected += await this.#byKeys(session, table, keys, 'restrict');
+    return affected;
+  }
+
+  /** Clear the flag on exactly the rows that the given restrictions recorded, where it is still set. */
+  async #lift(session: SqlSession, restrictions: readonly Restriction[] | undefined): Promise<number> {
+    if (!restrictions) throw new ConnectorPermanentError(`${this.kind}: lift needs the restrictions it undoes`);
+    this.#restrictable('lift');
+    let affected = 0;
+    for (const [table, keys] of Object.entries(mergeRestrictions(restrictions))) affected += await this.#byKeys(session, table, keys, 'lift');
+    return affected;
+  }
+
+  /** Restrict, lift or count (still restricted) the rows of a table with these keys, in batches. */
+  async #byKeys(session: SqlSession, tableName: string, keys: readonly string[], what: 'restrict' | 'lift' | 'count'): Promise<number> {
+    const table = this.#tables.get(tableName);
+    if (!table?.restrictColumn) {
+      throw new ConnectorPermanentError(`${this.kind}: restricted rows are recorded in table ${tableName}, which the data map no longer restricts`);
+    }
+    const column = this.#q(table.restrictColumn);
+    let n = 0;
+    for (let i = 0; i < keys.length; i += 500) {
+      const params = this.#params();
+      const list = keys.slice(i, i + 500).map((k) => params.add(k)).join(', ');
+      const where = `${this.#q(table.key)} IN (${list}) AND ${this.#flagPending(table.restrictColumn, what === 'restrict' ? 'restrict' : 'lift')}`;
+      if (what === 'count') {
+        const { rows } = await session.query(`SELECT COUNT(*) AS n FROM ${this.#q(table.name)} WHERE ${where}`, params.values);
+        n += Number(rows[0]?.['n'] ?? 0);
+      } else {
+        n += (await session.query(`UPDATE ${this.#q(table.name)} SET ${column} = ${what === 'restrict' ? 'TRUE' : 'FALSE'} WHERE ${where}`, params.values)).rowCount;
+      }
+    }
+    return n;
+  }
+
+  #restrictable(action: 'restrict' | 'lift'): SqlTable[] {
     const tables = this.#s.tables.filter((t) => t.restrictColumn);
     if (tables.length === 0) throw new ConnectorPermanentError(`${this.kind}: no table of this system has a restrictColumn to ${action}`);
-    let affected = 0;
-    for (const table of tables) {
-      const column = table.restrictColumn!;
-      const params = this.#params();
-      const where = this.#condition(table, identities, params);
-      affected += (
-        await session.query(
-          `UPDATE ${this.#q(table.name)} SET ${this.#q(column)} = ${action === 'restrict' ? 'TRUE' : 'FALSE'} WHERE ${where} AND ${this.#flagPending(column, action)}`,
-          params.values,
-        )
-      ).rowCount;
-    }
-    return affected;
+    return tables;
   }
 
   #flagPending(column: string, action: 'restrict' | 'lift'): string {

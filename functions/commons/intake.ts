@@ -102,6 +102,7 @@ async function replay(existing: RequestRecord, bodyHash: string, actor: string, 
 }
 
 async function dispatch(record: RequestRecord, actor: string, deps: IntakeDeps): Promise<void> {
+  await deps.store.indexSubject(record);
   await deps.audit.append(record.requestId, {
     eventId: 'request.received',
     event: 'request.received',

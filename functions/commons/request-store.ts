@@ -1,11 +1,13 @@
 import { GetCommand, paginateQuery, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { describeAwsError, isRetryableAwsError } from '#connectors/aws-errors';
+import type { PseudonymousIdentity } from '#core/identity';
 import { InvalidTransitionError, NotFoundError, PermanentError, RetryableError } from '#core/errors';
 import {
   requestStatusesBefore,
   taskStatusesBefore,
   type TaskKind,
   type RequestRecord,
+  type RequestType,
   type RequestStatus,
   type TaskRecord,
   type TaskStatus,
@@ -14,7 +16,9 @@ import { dynamo } from './clients.ts';
 
 /**
  * Requests and their tasks in one DynamoDB table: `pk = REQ#<id>`, `sk = META` for the request,
- * `TASK#<system>#<action>` for each task. Status changes are conditional writes that only move
+ * `TASK#<system>#<action>` for each task, `LINK#<system>` for the linked identities a system
+ * resolved, `RESTRICTION#<system>` for what a restriction changed there; and `pk = SUBJECT#…`
+ * indexing each request under its subject's pseudonyms. Status changes are conditional writes that only move
  * forward, so a redelivered message can never move a request or task backwards.
  */
 export const requestKey = (requestId: string) => ({ pk: `REQ#${requestId}`, sk: 'META' });
@@ -22,6 +26,21 @@ export const taskKey = (requestId: string, system: string, action: TaskKind) => 
   pk: `REQ#${requestId}`,
   sk: `TASK#${system}#${action}`,
 });
+
+const subjectKey = (p: PseudonymousIdentity) => `SUBJECT#${p.type}:${p.pseudonym}`;
+const restrictionKey = (requestId: string, system: string) => ({ pk: `REQ#${requestId}`, sk: `RESTRICTION#${system}` });
+
+export interface SubjectRequest {
+  readonly requestId: string;
+  readonly type: RequestType;
+  readonly receivedAt: string;
+}
+
+export interface RestrictionItem {
+  readonly sealed: string;
+  readonly count: number;
+  readonly liftedBy?: string;
+}
 
 type Extra = Record<string, string | number | undefined>;
 
@@ -106,6 +125,83 @@ export class RequestStore {
   async links(requestId: string): Promise<{ system: string; sealed: string }[]> {
     const items = await this.#itemsUnder(requestId, 'LINK#', 'read linked identities');
     return items.map((i) => ({ system: String(i['system']), sealed: String(i['sealed']) }));
+  }
+
+  /**
+   * Index a request under each of its subject's pseudonyms (`SUBJECT#<type>:<pseudonym>`), so a
+   * later request of the same subject finds it: a withdraw, the restrictions it lifts.
+   */
+  async indexSubject(record: Pick<RequestRecord, 'requestId' | 'type' | 'receivedAt' | 'pseudonyms'>): Promise<void> {
+    try {
+      for (const p of record.pseudonyms) {
+        await dynamo.send(
+          new PutCommand({
+            TableName: this.#table,
+            Item: { pk: subjectKey(p), sk: `REQ#${record.receivedAt}#${record.requestId}`, requestId: record.requestId, type: record.type, receivedAt: record.receivedAt },
+          }),
+        );
+      }
+    } catch (error) {
+      throw wrap('index the subject', error);
+    }
+  }
+
+  /** The requests of the subject any of these pseudonyms names, oldest first, each once. */
+  async requestsOfSubject(pseudonyms: readonly PseudonymousIdentity[]): Promise<SubjectRequest[]> {
+    const found = new Map<string, SubjectRequest>();
+    try {
+      for (const p of pseudonyms) {
+        const pages = paginateQuery(
+          { client: dynamo },
+          { TableName: this.#table, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': subjectKey(p) }, ConsistentRead: true },
+        );
+        for await (const page of pages) {
+          for (const i of page.Items ?? []) {
+            found.set(String(i['requestId']), { requestId: String(i['requestId']), type: i['type'] as RequestType, receivedAt: String(i['receivedAt']) });
+          }
+        }
+      }
+    } catch (error) {
+      throw wrap('read the requests of a subject', error);
+    }
+    return [...found.values()].sort((a, b) => a.receivedAt.localeCompare(b.receivedAt));
+  }
+
+  /**
+   * What a restrict request restricted in a system, sealed under its data key; `liftedBy` is the
+   * withdraw that lifted it.
+   */
+  async restriction(requestId: string, system: string): Promise<RestrictionItem | undefined> {
+    const item = await this.#getItem(restrictionKey(requestId, system), 'read a restriction');
+    if (!item) return undefined;
+    const liftedBy = typeof item['liftedBy'] === 'string' ? item['liftedBy'] : undefined;
+    return { sealed: String(item['sealed']), count: Number(item['count']), ...(liftedBy ? { liftedBy } : {}) };
+  }
+
+  async putRestriction(requestId: string, system: string, sealed: string, count: number): Promise<void> {
+    try {
+      await dynamo.send(new PutCommand({ TableName: this.#table, Item: { ...restrictionKey(requestId, system), system, sealed, count } }));
+    } catch (error) {
+      throw wrap('record a restriction', error);
+    }
+  }
+
+  /** Mark a restriction lifted by a withdraw (again by the same one is fine; by another, not). */
+  async markLifted(requestId: string, system: string, liftedBy: string): Promise<void> {
+    try {
+      await dynamo.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: restrictionKey(requestId, system),
+          UpdateExpression: 'SET liftedBy = :by, liftedAt = if_not_exists(liftedAt, :now)',
+          ConditionExpression: 'attribute_exists(pk) AND (attribute_not_exists(liftedBy) OR liftedBy = :by)',
+          ExpressionAttributeValues: { ':by': liftedBy, ':now': new Date().toISOString() },
+        }),
+      );
+    } catch (error) {
+      if (isConditionFailure(error)) return;
+      throw wrap('mark a restriction lifted', error);
+    }
   }
 
   /** Every item of a request whose sort key starts with `prefix`, read consistently. */

@@ -8,9 +8,10 @@ import { createHmac } from 'node:crypto';
 import { z } from 'zod';
 import { connectorFor } from '#connectors/index';
 import type { SystemConfig } from '#core/config';
-import { openIdentities, sealIdentities } from '#core/envelope';
-import { ConnectorRetryableError, isRetryable, LetheError, PermanentError, retryDelaySeconds } from '#core/errors';
-import { isFinalTaskStatus, TASK_KINDS, type TaskRecord } from '#core/request';
+import { open, openIdentities, seal, sealIdentities } from '#core/envelope';
+import { ConnectorRetryableError, isRetryable, LetheError, PermanentError, RetryableError, retryDelaySeconds } from '#core/errors';
+import { mergeRestrictions, type ConnectorCommand, type Restriction } from '#core/ports';
+import { isFinalRequestStatus, isFinalTaskStatus, TASK_KINDS, type RequestRecord, type TaskRecord } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
 import { connectorClients, sfn, sqs } from '../commons/clients.ts';
 import { requireEnv } from '../commons/env.ts';
@@ -66,6 +67,7 @@ async function runTask(record: SQSRecord): Promise<void> {
     const connector = await connectorFor(system, connectorClients);
     let affected: number;
     let remaining = 0;
+    let lifted: string[] | undefined;
     if (action === 'resolve') {
       const linked = await connector.resolve(identities);
       await store.putLinks(requestId, systemName, sealIdentities(linked, dataKey, requestId), linked.length);
@@ -73,7 +75,8 @@ async function runTask(record: SQSRecord): Promise<void> {
     } else {
       // The pseudonym key serves the `hmac` anonymization strategy: only anonymizing needs it.
       const hmacKey = action === 'anonymize' ? (await keys.pseudonymKey()).key : undefined;
-      const command = {
+      const lifting = action === 'lift' ? await restrictionsToLift(request, systemName) : undefined;
+      const command: ConnectorCommand = {
         requestId,
         action,
         identities,
@@ -81,15 +84,19 @@ async function runTask(record: SQSRecord): Promise<void> {
           if (!hmacKey) throw new PermanentError(`${systemName}: a keyed hash is only available to anonymize`);
           return createHmac('sha256', hmacKey).update(value).digest('hex');
         },
+        ...(action === 'restrict' && { recordRestriction: (r: Restriction) => recordRestriction(requestId, systemName, r, dataKey) }),
+        ...(lifting && { restrictions: lifting.map((l) => l.restriction) }),
       };
       ({ affected } = await connector.run(command));
       ({ remaining } = await connector.verify(command));
       if (remaining > 0) {
         throw new ConnectorRetryableError(`${systemName}: ${String(remaining)} records remain after ${action}`);
       }
+      for (const l of lifting ?? []) await store.markLifted(l.requestId, systemName, requestId);
+      lifted = lifting?.map((l) => l.requestId);
     }
     await store.transitionTask(requestId, systemName, action, 'succeeded', { affected, remaining });
-    await audit.append(requestId, taskEvent('task.succeeded', message, { status: 'succeeded', affected, remaining }));
+    await audit.append(requestId, taskEvent('task.succeeded', message, { status: 'succeeded', affected, remaining, ...(lifted && { lifted }) }));
     logger.info('task succeeded', { requestId, system: systemName, action, affected });
     metrics.addMetric('TasksSucceeded', MetricUnit.Count, 1);
     metrics.addMetric('RecordsAffected', MetricUnit.Count, affected);
@@ -110,6 +117,41 @@ async function runTask(record: SQSRecord): Promise<void> {
   } finally {
     clearInterval(heartbeat);
   }
+}
+
+/**
+ * Keep what a restrict task is about to restrict, sealed under the request's data key, merged with
+ * what an earlier attempt recorded: written before the connector restricts, so a crash in between
+ * can never leave a restriction that no withdraw would lift.
+ */
+async function recordRestriction(requestId: string, system: string, restriction: Restriction, dataKey: Uint8Array): Promise<void> {
+  const earlier = await store.restriction(requestId, system);
+  const merged = mergeRestrictions(earlier ? [open<Restriction>(earlier.sealed, dataKey, requestId), restriction] : [restriction]);
+  const count = Object.values(merged).reduce((n, keys) => n + keys.length, 0);
+  await store.putRestriction(requestId, system, seal(merged, dataKey, requestId), count);
+}
+
+/**
+ * What a withdraw lifts in a system: the recorded restrictions of the subject's earlier restrict
+ * requests there that no other withdraw has lifted. A restrict request still under way makes the
+ * lift wait (retry), so that it lifts all of it.
+ */
+async function restrictionsToLift(withdraw: RequestRecord, system: string): Promise<{ requestId: string; restriction: Restriction }[]> {
+  const earlier = (await store.requestsOfSubject(withdraw.pseudonyms)).filter(
+    (r) => r.type === 'restrict' && r.requestId !== withdraw.requestId && r.receivedAt <= withdraw.receivedAt,
+  );
+  const out: { requestId: string; restriction: Restriction }[] = [];
+  for (const { requestId } of earlier) {
+    const restrict = await store.mustGet(requestId);
+    if (!isFinalRequestStatus(restrict.status)) {
+      throw new RetryableError(`${system}: restrict request ${requestId} is still ${restrict.status}; the lift waits for it`);
+    }
+    const item = await store.restriction(requestId, system);
+    if (!item || (item.liftedBy !== undefined && item.liftedBy !== withdraw.requestId)) continue;
+    const key = await keys.unwrapDataKey(restrict.wrappedDataKey, requestId);
+    out.push({ requestId, restriction: open<Restriction>(item.sealed, key, requestId) });
+  }
+  return out;
 }
 
 async function fail(message: TaskMessage, error: unknown): Promise<void> {
@@ -185,7 +227,7 @@ async function report(
 function taskEvent(
   event: 'task.running' | 'task.succeeded' | 'task.failed',
   { system, action }: TaskMessage,
-  fields: { status: TaskRecord['status']; affected?: number; remaining?: number; errorName?: string },
+  fields: { status: TaskRecord['status']; affected?: number; remaining?: number; errorName?: string; lifted?: string[] },
 ) {
   return { eventId: `${event}:${system}:${action}`, event, at: new Date().toISOString(), actor: `lethe:worker:${system}`, system, action, ...fields };
 }

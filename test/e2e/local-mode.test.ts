@@ -164,6 +164,39 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect((await metaItems(requestId)).filter((i) => i['sk'] === 'META')).toHaveLength(1);
   });
 
+  it('restricts a subject, and a later withdraw lifts exactly what that restriction changed', async () => {
+    // Two accounts of Linus; the old one was restricted by an administrator before Lethe was asked.
+    await sql(`INSERT INTO accounts (id, user_id, email, name, processing_restricted) VALUES
+      ('a-7', 'u-linus', 'linus@example.com', 'Linus', FALSE), ('a-8', 'u-linus', 'linus@example.com', 'Linus (old)', TRUE)`);
+    const restricted = async () => (await sql('SELECT id FROM accounts WHERE processing_restricted ORDER BY id')).map((r) => r['id']);
+    const identities = [{ type: 'email', value: 'linus@example.com' }];
+
+    const restrictId = ((await (await post({ type: 'restrict', regulation: 'gdpr', identities })).json()) as { requestId: string }).requestId;
+    const restrict = await final(restrictId);
+    expect(restrict.status).toBe('completed');
+    expect(restrict.systems).toContainEqual({ system: 'app-db', action: 'restrict', status: 'succeeded', affected: 1 });
+    expect(await restricted()).toEqual(['a-7', 'a-8']);
+    // What was restricted is kept sealed: a count in the clear, the row keys only under the request's key.
+    const record = (await metaItems(restrictId)).find((i) => i['sk'] === 'RESTRICTION#app-db');
+    expect(record).toMatchObject({ count: 1 });
+    expect(JSON.stringify(record)).not.toContain('a-7');
+
+    const withdrawId = ((await (await post({ type: 'withdraw', regulation: 'gdpr', identities })).json()) as { requestId: string }).requestId;
+    const withdraw = await final(withdrawId);
+    expect(withdraw.status).toBe('completed');
+    expect(withdraw.systems).toEqual([{ system: 'app-db', action: 'lift', status: 'succeeded', affected: 1 }]);
+    expect(await restricted()).toEqual(['a-8']);
+    expect((await metaItems(restrictId)).find((i) => i['sk'] === 'RESTRICTION#app-db')).toMatchObject({ liftedBy: withdrawId });
+
+    // Lifted once: a second withdraw has nothing of Lethe's left to lift.
+    const again = await post({ type: 'withdraw', regulation: 'gdpr', requestId: 'c0ffee00-0000-4000-8000-000000000002', identities });
+    expect(again.status).toBe(202);
+    expect((await final('c0ffee00-0000-4000-8000-000000000002')).systems).toEqual([
+      { system: 'app-db', action: 'lift', status: 'succeeded', affected: 0 },
+    ]);
+    expect(await restricted()).toEqual(['a-8']);
+  });
+
   it('records an invalid event in the dead-letter queue by id and bad fields, without its identifiers', async () => {
     const before = await countItems();
     const events = new EventBridgeClient({ endpoint: api, region: state.region, credentials });
@@ -212,7 +245,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     const printed = local.output();
     const afterBanner = printed.slice(printed.indexOf('Ctrl-C stops everything.'));
     expect(handlerLog).toContain('request received');
-    for (const raw of ['ada@example.com', 'grace@example.com', 'nobody@example.com', 'not-an-address']) {
+    for (const raw of ['ada@example.com', 'grace@example.com', 'linus@example.com', 'nobody@example.com', 'not-an-address']) {
       expect(handlerLog).not.toContain(raw);
       expect(afterBanner).not.toContain(raw);
     }

@@ -103,6 +103,29 @@ describe.skipIf(unavailable)('Request store and audit log (DynamoDB Local, fauxq
     expect(await store.tasks(id)).toEqual([expect.objectContaining({ status: 'succeeded', affected: 2, attempts: 1 })]);
   });
 
+  it('finds the requests of a subject through any of its pseudonyms, oldest first, each once', async () => {
+    const email = { type: 'email', pseudonym: randomUUID().replaceAll('-', '') };
+    const phone = { type: 'phone', pseudonym: randomUUID().replaceAll('-', '') };
+    await store.indexSubject({ requestId: 'r-2', type: 'withdraw', receivedAt: '2026-11-02T00:00:00.000Z', pseudonyms: [email] });
+    await store.indexSubject({ requestId: 'r-1', type: 'restrict', receivedAt: '2026-11-01T00:00:00.000Z', pseudonyms: [email, phone] });
+    await store.indexSubject({ requestId: 'r-1', type: 'restrict', receivedAt: '2026-11-01T00:00:00.000Z', pseudonyms: [email, phone] });
+
+    expect((await store.requestsOfSubject([phone, email])).map((r) => `${r.requestId} ${r.type}`)).toEqual(['r-1 restrict', 'r-2 withdraw']);
+    expect(await store.requestsOfSubject([{ type: 'email', pseudonym: 'nobody' }])).toEqual([]);
+  });
+
+  it('keeps a restriction until one withdraw lifts it', async () => {
+    const id = await newRequest();
+    expect(await store.restriction(id, 'app-db')).toBeUndefined();
+    await store.putRestriction(id, 'app-db', 'sealed-keys', 2);
+    expect(await store.restriction(id, 'app-db')).toEqual({ sealed: 'sealed-keys', count: 2 });
+
+    await store.markLifted(id, 'app-db', 'withdraw-1');
+    await store.markLifted(id, 'app-db', 'withdraw-1');
+    await store.markLifted(id, 'app-db', 'withdraw-2');
+    expect(await store.restriction(id, 'app-db')).toEqual({ sealed: 'sealed-keys', count: 2, liftedBy: 'withdraw-1' });
+  });
+
   it('chains concurrent appends without gaps or forks, and appends each state change once', async () => {
     const id = await newRequest();
     const at = new Date().toISOString();

@@ -6,6 +6,7 @@ import { SqlConnector } from '#connectors/sql/connector';
 import { sqlSettingsSchema } from '#connectors/sql/settings';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
 import type { Identity } from '#core/identity';
+import type { Restriction } from '#core/ports';
 
 /**
  * The SQL connector against real servers: PostgreSQL at LETHE_TEST_POSTGRES_URL (else embedded
@@ -121,15 +122,35 @@ describe.each(backends)('Class: SqlConnector ($name)', ({ skip, open, unreachabl
     expect(await userRow('u2')).toMatchObject({ email: 'grace@example.com', name: 'Grace' });
   });
 
-  it.skipIf(skip)('restricts and lifts through the flag column', async () => {
+  it.skipIf(skip)('restricts what is not restricted yet, recording it first, and lifts exactly that', async () => {
     const connector = new SqlConnector(db, settings());
+    // A second account of Ada's, restricted by an administrator before Lethe was asked: not Lethe's to lift.
+    await db.query(`INSERT INTO ${t.users} (id, email, restricted) VALUES (${ph(3)})`, ['u1-old', 'ada@example.com', true]);
+    const flagged = async () => (await db.query(`SELECT id FROM ${t.users} WHERE restricted = TRUE ORDER BY id`)).rows.map((r) => r['id']);
 
-    expect(await connector.run(command('restrict', ada))).toEqual({ affected: 1 });
-    expect(await connector.verify(command('restrict', ada))).toEqual({ remaining: 0 });
-    expect(await connector.run(command('restrict', ada))).toEqual({ affected: 0 });
-    expect(Boolean((await userRow('u2'))?.['restricted'])).toBe(false);
-    expect(await connector.run(command('lift', ada))).toEqual({ affected: 1 });
-    expect(Boolean((await userRow('u1'))?.['restricted'])).toBe(false);
+    // A record that cannot be kept restricts nothing.
+    const failing = { ...command('restrict', ada), recordRestriction: () => Promise.reject(new ConnectorRetryableError('store down')) };
+    await expect(connector.run(failing)).rejects.toThrow(ConnectorRetryableError);
+    expect(await flagged()).toEqual(['u1-old']);
+
+    const recorded: Restriction[] = [];
+    const restrict = { ...command('restrict', ada), recordRestriction: (r: Restriction) => Promise.resolve(void recorded.push(r)) };
+    expect(await connector.run(restrict)).toEqual({ affected: 1 });
+    expect(recorded).toEqual([{ [t.users]: ['u1'] }]);
+    expect(await flagged()).toEqual(['u1', 'u1-old']);
+    expect(await connector.verify(restrict)).toEqual({ remaining: 0 });
+    expect(await connector.run(restrict)).toEqual({ affected: 0 });
+    expect(recorded).toHaveLength(1);
+
+    const lift = { ...command('lift', ada), restrictions: recorded };
+    expect(await connector.verify(lift)).toEqual({ remaining: 1 });
+    // Without the record, a plan can only say how many of the subject's rows are restricted at most.
+    expect(await connector.verify(command('lift', ada))).toEqual({ remaining: 2 });
+    expect(await connector.run(lift)).toEqual({ affected: 1 });
+    expect(await flagged()).toEqual(['u1-old']);
+    expect(await connector.verify(lift)).toEqual({ remaining: 0 });
+    expect(await connector.run(lift)).toEqual({ affected: 0 });
+    await expect(connector.run(command('lift', ada))).rejects.toThrow(ConnectorPermanentError);
   });
 
   it.skipIf(skip)('deletes nothing for hostile identifiers: every canary row remains', async () => {

@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CognitoConnector } from '#connectors/cognito/connector';
 import { cognitoSettingsSchema } from '#connectors/cognito/settings';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
+import type { Restriction } from '#core/ports';
 
 const client = new CognitoIdentityProviderClient({ region: 'eu-west-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
 const mock = mockClient(client);
@@ -49,18 +50,34 @@ describe('Class: CognitoConnector', () => {
     expect(mock).toHaveReceivedCommandWith(ListUsersCommand, { Filter: 'email = "x\\" or email ^= \\""' });
   });
 
-  it('restricts by disabling, lifts by enabling, and repeats as no-ops', async () => {
-    mock.on(ListUsersCommand).resolves({ Users: [] });
-    mock.on(AdminGetUserCommand).resolvesOnce({ Enabled: true }).resolves({ Enabled: false });
-    mock.on(AdminDisableUserCommand).resolves({});
+  it('restricts by disabling the enabled users, recording them, and lifts exactly those', async () => {
+    // ada-sub-1 is enabled; u-ada was disabled by an administrator before Lethe was asked.
+    const enabled = new Map([['ada-sub-1', true], ['u-ada', false]]);
+    mock.on(ListUsersCommand).resolves({ Users: [{ Username: 'ada-sub-1' }] });
+    mock.on(AdminGetUserCommand).callsFake((input: { Username: string }) => {
+      const e = enabled.get(input.Username);
+      if (e === undefined) throw notFound;
+      return { Username: input.Username, Enabled: e };
+    });
+    mock.on(AdminDisableUserCommand).callsFake((input: { Username: string }) => enabled.set(input.Username, false));
+    mock.on(AdminEnableUserCommand).callsFake((input: { Username: string }) => enabled.set(input.Username, true));
 
-    expect(await connector.run(command('restrict'))).toEqual({ affected: 1 });
-    expect(await connector.run(command('restrict'))).toEqual({ affected: 0 });
-    expect(await connector.verify(command('restrict'))).toEqual({ remaining: 0 });
+    const recorded: Restriction[] = [];
+    const restrict = { ...command('restrict'), recordRestriction: (r: Restriction) => Promise.resolve(void recorded.push(r)) };
+    expect(await connector.run(restrict)).toEqual({ affected: 1 });
+    expect(recorded).toEqual([{ [pool]: ['ada-sub-1'] }]);
+    expect(await connector.verify(restrict)).toEqual({ remaining: 0 });
+    expect(await connector.run(restrict)).toEqual({ affected: 0 });
+    expect(recorded).toHaveLength(1);
 
-    mock.on(AdminEnableUserCommand).resolves({});
-    expect(await connector.run(command('lift'))).toEqual({ affected: 1 });
-    expect(mock).toHaveReceivedCommandTimes(AdminDisableUserCommand, 1);
+    const lift = { ...command('lift'), restrictions: recorded };
+    expect(await connector.verify(lift)).toEqual({ remaining: 1 });
+    expect(await connector.run(lift)).toEqual({ affected: 1 });
+    expect(await connector.verify(lift)).toEqual({ remaining: 0 });
+    expect(await connector.run(lift)).toEqual({ affected: 0 });
+    expect([...enabled]).toEqual([['ada-sub-1', true], ['u-ada', false]]);
+    // Without a record, lift does nothing rather than guess.
+    await expect(connector.run(command('lift'))).rejects.toThrow(ConnectorPermanentError);
   });
 
   it('types AWS errors: throttling retryable, not authorized permanent', async () => {

@@ -41,6 +41,13 @@ describe('Function: planStages', () => {
     ]);
   });
 
+  it('lifts in every lifting system without resolving, because a lift acts on recorded restrictions', () => {
+    expect(planStages('withdraw', map, ['email'])).toEqual([
+      { kind: 'act', tasks: [{ system: 'users', action: 'lift' }, { system: 'orders', action: 'lift' }] },
+    ]);
+    expect(unreachableSystems('withdraw', map, ['device_id'])).toEqual([]);
+  });
+
   it('names the systems no identity of the subject reaches', () => {
     expect(unreachableSystems('erasure', map, ['email'])).toEqual(['sessions']);
   });
@@ -80,5 +87,12 @@ describe('Function: validateDataMap (links and dependencies)', () => {
     expect(issues({ crm: { connector: 'vendor', identities: ['crm_contact_id'] } }, ['email'])).toEqual([
       'systems.crm.identities.0: nothing provides "crm_contact_id": add it to identities or to a system\'s provides',
     ]);
+  });
+
+  it('insists that a system that restricts lifts on withdraw', () => {
+    expect(issues({ app: { connector: 'store', identities: ['email'], actions: { withdraw: 'skip' } } })).toEqual([
+      'systems.app.actions.withdraw: this system restricts, so a withdraw must lift what it restricted: withdraw: lift',
+    ]);
+    expect(issues({ app: { connector: 'store', identities: ['email'], actions: { restrict: 'skip', withdraw: 'skip' } } })).toEqual([]);
   });
 });
