@@ -11,9 +11,9 @@ import { SQL_ACTIONS, sqlSettingsSchema } from './sql/settings.ts';
  */
 export const CONNECTOR_KINDS: ConnectorKinds = {
   dynamodb: { actions: DYNAMODB_ACTIONS, settings: dynamoDbSettingsSchema },
-  postgres: { actions: SQL_ACTIONS, settings: sqlSettingsSchema, resolves: true },
-  mysql: { actions: SQL_ACTIONS, settings: sqlSettingsSchema, resolves: true },
-  redis: { actions: REDIS_ACTIONS, settings: redisSettingsSchema },
+  postgres: { actions: SQL_ACTIONS, settings: sqlSettingsSchema, resolves: true, privateNetwork: true },
+  mysql: { actions: SQL_ACTIONS, settings: sqlSettingsSchema, resolves: true, privateNetwork: true },
+  redis: { actions: REDIS_ACTIONS, settings: redisSettingsSchema, privateNetwork: true },
   s3: { actions: S3_ACTIONS, settings: s3SettingsSchema },
   cognito: { actions: COGNITO_ACTIONS, settings: cognitoSettingsSchema },
 };

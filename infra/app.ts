@@ -1,6 +1,7 @@
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks, ServerlessChecks } from 'cdk-nag';
-import { loadDataMap } from './data-map.ts';
+import { ConfigError } from '#core/errors';
+import { assertDeployable, loadDataMap } from './data-map.ts';
 import { LetheStack } from './lethe-stack.ts';
 
 export interface BuildOptions {
@@ -11,6 +12,11 @@ export interface BuildOptions {
   readonly skipBundling?: boolean;
   /** Object Lock default retention of audit records. @default context `auditRetentionDays`, else 730 */
   readonly auditRetentionDays?: number;
+  /**
+   * `local`: the template local mode runs, where connection secrets may come from the environment
+   * or a file. `aws`: a deployable template, secrets by reference only. @default 'aws'
+   */
+  readonly target?: 'aws' | 'local';
 }
 
 /** The Lethe CDK app with cdk-nag's AwsSolutions and Serverless packs on every synth. */
@@ -21,8 +27,10 @@ export function buildApp(options: BuildOptions = {}): { app: App; stack: LetheSt
   });
   const configPath = options.configPath ?? (app.node.tryGetContext('letheConfig') as string | undefined) ?? 'lethe.config.yaml';
   const retention = options.auditRetentionDays ?? (app.node.tryGetContext('auditRetentionDays') as string | number | undefined);
+  const dataMap = loadDataMap(configPath);
+  if (options.target !== 'local') assertDeployable(dataMap);
   const stack = new LetheStack(app, 'Lethe', {
-    dataMap: loadDataMap(configPath),
+    dataMap,
     ...(retention === undefined ? {} : { auditRetentionDays: Number(retention) }),
   });
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app), new ServerlessChecks(app));
@@ -30,5 +38,11 @@ export function buildApp(options: BuildOptions = {}): { app: App; stack: LetheSt
 }
 
 if (import.meta.main) {
-  buildApp().app.synth();
+  try {
+    buildApp().app.synth();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(`The data map cannot be synthesized for AWS:\n${error.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
+    process.exitCode = 1;
+  }
 }

@@ -135,6 +135,8 @@ export class LetheStack extends Stack {
         }),
       );
     }
+    // Database workers join the data map's VPC, when it names one, to reach private RDS or ElastiCache.
+    const network = dataMap.network;
     const workers: SecureFunction[] = [];
     for (const kind of new Set(dataMap.systems.map((s) => s.connector))) {
       const systems = dataMap.systems.filter((s) => s.connector === kind);
@@ -144,6 +146,7 @@ export class LetheStack extends Stack {
         timeout: WORKER_TIMEOUT,
         memorySize: 1024,
         environment: { ...stateEnv, ...keyEnv, CONNECTOR_KIND: kind, LETHE_SYSTEMS: this.toJsonString(systems) },
+        ...(network && CONNECTOR_KINDS[kind]?.privateNetwork && { network }),
       });
       workers.push(worker);
       writesAudit(worker);

@@ -51,6 +51,11 @@ export function acknowledgeFindings(stack: Stack): void {
   );
   ack(
     stack,
+    'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]',
+    "Only on database workers that the data map's network puts in a VPC: the network interfaces Lambda needs there, and logs.",
+  );
+  ack(
+    stack,
     'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
     "API Gateway's account-level role for writing its access and error logs; CloudWatch Logs writes only.",
   );

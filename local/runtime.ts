@@ -89,7 +89,7 @@ async function start(
     chmodSync(keyFile, 0o600);
   }
   const dataMap = loadDataMap(options.configPath);
-  const { app } = buildApp({ skipBundling: true, outdir: join(stateDir, 'cdk.out'), configPath: options.configPath });
+  const { app } = buildApp({ skipBundling: true, target: 'local', outdir: join(stateDir, 'cdk.out'), configPath: options.configPath });
   const template = app.synth().getStackByName('Lethe').template as CfnTemplate;
 
   const dynamo = await startDynamoDbLocal(options.dynamoDbPort || (await freePort()));

@@ -1,4 +1,5 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { ManagedPolicy } from 'aws-cdk-lib/aws-iam';
 import { Architecture, CfnFunction, LoggingFormat, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
@@ -20,6 +21,8 @@ export interface SecureFunctionProps {
   readonly timeout?: Duration;
   /** @default 512 MiB */
   readonly memorySize?: number;
+  /** Subnets and security groups of a VPC to run in (to reach private databases). @default Lambda's default network */
+  readonly network?: { readonly subnetIds: readonly string[]; readonly securityGroupIds: readonly string[] };
 }
 
 /**
@@ -61,6 +64,12 @@ export class SecureFunction extends NodejsFunction {
         banner: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
       },
     });
-    (this.node.defaultChild as CfnFunction).addMetadata(ENTRY_METADATA, relative(PROJECT_ROOT, entry));
+    const cfn = this.node.defaultChild as CfnFunction;
+    cfn.addMetadata(ENTRY_METADATA, relative(PROJECT_ROOT, entry));
+    if (props.network) {
+      // Subnets and groups by id, as the data map gives them: no VPC lookup, so synth stays offline.
+      cfn.vpcConfig = { subnetIds: [...props.network.subnetIds], securityGroupIds: [...props.network.securityGroupIds] };
+      this.role?.addManagedPolicy(ManagedPolicy.fromAwsManagedPolicyName('service-role/AWSLambdaVPCAccessExecutionRole'));
+    }
   }
 }

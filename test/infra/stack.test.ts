@@ -185,9 +185,24 @@ describe('Synth', () => {
     expect(() => app.synth()).toThrow(/AwsSolutions-SQS4/);
   });
 
-  it('synthesizes the repository’s sample data map', () => {
-    const { app } = buildApp({ skipBundling: true, outdir: outdir() });
+  it('synthesizes the repository’s sample data map for local mode', () => {
+    const { app } = buildApp({ skipBundling: true, target: 'local', outdir: outdir() });
     expect(app.synth().getStackByName('Lethe').template).toHaveProperty('Resources');
+  });
+
+  it('refuses to deploy connection secrets from the environment or a file, naming each', () => {
+    let error: unknown;
+    try {
+      buildApp({ skipBundling: true, outdir: outdir(), configPath: 'test/fixtures/all-stores.yaml' });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).issues.map((i) => `${i.path}: ${i.message}`)).toEqual([
+      'systems.app-db.settings.connection.url: { env: LETHE_SAMPLE_POSTGRES_URL } is for local mode; to deploy, give the connection as { secretArn } or { ssmParameter }',
+      'systems.shop-db.settings.connection.url: { env: LETHE_E2E_MYSQL_URL } is for local mode; to deploy, give the connection as { secretArn } or { ssmParameter }',
+      'systems.sessions.settings.connection.url: { env: LETHE_E2E_REDIS_URL } is for local mode; to deploy, give the connection as { secretArn } or { ssmParameter }',
+    ]);
   });
 
   it('fails on an invalid data map, naming each problem', () => {
@@ -215,6 +230,24 @@ describe('Stack: Lethe with a worker per connector kind', () => {
       'RunConnectors3',
     ]);
     many.resourceCountIs('AWS::Lambda::EventSourceMapping', 6);
+  });
+
+  it('runs the database workers, and only them, in the data map’s VPC', () => {
+    const functions = many.findResources('AWS::Lambda::Function');
+    const vpcOf = (prefix: string) =>
+      Object.entries(functions).find(([id]) => id.startsWith(prefix))?.[1] as { Properties: { VpcConfig?: unknown } } | undefined;
+    for (const kind of ['postgres', 'redis']) {
+      expect(vpcOf(`RunConnector${kind}`)?.Properties.VpcConfig).toEqual({
+        SubnetIds: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0aaaaaaaaaaaaaaa2'],
+        SecurityGroupIds: ['sg-0bbbbbbbbbbbbbbb1'],
+      });
+    }
+    for (const kind of ['dynamodb', 's3', 'cognito']) expect(vpcOf(`RunConnector${kind}`)?.Properties.VpcConfig).toBeUndefined();
+  });
+
+  it('passes cdk-nag with workers in a VPC', () => {
+    const { app } = buildApp({ skipBundling: true, outdir: outdir(), configPath: 'test/fixtures/many-systems.yaml' });
+    expect(app.synth().getStackByName('Lethe').template).toHaveProperty('Resources');
   });
 
   it('lets the SQL worker read its connection secret and nothing else of Secrets Manager', () => {

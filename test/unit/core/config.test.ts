@@ -52,6 +52,21 @@ systems:
     ]);
   });
 
+  it('validates the network that database workers join in AWS', () => {
+    const text = (network: string) => `version: 1\nnetwork: ${network}\nsystems:\n  users:\n    connector: dynamodb\n    identities: [email]\n    settings: { tables: [{ table: users, partitionKey: userId, lookups: [{ identity: email, attribute: userId }] }] }\n`;
+    expect(parseDataMap(text('{ subnetIds: [subnet-0123456789abcdef0], securityGroupIds: [sg-0123456789abcdef0] }'), CONNECTOR_KINDS).network).toEqual({
+      subnetIds: ['subnet-0123456789abcdef0'],
+      securityGroupIds: ['sg-0123456789abcdef0'],
+    });
+    let error: unknown;
+    try {
+      parseDataMap(text('{ subnetIds: [subnet-x], securityGroupIds: [] }'), CONNECTOR_KINDS);
+    } catch (e) {
+      error = e;
+    }
+    expect((error as ConfigError).issues.map((i) => i.path)).toEqual(['network.subnetIds.0', 'network.securityGroupIds']);
+  });
+
   it('reports YAML syntax errors', () => {
     expect(() => parseDataMap('version: 1\nsystems: [', CONNECTOR_KINDS)).toThrow(/YAML/);
   });
