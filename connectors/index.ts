@@ -8,6 +8,9 @@ import type { Connector } from '#core/ports';
 import { CognitoConnector } from './cognito/connector.ts';
 import { cognitoSettingsSchema } from './cognito/settings.ts';
 import { DynamoDbConnector } from './dynamodb/connector.ts';
+import { VendorClient } from './http/client.ts';
+import { HttpConnector } from './http/connector.ts';
+import { httpSettingsSchema } from './http/settings.ts';
 import { dynamoDbSettingsSchema } from './dynamodb/settings.ts';
 import { RedisConnector } from './redis/connector.ts';
 import { redisSettingsSchema } from './redis/settings.ts';
@@ -65,6 +68,13 @@ async function build(system: SystemConfig, clients: ConnectorClients): Promise<C
       return new S3Connector(clients.s3(), s3SettingsSchema.parse(system.settings));
     case 'cognito':
       return new CognitoConnector(clients.cognito(), cognitoSettingsSchema.parse(system.settings));
+    case 'http': {
+      const settings = httpSettingsSchema.parse(system.settings);
+      const credentials: Record<string, string> = {};
+      for (const [name, source] of Object.entries(settings.credentials)) credentials[name] = await readSecret(source, clients);
+      const client = new VendorClient(settings.definition, { params: settings.params, credentials }, settings.baseUrl);
+      return new HttpConnector(settings.definition, client);
+    }
     default:
       throw new ConnectorPermanentError(`no connector of kind ${system.connector}`);
   }

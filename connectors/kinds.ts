@@ -1,6 +1,9 @@
 import type { ConnectorKinds } from '#core/config';
+import { ACTIONS } from '#core/request';
 import { COGNITO_ACTIONS, cognitoSettingsSchema } from './cognito/settings.ts';
 import { DYNAMODB_ACTIONS, dynamoDbSettingsSchema } from './dynamodb/settings.ts';
+import { definedActions } from './http/definition.ts';
+import { httpSettingsSchema, type HttpSettings } from './http/settings.ts';
 import { REDIS_ACTIONS, redisSettingsSchema } from './redis/settings.ts';
 import { S3_ACTIONS, s3SettingsSchema } from './s3/settings.ts';
 import { SQL_ACTIONS, sqlSettingsSchema } from './sql/settings.ts';
@@ -16,4 +19,6 @@ export const CONNECTOR_KINDS: ConnectorKinds = {
   redis: { actions: REDIS_ACTIONS, settings: redisSettingsSchema, privateNetwork: true },
   s3: { actions: S3_ACTIONS, settings: s3SettingsSchema },
   cognito: { actions: COGNITO_ACTIONS, settings: cognitoSettingsSchema },
+  /** A vendor's API, from its definition: the actions are the ones the definition offers. */
+  http: { actions: ACTIONS, settings: httpSettingsSchema, actionsOf: (s) => definedActions((s as HttpSettings).definition) },
 };

@@ -24,6 +24,24 @@ export function connectionSource(settings: unknown): SecretSource | undefined {
   return parsed.success ? parsed.data : undefined;
 }
 
+/**
+ * Every secret a system's settings name, with where it is: the connection string (SQL, Redis) and
+ * a vendor's credentials (`http`).
+ */
+export function secretSources(settings: unknown): { readonly at: string; readonly source: SecretSource }[] {
+  const out: { at: string; source: SecretSource }[] = [];
+  const connection = connectionSource(settings);
+  if (connection) out.push({ at: 'connection.url', source: connection });
+  const credentials = (settings as { credentials?: unknown } | undefined)?.credentials;
+  if (credentials && typeof credentials === 'object') {
+    for (const [name, value] of Object.entries(credentials)) {
+      const parsed = secretSourceSchema.safeParse(value);
+      if (parsed.success) out.push({ at: `credentials.${name}`, source: parsed.data });
+    }
+  }
+  return out;
+}
+
 export interface SecretStores {
   /** A Secrets Manager secret's string. */
   readonly secret: (arn: string) => Promise<string | undefined>;

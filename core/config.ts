@@ -16,6 +16,8 @@ export interface ConnectorKindSpec {
   readonly resolves?: boolean;
   /** Whether its stores usually sit in a private network (a database): its worker joins `network` in AWS. */
   readonly privateNetwork?: boolean;
+  /** The actions one system offers, when they depend on its settings (a vendor's definition). */
+  readonly actionsOf?: (settings: unknown) => readonly Action[];
 }
 
 export type ConnectorKinds = Readonly<Record<string, ConnectorKindSpec>>;
@@ -114,17 +116,18 @@ export function validateDataMap(input: unknown, kinds: ConnectorKinds): DataMap 
     if (!settings.success) {
       issues.push(...zodIssues(settings.error).map((i) => ({ ...i, path: `${at}.settings${i.path ? `.${i.path}` : ''}` })));
     }
+    const offered = kind.actionsOf && settings.success ? kind.actionsOf(settings.data) : kind.actions;
     const actions: Partial<Record<RequestType, Action>> = {};
     for (const type of REQUEST_TYPES) {
       const declared = system.actions?.[type];
       if (declared === 'skip') continue;
       const action = declared ?? DEFAULT_ACTION[type];
-      if (kind.actions.includes(action)) {
+      if (offered.includes(action)) {
         actions[type] = action;
       } else if (declared) {
         issues.push({
           path: `${at}.actions.${type}`,
-          message: `connector "${system.connector}" cannot ${action} (it can: ${kind.actions.join(', ')})`,
+          message: `connector "${system.connector}" cannot ${action} here (it can: ${offered.join(', ')})`,
         });
       }
     }

@@ -55,6 +55,16 @@ export class InvalidTransitionError extends PermanentError {}
 /** A connector's target answered in a way that may pass (throttled, timed out, 5xx). */
 export class ConnectorRetryableError extends RetryableError {}
 
+/** The target asked to be left alone for a while (HTTP 429 with `Retry-After`): not a failure of the task. */
+export class ConnectorThrottledError extends ConnectorRetryableError {
+  readonly retryAfterSeconds: number;
+
+  constructor(message: string, retryAfterSeconds: number, options?: ErrorOptions) {
+    super(message, options);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
 /** A connector's target refused in a way that will not pass (not authorized, missing table, 4xx). */
 export class ConnectorPermanentError extends PermanentError {}
 

@@ -19,6 +19,8 @@ export interface ConnectorCommand {
   readonly identities: readonly Identity[];
   /** Keyed hash (HMAC-SHA256, hex) for the `hmac` anonymization strategy. */
   readonly keyedHash: (value: string) => string;
+  /** The law the request is made under, for vendors that ask (e.g. Mixpanel's compliance type). */
+  readonly regulation?: string;
   /**
    * For `restrict`: called with the records about to be restricted, before they are, so the
    * caller keeps (sealed) exactly what this restriction changes. Records already restricted by
@@ -56,6 +58,22 @@ export function mergeRestrictions(restrictions: readonly Restriction[]): Record<
 export interface ConnectorResult {
   /** Records deleted, anonymized or otherwise changed. 0 when there was nothing to do. */
   readonly affected: number;
+  /** Jobs the target still runs (a vendor's asynchronous deletion): the task waits on them. */
+  readonly pending?: readonly PendingJob[];
+}
+
+/** A vendor's asynchronous job: its id, and what the connector needs to poll it. */
+export interface PendingJob {
+  readonly vendor: string;
+  readonly id: string;
+  /** Values captured from the vendor's answers. Kept sealed: they may be personal. */
+  readonly vars: Readonly<Record<string, string>>;
+}
+
+export interface JobState {
+  readonly state: 'pending' | 'done' | 'failed';
+  /** The vendor's own state name (never personal data). */
+  readonly detail?: string;
 }
 
 /**
@@ -75,4 +93,6 @@ export interface Connector {
   run(command: ConnectorCommand): Promise<ConnectorResult>;
   /** How many of the subject's records remain that the action should have removed or changed. */
   verify(command: ConnectorCommand): Promise<{ readonly remaining: number }>;
+  /** Where a job that `run` left pending stands; only connectors with asynchronous jobs have it. */
+  poll?(command: ConnectorCommand, job: PendingJob): Promise<JobState>;
 }

@@ -23,7 +23,7 @@ import { cognitoSettingsSchema } from '#connectors/cognito/settings';
 import { CONNECTOR_KINDS } from '#connectors/kinds';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
 import { s3SettingsSchema } from '#connectors/s3/settings';
-import { connectionSource } from '#connectors/secrets';
+import { secretSources } from '#connectors/secrets';
 import { AuditBucket } from './constructs/audit-bucket.ts';
 import { ErasureSaga } from './constructs/erasure-saga.ts';
 import { SecureFunction } from './constructs/secure-function.ts';
@@ -274,17 +274,18 @@ export class LetheStack extends Stack {
 
   /** Least privilege on a system's own target, and on nothing else. */
   #grantTarget(worker: IFunction, system: SystemConfig): void {
-    const source = connectionSource(system.settings);
-    if (source && 'secretArn' in source) {
-      worker.addToRolePolicy(new PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [source.secretArn] }));
-    }
-    if (source && 'ssmParameter' in source) {
-      worker.addToRolePolicy(
-        new PolicyStatement({
-          actions: ['ssm:GetParameter'],
-          resources: [this.formatArn({ service: 'ssm', resource: 'parameter', resourceName: source.ssmParameter.slice(1) })],
-        }),
-      );
+    for (const { source } of secretSources(system.settings)) {
+      if ('secretArn' in source) {
+        worker.addToRolePolicy(new PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [source.secretArn] }));
+      }
+      if ('ssmParameter' in source) {
+        worker.addToRolePolicy(
+          new PolicyStatement({
+            actions: ['ssm:GetParameter'],
+            resources: [this.formatArn({ service: 'ssm', resource: 'parameter', resourceName: source.ssmParameter.slice(1) })],
+          }),
+        );
+      }
     }
     if (system.connector === 's3') {
       const { bucket } = s3SettingsSchema.parse(system.settings);

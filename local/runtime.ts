@@ -7,7 +7,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectionSource } from '#connectors/secrets';
+import { secretSources } from '#connectors/secrets';
 import type { DataMap } from '#core/config';
 import { LocalKeyService } from '#functions/commons/keys';
 import { buildApp } from '#infra/app';
@@ -310,12 +310,9 @@ async function start(
   return { state, dataMap, stop };
 }
 
-/** The environment variables the data map names as connection sources. */
+/** The environment variables the data map names as secret sources (connections, vendor credentials). */
 function connectionVariables(dataMap: DataMap): string[] {
-  return dataMap.systems.flatMap((s) => {
-    const source = connectionSource(s.settings);
-    return source && 'env' in source ? [source.env] : [];
-  });
+  return dataMap.systems.flatMap((s) => secretSources(s.settings).flatMap(({ source }) => ('env' in source ? [source.env] : [])));
 }
 
 /** The path of an API Gateway resource, from its chain of parents. */

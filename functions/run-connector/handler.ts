@@ -87,7 +87,11 @@ async function runTask(record: SQSRecord): Promise<void> {
         ...(action === 'restrict' && { recordRestriction: (r: Restriction) => recordRestriction(requestId, systemName, r, dataKey) }),
         ...(lifting && { restrictions: lifting.map((l) => l.restriction) }),
       };
-      ({ affected } = await connector.run(command));
+      const result = await connector.run(command);
+      affected = result.affected;
+      if (result.pending?.length) {
+        throw new PermanentError(`${systemName}: ${result.pending[0]!.vendor} answered with a job, and asynchronous vendor jobs are not followed yet`);
+      }
       ({ remaining } = await connector.verify(command));
       if (remaining > 0) {
         throw new ConnectorRetryableError(`${systemName}: ${String(remaining)} records remain after ${action}`);

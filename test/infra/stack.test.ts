@@ -199,9 +199,9 @@ describe('Synth', () => {
     }
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).issues.map((i) => `${i.path}: ${i.message}`)).toEqual([
-      'systems.app-db.settings.connection.url: { env: LETHE_SAMPLE_POSTGRES_URL } is for local mode; to deploy, give the connection as { secretArn } or { ssmParameter }',
-      'systems.shop-db.settings.connection.url: { env: LETHE_E2E_MYSQL_URL } is for local mode; to deploy, give the connection as { secretArn } or { ssmParameter }',
-      'systems.sessions.settings.connection.url: { env: LETHE_E2E_REDIS_URL } is for local mode; to deploy, give the connection as { secretArn } or { ssmParameter }',
+      'systems.app-db.settings.connection.url: { env: LETHE_SAMPLE_POSTGRES_URL } is for local mode; to deploy, give it as { secretArn } or { ssmParameter }',
+      'systems.shop-db.settings.connection.url: { env: LETHE_E2E_MYSQL_URL } is for local mode; to deploy, give it as { secretArn } or { ssmParameter }',
+      'systems.sessions.settings.connection.url: { env: LETHE_E2E_REDIS_URL } is for local mode; to deploy, give it as { secretArn } or { ssmParameter }',
     ]);
   });
 
@@ -225,11 +225,12 @@ describe('Stack: Lethe with a worker per connector kind', () => {
     expect(workers.map((id) => id.replace(/[A-F0-9]{8}$/, '')).sort()).toEqual([
       'RunConnectorcognito',
       'RunConnectordynamodb',
+      'RunConnectorhttp',
       'RunConnectorpostgres',
       'RunConnectorredis',
       'RunConnectors3',
     ]);
-    many.resourceCountIs('AWS::Lambda::EventSourceMapping', 6);
+    many.resourceCountIs('AWS::Lambda::EventSourceMapping', 7);
   });
 
   it('runs the database workers, and only them, in the data map’s VPC', () => {
@@ -255,6 +256,13 @@ describe('Stack: Lethe with a worker per connector kind', () => {
     expect(policy).toContain('arn:aws:secretsmanager:eu-west-1:123456789012:secret:app-db-AbCdEf');
     expect(policy).not.toContain('s3:Delete');
     expect(policy).not.toContain('cognito-idp');
+  });
+
+  it('lets the vendor worker read its credential secret only', () => {
+    const policy = policyOf('RunConnectorhttp');
+    expect(policy).toContain('secret:hubspot-AbCdEf');
+    expect(policy).not.toContain('secret:app-db-AbCdEf');
+    expect(policy).not.toContain('s3:Delete');
   });
 
   it('lets the Redis worker read its SSM parameter only', () => {

@@ -81,3 +81,21 @@ describe('README', () => {
     expect(new Set(map.systems.map((s) => s.connector))).toEqual(new Set(Object.keys(CONNECTOR_KINDS)));
   });
 });
+
+describe('README, vendors', () => {
+  it('shows a vendor definition that validates', async () => {
+    const { httpSettingsSchema } = await import('#connectors/http/settings');
+    const { parse } = await import('yaml');
+    const readme = readFileSync('README.md', 'utf8');
+    const block = readme.split('### Adding a vendor')[1]?.split('```yaml')[1]?.split('```')[0];
+    const parsed = httpSettingsSchema.safeParse({ definition: parse(block!) as unknown, credentials: { token: { env: 'X' } }, params: { region: 'eu' } });
+    expect(parsed.success ? [] : parsed.error.issues).toEqual([]);
+  });
+
+  it('lists every built-in vendor', async () => {
+    const { builtInVendors } = await import('#connectors/http/settings');
+    const table = readFileSync('README.md', 'utf8').split('## Vendors')[1]?.split('### Adding a vendor')[0] ?? '';
+    const listed = [...table.matchAll(/^\| `([a-z-]+)` \|/gm)].map((m) => m[1]);
+    expect([...listed].sort()).toEqual(builtInVendors());
+  });
+});

@@ -1,0 +1,275 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { VendorClient } from '#connectors/http/client';
+import { HttpConnector } from '#connectors/http/connector';
+import { httpSettingsSchema } from '#connectors/http/settings';
+import { ConnectorPermanentError, ConnectorRetryableError, ConnectorThrottledError } from '#core/errors';
+import type { Action } from '#core/request';
+import * as vendors from '../fixtures/vendors.ts';
+import { OTHER, SUBJECT, type FakeVendor } from '../fixtures/vendors.ts';
+
+/**
+ * Every built-in vendor definition against a fake of that vendor's documented API on 127.0.0.1
+ * (test/fixtures/vendors.ts): the fake refuses anything the vendor's docs do not describe.
+ */
+const open: FakeVendor[] = [];
+afterEach(async () => {
+  // A call the vendor's docs do not describe fails the test that made it.
+  const violations = open.flatMap((fake) => fake.violations);
+  for (const fake of open.splice(0)) await fake.close();
+  if (violations.length > 0) throw new Error(`undocumented vendor calls:\n${violations.join('\n')}`);
+});
+
+async function connect<T extends { fake: FakeVendor; credentials: Record<string, string>; params: Record<string, string> }>(
+  vendor: string,
+  start: () => Promise<T>,
+  basePath = '',
+): Promise<T & { connector: HttpConnector }> {
+  const env = await start();
+  open.push(env.fake);
+  const settings = httpSettingsSchema.parse({
+    vendor,
+    baseUrl: `${env.fake.url}${basePath}`,
+    credentials: Object.fromEntries(Object.keys(env.credentials).map((k) => [k, { env: 'UNUSED' }])),
+    params: env.params,
+  });
+  const client = new VendorClient(settings.definition, { params: settings.params, credentials: env.credentials }, settings.baseUrl);
+  return { ...env, connector: new HttpConnector(settings.definition, client) };
+}
+
+const command = (action: Action, regulation = 'gdpr') => ({
+  requestId: 'r-1',
+  action,
+  regulation,
+  identities: [
+    { type: 'email', value: SUBJECT.email },
+    { type: 'user_id', value: SUBJECT.userId },
+  ],
+  keyedHash: () => '',
+});
+
+describe('Vendor definitions against their documented APIs', () => {
+  it('HubSpot: GDPR-deletes the contact by address, and verifies it is gone', async () => {
+    const { connector, contacts } = await connect('hubspot', vendors.hubspot);
+    expect(await connector.verify(command('delete'))).toEqual({ remaining: 1 });
+    expect(await connector.run(command('delete'))).toEqual({ affected: 1 });
+    expect([...contacts.keys()]).toEqual([OTHER.email]);
+    expect(await connector.verify(command('delete'))).toEqual({ remaining: 0 });
+  });
+
+  it('Salesforce: hard-deletes Contacts and Leads through Bulk API 2.0 jobs, never through the Recycle Bin', async () => {
+    const { connector, records, recycleBin, fake } = await connect('salesforce', vendors.salesforce);
+    const result = await connector.run(command('delete'));
+    expect(result.affected).toBe(2);
+    expect(result.pending?.map((j) => j.vendor)).toEqual(['salesforce', 'salesforce']);
+    for (const job of result.pending ?? []) {
+      expect(await connector.poll(command('delete'), job)).toEqual({ state: 'pending', detail: 'InProgress' });
+      expect(await connector.poll(command('delete'), job)).toEqual({ state: 'done', detail: 'JobComplete' });
+    }
+    expect([...records.keys()]).toEqual(['003B']);
+    expect(recycleBin.size).toBe(0);
+    expect(await connector.verify(command('delete'))).toEqual({ remaining: 0 });
+    expect(fake.calls.filter((c) => c.path === '/services/oauth2/token')).toHaveLength(1);
+  });
+
+  it('Salesforce (recycle bin): deletes with the REST API, and the records are recoverable', async () => {
+    const { connector, records, recycleBin } = await connect('salesforce-recycle-bin', vendors.salesforce);
+    expect(await connector.run(command('delete'))).toEqual({ affected: 2 });
+    expect([...recycleBin].sort()).toEqual(['003A', '00QA']);
+    expect(records.has('003A')).toBe(true);
+    expect(await connector.verify(command('delete'))).toEqual({ remaining: 0 });
+  });
+
+  it('Mailchimp: deletes the member permanently from every audience', async () => {
+    const { connector, members } = await connect('mailchimp', vendors.mailchimp, '/3.0');
+    expect(await connector.run(command('delete'))).toEqual({ affected: 2 });
+    expect([...members.get('list-1')!]).toEqual([OTHER.email]);
+    expect(members.get('list-2')!.size).toBe(0);
+    expect(await connector.run(command('delete'))).toEqual({ affected: 0 });
+  });
+
+  it('Stripe: finds every customer of the address across pages and deletes each', async () => {
+    const { connector, customers } = await connect('stripe', vendors.stripe);
+    expect(await connector.verify(command('delete'))).toEqual({ remaining: 2 });
+    expect(await connector.run(command('delete'))).toEqual({ affected: 2 });
+    expect([...customers.keys()]).toEqual(['cus_3']);
+    expect(await connector.verify(command('delete'))).toEqual({ remaining: 0 });
+  });
+
+  it('Segment: a SUPPRESS_WITH_DELETE regulation, polled to FINISHED; suppress and lift as regulations too', async () => {
+    const { connector, regulations } = await connect('segment', vendors.segment);
+    const { pending } = await connector.run(command('delete'));
+    expect(pending).toEqual([{ vendor: 'segment', id: 'reg-1', vars: {} }]);
+    const states = [];
+    for (let i = 0; i < 3; i += 1) states.push((await connector.poll(command('delete'), pending![0]!)).state);
+    expect(states).toEqual(['pending', 'pending', 'done']);
+    await connector.run(command('suppress'));
+    await connector.run(command('lift'));
+    expect([...regulations.values()].map((r) => `${r.type} ${r.subjects.join()}`)).toEqual([
+      `SUPPRESS_WITH_DELETE ${SUBJECT.userId}`,
+      `SUPPRESS_ONLY ${SUBJECT.userId}`,
+      `UNSUPPRESS ${SUBJECT.userId}`,
+    ]);
+  });
+
+  it('Braze: deletes the user by external id, counting what Braze says it deleted', async () => {
+    const { connector, users } = await connect('braze', vendors.braze);
+    expect(await connector.run(command('delete'))).toEqual({ affected: 1 });
+    expect([...users]).toEqual([OTHER.userId]);
+  });
+
+  it('Amplitude: a deletion job, staging → submitted → done', async () => {
+    const { connector } = await connect('amplitude', vendors.amplitude);
+    const { affected, pending } = await connector.run(command('delete'));
+    expect(affected).toBe(1);
+    expect(pending?.[0]?.id).toBe('2026-12-04');
+    expect((await connector.poll(command('delete'), pending![0]!)).state).toBe('pending');
+    expect(await connector.poll(command('delete'), pending![0]!)).toEqual({ state: 'done', detail: 'done' });
+  });
+
+  it('Mixpanel: a deletion task with the request’s compliance type, polled to SUCCESS', async () => {
+    const { connector, tasks } = await connect('mixpanel', vendors.mixpanel);
+    const { pending } = await connector.run(command('delete', 'ccpa'));
+    expect([...tasks.values()][0]).toMatchObject({ ids: [SUBJECT.userId], type: 'CCPA' });
+    const states = [];
+    for (let i = 0; i < 3; i += 1) states.push((await connector.poll(command('delete'), pending![0]!)).detail);
+    expect(states).toEqual(['PENDING', 'STARTED', 'SUCCESS']);
+  });
+
+  it('Intercom: searches the contact by address and deletes it', async () => {
+    const { connector, contacts } = await connect('intercom', vendors.intercom);
+    expect(await connector.run(command('delete'))).toEqual({ affected: 1 });
+    expect([...contacts.values()]).toEqual([OTHER.email]);
+    expect(await connector.verify(command('delete'))).toEqual({ remaining: 0 });
+  });
+
+  it('Zendesk: soft-deletes, then permanently deletes, every user of the address (following next_page)', async () => {
+    const { connector, users } = await connect('zendesk', vendors.zendesk);
+    expect(await connector.run(command('delete'))).toEqual({ affected: 2 });
+    expect([...users.values()].map((u) => u.state)).toEqual(['purged', 'purged', 'active']);
+    expect(await connector.verify(command('delete'))).toEqual({ remaining: 0 });
+  });
+
+  it('SendGrid: deletes the contact (a job, done when the search no longer finds it); suppresses and lifts globally', async () => {
+    const { connector, contacts, suppressed } = await connect('sendgrid', vendors.sendgrid);
+    const { pending } = await connector.run(command('delete'));
+    expect(pending).toEqual([{ vendor: 'sendgrid', id: 'job-7', vars: {} }]);
+    expect(await connector.poll(command('delete'), pending![0]!)).toEqual({ state: 'done', detail: 'HTTP 404' });
+    expect([...contacts.values()]).toEqual([OTHER.email]);
+    expect(await connector.run(command('suppress'))).toEqual({ affected: 1 });
+    expect([...suppressed]).toEqual([SUBJECT.email]);
+    expect(await connector.run(command('lift'))).toEqual({ affected: 1 });
+    expect(suppressed.size).toBe(0);
+  });
+});
+
+describe('Class: VendorClient, through the Stripe definition', () => {
+  it('is slowed by 429 answers, waiting as Retry-After says, not failed', async () => {
+    const { connector, fake, customers } = await connect('stripe', vendors.stripe);
+    fake.fault(429, 2, { 'retry-after': '1' });
+
+    expect(await connector.run(command('delete'))).toEqual({ affected: 2 });
+
+    const [first, second, third] = fake.calls;
+    expect(second!.at - first!.at).toBeGreaterThanOrEqual(950);
+    expect(third!.at - second!.at).toBeGreaterThanOrEqual(950);
+    expect(customers.size).toBe(1);
+  });
+
+  it('spaces calls by the definition’s token bucket', async () => {
+    const env = await vendors.stripe();
+    open.push(env.fake);
+    const stripeDefinition = httpSettingsSchema.parse({ vendor: 'stripe', credentials: { secretKey: { env: 'UNUSED' } } }).definition;
+    const definition = { ...stripeDefinition, name: 'stripe-slow', rateLimit: { requests: 1, perSeconds: 0.4 } };
+    const connector = new HttpConnector(definition, new VendorClient(definition, { params: {}, credentials: env.credentials }, env.fake.url));
+
+    await connector.run(command('delete'));
+
+    const at = env.fake.calls.map((c) => c.at);
+    expect(at).toHaveLength(4);
+    for (let i = 1; i < at.length; i += 1) expect(at[i]! - at[i - 1]!).toBeGreaterThanOrEqual(350);
+  });
+
+  it('hands a long Retry-After to the queue as a throttle, without waiting it out', async () => {
+    const { connector, fake } = await connect('stripe', vendors.stripe);
+    fake.fault(429, 1, { 'retry-after': '120' });
+    const error = await connector.run(command('delete')).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConnectorThrottledError);
+    expect((error as ConnectorThrottledError).retryAfterSeconds).toBe(120);
+  });
+
+  it('retries a 5xx, and gives up retryably when it persists', async () => {
+    const { connector, fake } = await connect('stripe', vendors.stripe);
+    fake.fault(503, 2);
+    expect(await connector.run(command('delete'))).toEqual({ affected: 2 });
+
+    fake.fault(500, 10);
+    await expect(connector.verify(command('delete'))).rejects.toThrow(ConnectorRetryableError);
+  });
+
+  it('fails a 4xx permanently with the vendor’s message, the subject’s identities scrubbed', async () => {
+    const { connector, fake } = await connect('stripe', vendors.stripe);
+    fake.fault(400, 1, {}, { error: { message: `Invalid email: ${SUBJECT.email} (customer ${SUBJECT.userId})` } });
+    const error = (await connector.run(command('delete')).catch((e: unknown) => e)) as Error;
+    expect(error).toBeInstanceOf(ConnectorPermanentError);
+    expect(error.message).toBe('stripe GET /v1/customers: HTTP 400: Invalid email: [redacted] (customer [redacted])');
+  });
+
+  it('fails permanently on wrong credentials', async () => {
+    const env = await vendors.stripe();
+    open.push(env.fake);
+    const settings = httpSettingsSchema.parse({ vendor: 'stripe', baseUrl: env.fake.url, credentials: { secretKey: { env: 'UNUSED' } } });
+    const connector = new HttpConnector(settings.definition, new VendorClient(settings.definition, { params: {}, credentials: { secretKey: 'sk_wrong' } }, settings.baseUrl));
+    await expect(connector.run(command('delete'))).rejects.toThrow(/HTTP 401/);
+  });
+});
+
+describe('Schema: http connector settings', () => {
+  const issues = (settings: unknown) => {
+    const parsed = httpSettingsSchema.safeParse(settings);
+    return parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+  };
+
+  it('names every problem of a definition at once', () => {
+    expect(
+      issues({
+        definition: {
+          name: 'acme',
+          docs: ['https://acme.test/docs'],
+          baseUrl: 'https://{params.region}.acme.test',
+          auth: { type: 'bearer', credential: 'token' },
+          actions: {
+            delete: { identity: 'email', steps: [{ method: 'DELETE', path: '/users/{email|sha1}' }], count: 'deleted &&' },
+          },
+        },
+      }),
+    ).toEqual([
+      'definition.actions.delete.steps.0.path: "{email|sha1}": unknown filter "sha1" (known: lower, upper, md5, sha256, base64, soql)',
+      'definition.actions.delete.count: not a JMESPath expression: Syntax error: invalid token (EOF): ""',
+      'definition.auth: credential "token" is not in credentials',
+    ]);
+    // Once the shape is right, references are checked too.
+    expect(
+      issues({
+        definition: {
+          name: 'acme',
+          docs: ['https://acme.test/docs'],
+          baseUrl: 'https://{params.region}.acme.test',
+          auth: { type: 'none' },
+          actions: { delete: { identity: 'email', steps: [{ method: 'DELETE', path: '/users/{value}?key={credentials.key}' }] } },
+        },
+      }),
+    ).toEqual([
+      'definition.baseUrl: {params.region}: "region" is not in params',
+      'definition.actions.delete.steps.0.path: {credentials.key}: "key" is not in credentials',
+    ]);
+  });
+
+  it('names a missing vendor, credential or param, and an unknown one', () => {
+    expect(issues({ vendor: 'myspace' })).toEqual([expect.stringMatching(/^vendor: no built-in vendor "myspace" \(known: amplitude, braze, hubspot/)]);
+    expect(issues({ vendor: 'zendesk', credentials: { token: { env: 'X' } }, params: { subdomain: 'acme' } })).toEqual([
+      'credentials.apiToken: zendesk needs credential "apiToken" (a secret by reference)',
+      'credentials.token: zendesk has no credential "token" (it takes: apiToken)',
+      'params.agentEmail: zendesk needs param "agentEmail"',
+    ]);
+  });
+});
