@@ -73,7 +73,7 @@ async function build(system: SystemConfig, clients: ConnectorClients): Promise<C
       const credentials: Record<string, string> = {};
       for (const [name, source] of Object.entries(settings.credentials)) credentials[name] = await readSecret(source, clients);
       const client = new VendorClient(settings.definition, { params: settings.params, credentials }, settings.baseUrl);
-      return new HttpConnector(settings.definition, client);
+      return new HttpConnector(settings.definition, client, settings.pollEverySeconds);
     }
     default:
       throw new ConnectorPermanentError(`no connector of kind ${system.connector}`);

@@ -20,5 +20,10 @@ export const CONNECTOR_KINDS: ConnectorKinds = {
   s3: { actions: S3_ACTIONS, settings: s3SettingsSchema },
   cognito: { actions: COGNITO_ACTIONS, settings: cognitoSettingsSchema },
   /** A vendor's API, from its definition: the actions are the ones the definition offers. */
-  http: { actions: ACTIONS, settings: httpSettingsSchema, actionsOf: (s) => definedActions((s as HttpSettings).definition) },
+  http: {
+    actions: ACTIONS,
+    settings: httpSettingsSchema,
+    actionsOf: (s) => definedActions((s as HttpSettings).definition),
+    longestJobSeconds: (s) => Math.max(0, ...Object.values((s as HttpSettings).definition.actions).map((a) => a.job?.deadlineSeconds ?? 0)),
+  },
 };

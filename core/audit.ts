@@ -17,6 +17,7 @@ export type AuditEventName =
   | 'task.running'
   | 'task.succeeded'
   | 'task.failed'
+  | 'task.waiting_on_vendor'
   | 'request.completed'
   | 'request.partially_failed'
   | 'request.failed'
@@ -36,6 +37,10 @@ export interface AuditEvent {
   readonly tasks?: number;
   readonly remaining?: number;
   readonly errorName?: string;
+  /** Restrict requests a lift undid. */
+  readonly lifted?: readonly string[];
+  /** Vendor jobs a task waits on, by vendor and job id. */
+  readonly jobs?: string | undefined;
   readonly pseudonyms?: readonly PseudonymousIdentity[];
   readonly keyVersion?: string;
 }

@@ -18,6 +18,8 @@ export interface ConnectorKindSpec {
   readonly privateNetwork?: boolean;
   /** The actions one system offers, when they depend on its settings (a vendor's definition). */
   readonly actionsOf?: (settings: unknown) => readonly Action[];
+  /** The longest a system's asynchronous jobs may take (their deadline), in seconds. */
+  readonly longestJobSeconds?: (settings: unknown) => number;
 }
 
 export type ConnectorKinds = Readonly<Record<string, ConnectorKindSpec>>;
@@ -130,6 +132,13 @@ export function validateDataMap(input: unknown, kinds: ConnectorKinds): DataMap 
           message: `connector "${system.connector}" cannot ${action} here (it can: ${offered.join(', ')})`,
         });
       }
+    }
+    const longestJob = kind.longestJobSeconds && settings.success ? kind.longestJobSeconds(settings.data) : 0;
+    if (longestJob > system.timeoutSeconds) {
+      issues.push({
+        path: `${at}.timeoutSeconds`,
+        message: `its vendor's jobs may take up to ${String(longestJob)} s: give the task at least that long (timeoutSeconds: ${String(longestJob)})`,
+      });
     }
     if (actions.restrict === 'restrict' && actions.withdraw !== 'lift') {
       issues.push({ path: `${at}.actions.withdraw`, message: 'this system restricts, so a withdraw must lift what it restricted: withdraw: lift' });

@@ -68,6 +68,9 @@ export interface PendingJob {
   readonly id: string;
   /** Values captured from the vendor's answers. Kept sealed: they may be personal. */
   readonly vars: Readonly<Record<string, string>>;
+  /** How often to ask the vendor, and how long it may take before the task fails. */
+  readonly pollEverySeconds: number;
+  readonly deadlineSeconds: number;
 }
 
 export interface JobState {

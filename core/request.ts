@@ -196,4 +196,15 @@ export interface TaskRecord {
   readonly errorName?: string | undefined;
   readonly errorMessage?: string | undefined;
   readonly updatedAt: string;
+  /** While `waiting_on_vendor`: the saga's task token, and the vendor jobs (sealed) it waits on. */
+  readonly taskToken?: string | undefined;
+  readonly sealedJobs?: string | undefined;
+  /** The vendors and their job ids, in the clear (not personal data), for status and audit. */
+  readonly jobs?: string | undefined;
+  readonly deadlineAt?: string | undefined;
+  readonly nextPollAt?: string | undefined;
+  readonly nextHeartbeatAt?: string | undefined;
 }
+
+/** The requests table's sparse index of tasks waiting on a vendor, keyed `waiting` and `nextCheckAt`. */
+export const WAITING_INDEX = 'Waiting';

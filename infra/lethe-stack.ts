@@ -1,4 +1,4 @@
-import { Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import { type CfnElement, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import {
   AccessLogFormat,
   AuthorizationType,
@@ -9,7 +9,7 @@ import {
   RestApi,
 } from 'aws-cdk-lib/aws-apigateway';
 import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
-import { EventBus, Rule } from 'aws-cdk-lib/aws-events';
+import { EventBus, Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
@@ -19,6 +19,7 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import type { DataMap, SystemConfig } from '#core/config';
+import { WAITING_INDEX } from '#core/request';
 import { cognitoSettingsSchema } from '#connectors/cognito/settings';
 import { CONNECTOR_KINDS } from '#connectors/kinds';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
@@ -81,6 +82,17 @@ export class LetheStack extends Stack {
       encryption: TableEncryption.CUSTOMER_MANAGED,
       encryptionKey: new Key(this, 'TableKey', { description: 'Lethe: encrypts the requests table', enableKeyRotation: true }),
     });
+    // Tasks waiting on a vendor, by when they are next due (a sparse index: only they have `waiting`).
+    table.addGlobalSecondaryIndex({
+      indexName: WAITING_INDEX,
+      partitionKey: { name: 'waiting', type: AttributeType.STRING },
+      sortKey: { name: 'nextCheckAt', type: AttributeType.STRING },
+    });
+    ack(
+      this,
+      `AwsSolutions-IAM5[Resource::<${this.getLogicalId(table.node.defaultChild as CfnElement)}.Arn>/index/*]`,
+      "CDK's table grant covers the table's own indexes (the Waiting index of tasks on vendor jobs): this table only.",
+    );
     const audit = new AuditBucket(this, 'Audit', { retentionDays: props.auditRetentionDays ?? 730 });
     ack(
       this,
@@ -222,6 +234,26 @@ export class LetheStack extends Stack {
         detail: { status: ['FAILED', 'TIMED_OUT', 'ABORTED'], stateMachineArn: [this.saga.stateMachine.stateMachineArn] },
       },
       targets: [target(failRequest)],
+    });
+
+    // Tasks waiting on vendor jobs: heartbeats and polls, every minute.
+    const poller = new SecureFunction(this, 'PollVendorJobs', {
+      handler: 'poll-vendor-jobs',
+      description: 'Lethe: keep tasks waiting on vendor jobs alive, and have their workers poll the vendors',
+      environment: {
+        ...stateEnv,
+        LETHE_SYSTEM_QUEUES: this.toJsonString(
+          Object.fromEntries(dataMap.systems.map((s) => [s.name, { queueUrl: systemQueues.get(s.name)!.queue.queueUrl, heartbeatSeconds: s.heartbeatSeconds }])),
+        ),
+      },
+    });
+    writesAudit(poller);
+    for (const queue of systemQueues.values()) queue.queue.grantSendMessages(poller);
+    this.saga.stateMachine.grantTaskResponse(poller);
+    new Rule(this, 'PollVendorJobsSchedule', {
+      description: 'Lethe: check tasks waiting on vendor jobs',
+      schedule: Schedule.rate(Duration.minutes(1)),
+      targets: [target(poller)],
     });
 
     this.bus = new EventBus(this, 'Bus', { description: 'Lethe: privacy requests from product backends' });

@@ -33,7 +33,7 @@ try {
     configPath: process.env['LETHE_CONFIG'] ?? 'lethe.config.yaml',
     log,
     onExecution: (change) => {
-      if (change.status !== 'RUNNING') console.log(`saga ${change.name}: ${change.status.toLowerCase()}`);
+      if (change.status !== 'RUNNING') console.log(`saga ${change.name}: ${change.status.toLowerCase()}${change.error ? ` (${change.error})` : ''}`);
     },
   });
 } catch (error) {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
@@ -190,24 +191,41 @@ async function start(
     return fn.invoke(payload);
   };
 
-  // EventBridge: the stack's rules on its buses and the default bus.
-  const rules: RuleSpec[] = resolver.resources('AWS::Events::Rule').map(([id, rule]) => {
-    const p = resolver.resolve(rule.Properties ?? {}) as {
+  // EventBridge: the stack's rules on its buses and the default bus; scheduled rules on timers.
+  const ruleResources = resolver.resources('AWS::Events::Rule').map(([id, rule]) => ({
+    id,
+    p: resolver.resolve(rule.Properties ?? {}) as {
       EventBusName?: string;
-      EventPattern: Record<string, unknown>;
+      EventPattern?: Record<string, unknown>;
+      ScheduleExpression?: string;
       Targets?: { Arn: string; DeadLetterConfig?: { Arn: string }; RetryPolicy?: { MaximumRetryAttempts?: number } }[];
-    };
-    return {
+    },
+  }));
+  const rules: RuleSpec[] = ruleResources
+    .filter(({ p }) => p.EventPattern)
+    .map(({ id, p }) => ({
       name: id,
       bus: p.EventBusName ?? 'default',
-      pattern: p.EventPattern,
+      pattern: p.EventPattern!,
       targets: (p.Targets ?? []).map((t) => ({
         functionArn: t.Arn,
         deadLetterQueueUrl: t.DeadLetterConfig ? resolver.ref(resolver.logicalIdOf(t.DeadLetterConfig.Arn)!) : undefined,
         retryAttempts: Math.min(t.RetryPolicy?.MaximumRetryAttempts ?? 2, 2),
       })),
-    };
-  });
+    }));
+  // Local mode runs schedules at least every LETHE_SCHEDULE_SECONDS (default 5), one run at a time.
+  const scheduleSeconds = Number(process.env['LETHE_SCHEDULE_SECONDS'] ?? 5);
+  for (const { id, p } of ruleResources.filter(({ p }) => p.ScheduleExpression)) {
+    const every = Math.min(rateSeconds(p.ScheduleExpression!), scheduleSeconds);
+    let running = false;
+    const timer = setInterval(() => {
+      if (running) return;
+      running = true;
+      const event = { version: '0', id: randomUUID(), 'detail-type': 'Scheduled Event', source: 'aws.events', time: new Date().toISOString(), resources: [id], detail: {} };
+      void Promise.all((p.Targets ?? []).map((t) => invoke(t.Arn, event).catch(() => undefined))).finally(() => (running = false));
+    }, every * 1000);
+    stops.push(() => clearInterval(timer));
+  }
   const bus = new LocalEventBus({
     rules,
     invokeFunction: (arn, event) => invoke(arn, event),
@@ -313,6 +331,14 @@ async function start(
 /** The environment variables the data map names as secret sources (connections, vendor credentials). */
 function connectionVariables(dataMap: DataMap): string[] {
   return dataMap.systems.flatMap((s) => secretSources(s.settings).flatMap(({ source }) => ('env' in source ? [source.env] : [])));
+}
+
+/** Seconds of an EventBridge `rate(...)` expression; a cron expression counts as a minute here. */
+function rateSeconds(expression: string): number {
+  const m = /^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$/.exec(expression);
+  if (!m) return 60;
+  const unit = m[2]!.startsWith('minute') ? 60 : m[2]!.startsWith('hour') ? 3600 : 86_400;
+  return Number(m[1]) * unit;
 }
 
 /** The path of an API Gateway resource, from its chain of parents. */

@@ -22,7 +22,12 @@ export interface ExecutionStatusChange {
   readonly stopDate: number | null;
   readonly input: string;
   readonly output: string | null;
+  /** Why a failed execution failed, as Step Functions reports it. */
+  readonly error?: string | undefined;
+  readonly cause?: string | undefined;
 }
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** An error answered in the AWS JSON protocol (`__type`), as the SDK expects. */
 export class AwsApiError extends Error {
@@ -77,7 +82,9 @@ export class LocalStepFunctions {
     this.#emit = options.emit;
     for (const spec of options.machines) {
       const definition = withLocalTiming(spec.definition);
-      const machine = new StateMachine(definition as never, { validationOptions: { checkPaths: false, checkArn: false } });
+      // The execution timeout is ours to keep (below): the library's own timer cannot hold more than 24.8 days.
+      const { TimeoutSeconds: _timeout, ...untimed } = definition;
+      const machine = new StateMachine(untimed as never, { validationOptions: { checkPaths: false, checkArn: false } });
       this.#machines.set(spec.arn, { spec: { ...spec, definition }, machine });
     }
   }
@@ -142,7 +149,8 @@ export class LocalStepFunctions {
     this.#executions.set(executionArn, record);
     const timeout = entry.spec.definition.TimeoutSeconds;
     let timedOut = false;
-    const timer = timeout
+    // Node's timers hold at most 2^31-1 ms (24.8 days); a longer timeout cannot fire in a local run.
+    const timer = timeout && timeout * 1000 <= MAX_TIMER_MS
       ? setTimeout(() => {
           timedOut = true;
           run.abort();
@@ -186,8 +194,8 @@ export class LocalStepFunctions {
     fields: { output?: string; error?: string; cause?: string },
   ): void {
     Object.assign(record, { status, stopDate: Date.now(), ...fields });
-    const { executionArn, stateMachineArn, name, startDate, stopDate, input, output } = record;
-    this.#emit({ executionArn, stateMachineArn, name, status, startDate, stopDate, input, output });
+    const { executionArn, stateMachineArn, name, startDate, stopDate, input, output, error, cause } = record;
+    this.#emit({ executionArn, stateMachineArn, name, status, startDate, stopDate, input, output, ...(error ? { error, cause } : {}) });
   }
 
   #settle(token: string, act: (w: Waiter) => void, remove = true): void {
@@ -250,7 +258,7 @@ export class LocalStepFunctions {
         clearTimeout(heartbeatTimer);
         if (heartbeatSeconds) heartbeatTimer = setTimeout(() => fail('no heartbeat in time'), heartbeatSeconds * 1000);
       };
-      const timeoutTimer = setTimeout(() => fail('the task timed out'), Math.min(timeoutSeconds * 1000, 2 ** 31 - 1));
+      const timeoutTimer = timeoutSeconds * 1000 <= MAX_TIMER_MS ? setTimeout(() => fail('the task timed out'), timeoutSeconds * 1000) : undefined;
       const settle = () => {
         clearTimeout(heartbeatTimer);
         clearTimeout(timeoutTimer);

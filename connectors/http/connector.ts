@@ -19,9 +19,13 @@ export class HttpConnector implements Connector {
   readonly #def: VendorDefinition;
   readonly #client: VendorClient;
 
-  constructor(definition: VendorDefinition, client: VendorClient) {
+  readonly #pollEverySeconds: number | undefined;
+
+  /** `pollEverySeconds`: the system's own, when it polls more often than the definition says. */
+  constructor(definition: VendorDefinition, client: VendorClient, pollEverySeconds?: number) {
     this.#def = definition;
     this.#client = client;
+    this.#pollEverySeconds = pollEverySeconds;
   }
 
   describe(): { actions: readonly Action[] } {
@@ -35,6 +39,10 @@ export class HttpConnector implements Connector {
   async run(command: ConnectorCommand): Promise<ConnectorResult> {
     const spec = this.#def.actions[command.action];
     if (!spec) throw new ConnectorPermanentError(`${this.#def.name} cannot ${command.action}`);
+    // A lift undoes a restriction this vendor recorded for the subject, and nothing else: never an
+    // opt-out or an erasure's suppression that a withdraw does not concern.
+    if (command.action === 'lift' && !(command.restrictions ?? []).some((r) => (r[this.#def.name]?.length ?? 0) > 0)) return { affected: 0 };
+    if (command.action === 'restrict') await command.recordRestriction?.({ [this.#def.name]: ['subject'] });
     const sensitive = command.identities.map((i) => i.value);
     const eachTarget = spec.eachTarget ?? !spec.identity;
     const targets = eachTarget ? (await this.#targets(command.identities)).map(targetVars) : [{}];
@@ -52,7 +60,13 @@ export class HttpConnector implements Connector {
         if (typeof id !== 'string' && typeof id !== 'number') {
           throw new ConnectorPermanentError(`${this.#def.name} ${command.action}: no job id at "${spec.job.id}" in the answer`);
         }
-        pending.push({ vendor: this.#def.name, id: String(id), vars: vars['vars'] as Record<string, string> });
+        pending.push({
+          vendor: this.#def.name,
+          id: String(id),
+          vars: vars['vars'] as Record<string, string>,
+          pollEverySeconds: Math.min(spec.job.pollEverySeconds, this.#pollEverySeconds ?? Infinity),
+          deadlineSeconds: spec.job.deadlineSeconds,
+        });
       }
     }
     return pending.length > 0 ? { affected, pending } : { affected };

@@ -30,6 +30,8 @@ export const httpSettingsSchema = z
     baseUrl: z.url().optional(),
     credentials: z.record(z.string(), secretSourceSchema).default({}),
     params: z.record(z.string(), z.string()).default({}),
+    /** Poll this system's vendor jobs at least this often (local mode and tests poll fast). */
+    pollEverySeconds: z.int().min(1).max(86_400).optional(),
   })
   .transform((s, ctx) => {
     const { vendor, definition, ...rest } = s;

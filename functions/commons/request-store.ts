@@ -1,4 +1,4 @@
-import { GetCommand, paginateQuery, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, paginateQuery, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { describeAwsError, isRetryableAwsError } from '#connectors/aws-errors';
 import type { PseudonymousIdentity } from '#core/identity';
 import { InvalidTransitionError, NotFoundError, PermanentError, RetryableError } from '#core/errors';
@@ -11,6 +11,7 @@ import {
   type RequestStatus,
   type TaskRecord,
   type TaskStatus,
+  WAITING_INDEX,
 } from '#core/request';
 import { dynamo } from './clients.ts';
 
@@ -26,6 +27,8 @@ export const taskKey = (requestId: string, system: string, action: TaskKind) => 
   pk: `REQ#${requestId}`,
   sk: `TASK#${system}#${action}`,
 });
+
+const WAITING = 'WAITING';
 
 const subjectKey = (p: PseudonymousIdentity) => `SUBJECT#${p.type}:${p.pseudonym}`;
 const restrictionKey = (requestId: string, system: string) => ({ pk: `REQ#${requestId}`, sk: `RESTRICTION#${system}` });
@@ -204,6 +207,57 @@ export class RequestStore {
     }
   }
 
+  /**
+   * Tasks waiting on a vendor whose next poll or heartbeat is due by `now`, soonest first, through
+   * the sparse `Waiting` index (only waiting tasks carry its key).
+   */
+  async dueWaitingTasks(now: string, limit = 100): Promise<TaskRecord[]> {
+    try {
+      const out = await dynamo.send(
+        new QueryCommand({
+          TableName: this.#table,
+          IndexName: WAITING_INDEX,
+          KeyConditionExpression: 'waiting = :waiting AND nextCheckAt <= :now',
+          ExpressionAttributeValues: { ':waiting': WAITING, ':now': now },
+          Limit: limit,
+        }),
+      );
+      return (out.Items ?? []).map((item) => stripKeys<TaskRecord>(item));
+    } catch (error) {
+      throw wrap('read the tasks waiting on vendors', error);
+    }
+  }
+
+  /** When a waiting task is next polled or kept alive; only while it still waits. */
+  async scheduleWaiting(
+    task: Pick<TaskRecord, 'requestId' | 'system' | 'action'>,
+    at: { nextPollAt: string; nextHeartbeatAt: string; sealedJobs?: string },
+  ): Promise<boolean> {
+    const nextCheckAt = at.nextPollAt < at.nextHeartbeatAt ? at.nextPollAt : at.nextHeartbeatAt;
+    try {
+      await dynamo.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: taskKey(task.requestId, task.system, task.action),
+          UpdateExpression: `SET nextPollAt = :poll, nextHeartbeatAt = :beat, nextCheckAt = :check${at.sealedJobs ? ', sealedJobs = :jobs' : ''}`,
+          ConditionExpression: '#status = :waiting',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: {
+            ':poll': at.nextPollAt,
+            ':beat': at.nextHeartbeatAt,
+            ':check': nextCheckAt,
+            ':waiting': 'waiting_on_vendor',
+            ...(at.sealedJobs ? { ':jobs': at.sealedJobs } : {}),
+          },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw wrap('schedule a waiting task', error);
+    }
+  }
+
   /** Every item of a request whose sort key starts with `prefix`, read consistently. */
   async #itemsUnder(requestId: string, prefix: string, what: string): Promise<Record<string, unknown>[]> {
     const items: Record<string, unknown>[] = [];
@@ -242,6 +296,8 @@ export class RequestStore {
   ): Promise<boolean> {
     return this.#transition(taskKey(requestId, system, action), to, taskStatusesBefore(to), extra, `task ${system}/${action}`, {
       attempts: to === 'running',
+      // Only a task waiting on a vendor is in the Waiting index.
+      ...(to === 'waiting_on_vendor' ? { waiting: true } : { unwait: to === 'succeeded' || to === 'failed' }),
     });
   }
 
@@ -251,7 +307,7 @@ export class RequestStore {
     from: readonly string[],
     extra: Extra,
     what: string,
-    options: { attempts?: boolean } = {},
+    options: { attempts?: boolean; waiting?: boolean; unwait?: boolean } = {},
   ): Promise<boolean> {
     if (from.length === 0) {
       // Nothing may move to `to` (it is an initial status): it is either where the record is, or wrong.
@@ -274,13 +330,17 @@ export class RequestStore {
       values[':zero'] = 0;
       values[':one'] = 1;
     }
+    if (options.waiting) {
+      sets.push('waiting = :waiting');
+      values[':waiting'] = WAITING;
+    }
     from.forEach((status, i) => (values[`:from${String(i)}`] = status));
     try {
       await dynamo.send(
         new UpdateCommand({
           TableName: this.#table,
           Key: key,
-          UpdateExpression: `SET ${sets.join(', ')}`,
+          UpdateExpression: `SET ${sets.join(', ')}${options.unwait ? ' REMOVE waiting, nextCheckAt' : ''}`,
           ConditionExpression: `attribute_exists(pk) AND #status IN (${from.map((_, i) => `:from${String(i)}`).join(', ')})`,
           ExpressionAttributeNames: names,
           ExpressionAttributeValues: values,
@@ -308,6 +368,6 @@ function wrap(what: string, error: unknown): RetryableError | PermanentError {
 }
 
 function stripKeys<T>(item: Record<string, unknown>): T {
-  const { pk: _pk, sk: _sk, auditSeq: _s, auditHead: _h, ...rest } = item;
+  const { pk: _pk, sk: _sk, auditSeq: _s, auditHead: _h, waiting: _w, nextCheckAt: _c, ...rest } = item;
   return rest as T;
 }

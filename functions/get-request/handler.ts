@@ -34,6 +34,7 @@ export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
         action: t.action,
         status: t.status,
         affected: t.affected ?? null,
+        ...(t.jobs ? { jobs: t.jobs } : {}),
         ...(t.errorName ? { error: { name: t.errorName, message: t.errorMessage ?? '' } } : {}),
       })),
     });

@@ -9,9 +9,10 @@ import { z } from 'zod';
 import { connectorFor } from '#connectors/index';
 import type { SystemConfig } from '#core/config';
 import { open, openIdentities, seal, sealIdentities } from '#core/envelope';
-import { ConnectorRetryableError, isRetryable, LetheError, PermanentError, RetryableError, retryDelaySeconds } from '#core/errors';
-import { mergeRestrictions, type ConnectorCommand, type Restriction } from '#core/ports';
-import { isFinalRequestStatus, isFinalTaskStatus, TASK_KINDS, type RequestRecord, type TaskRecord } from '#core/request';
+import { ConnectorPermanentError, ConnectorRetryableError, isRetryable, LetheError, PermanentError, RetryableError, retryDelaySeconds } from '#core/errors';
+import { mergeRestrictions, type ConnectorCommand, type PendingJob, type Restriction } from '#core/ports';
+import type { Identity } from '#core/identity';
+import { isFinalRequestStatus, isFinalTaskStatus, TASK_KINDS, type Action, type RequestRecord, type TaskRecord } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
 import { connectorClients, sfn, sqs } from '../commons/clients.ts';
 import { requireEnv } from '../commons/env.ts';
@@ -33,6 +34,8 @@ const messageSchema = z.object({
   system: z.string(),
   action: z.enum(TASK_KINDS),
   taskToken: z.string().min(1),
+  /** From the poller: ask the vendor where the task's jobs stand. */
+  poll: z.literal(true).optional(),
 });
 type TaskMessage = z.infer<typeof messageSchema>;
 
@@ -51,19 +54,16 @@ async function runTask(record: SQSRecord): Promise<void> {
   }
   const task = await store.task(requestId, systemName, action);
   if (task && isFinalTaskStatus(task.status)) return report(message, task);
+  if (message.poll) return pollJobs(message, system, task);
+  // A redelivered start of a task whose vendor job runs: the poller follows it.
+  if (task?.status === 'waiting_on_vendor') return;
 
   if (await store.transitionTask(requestId, systemName, action, 'running')) {
     await audit.append(requestId, taskEvent('task.running', message, { status: 'running' }));
   }
   const heartbeat = setInterval(() => void beat(message), Math.max(5, system.heartbeatSeconds / 3) * 1000);
   try {
-    const request = await store.mustGet(requestId);
-    const dataKey = await keys.unwrapDataKey(request.wrappedDataKey, requestId);
-    // The subject's identities: those given, and those earlier stages resolved in other systems.
-    const identities = [
-      ...openIdentities(request.sealedIdentities, dataKey, requestId),
-      ...(await store.links(requestId)).flatMap((l) => openIdentities(l.sealed, dataKey, requestId)),
-    ];
+    const { request, dataKey, identities } = await subjectOf(requestId);
     const connector = await connectorFor(system, connectorClients);
     let affected: number;
     let remaining = 0;
@@ -80,6 +80,7 @@ async function runTask(record: SQSRecord): Promise<void> {
         requestId,
         action,
         identities,
+        regulation: request.regulation,
         keyedHash: (value: string) => {
           if (!hmacKey) throw new PermanentError(`${systemName}: a keyed hash is only available to anonymize`);
           return createHmac('sha256', hmacKey).update(value).digest('hex');
@@ -89,9 +90,7 @@ async function runTask(record: SQSRecord): Promise<void> {
       };
       const result = await connector.run(command);
       affected = result.affected;
-      if (result.pending?.length) {
-        throw new PermanentError(`${systemName}: ${result.pending[0]!.vendor} answered with a job, and asynchronous vendor jobs are not followed yet`);
-      }
+      if (result.pending?.length) return await waitOnVendor(message, system, result.pending, affected, dataKey);
       ({ remaining } = await connector.verify(command));
       if (remaining > 0) {
         throw new ConnectorRetryableError(`${systemName}: ${String(remaining)} records remain after ${action}`);
@@ -122,6 +121,99 @@ async function runTask(record: SQSRecord): Promise<void> {
     clearInterval(heartbeat);
   }
 }
+
+/** The request, its data key, and the subject's identities: those given, and those earlier stages resolved. */
+async function subjectOf(requestId: string): Promise<{ request: RequestRecord; dataKey: Uint8Array; identities: Identity[] }> {
+  const request = await store.mustGet(requestId);
+  const dataKey = await keys.unwrapDataKey(request.wrappedDataKey, requestId);
+  const identities = [
+    ...openIdentities(request.sealedIdentities, dataKey, requestId),
+    ...(await store.links(requestId)).flatMap((l) => openIdentities(l.sealed, dataKey, requestId)),
+  ];
+  return { request, dataKey, identities };
+}
+
+type TrackedJob = PendingJob & { done?: boolean };
+
+/** How often the saga must hear from a waiting task: twice per heartbeat timeout. */
+const heartbeatEvery = (system: SystemConfig) => Math.max(5, Math.floor(system.heartbeatSeconds / 2));
+const inSeconds = (seconds: number) => new Date(Date.now() + seconds * 1000).toISOString();
+const jobNames = (jobs: readonly PendingJob[]) => jobs.map((j) => `${j.vendor} job ${j.id}`).join(', ');
+
+/**
+ * The vendor took the action on as jobs: keep them (sealed) beside the task token, and leave the
+ * token open. The poller brings the task back when a poll or a heartbeat is due.
+ */
+async function waitOnVendor(message: TaskMessage, system: SystemConfig, jobs: readonly PendingJob[], affected: number, dataKey: Uint8Array): Promise<void> {
+  const { requestId, system: systemName, action, taskToken } = message;
+  const nextPollAt = inSeconds(Math.min(...jobs.map((j) => j.pollEverySeconds)));
+  const nextHeartbeatAt = inSeconds(heartbeatEvery(system));
+  const moved = await store.transitionTask(requestId, systemName, action, 'waiting_on_vendor', {
+    affected,
+    taskToken,
+    sealedJobs: seal(jobs, dataKey, requestId),
+    jobs: jobNames(jobs),
+    deadlineAt: inSeconds(Math.max(...jobs.map((j) => j.deadlineSeconds))),
+    nextPollAt,
+    nextHeartbeatAt,
+    nextCheckAt: nextPollAt < nextHeartbeatAt ? nextPollAt : nextHeartbeatAt,
+  });
+  if (moved) await audit.append(requestId, taskEvent('task.waiting_on_vendor', message, { status: 'waiting_on_vendor', affected, jobs: jobNames(jobs) }));
+  logger.info('task waiting on vendor', { requestId, system: systemName, action, jobs: jobs.length });
+  metrics.addMetric('TasksWaitingOnVendor', MetricUnit.Count, 1);
+  await beat(message);
+}
+
+/**
+ * Ask the vendor where a waiting task's jobs stand. All done (and verified): the task succeeds.
+ * One failed, or the deadline passed: the task fails, naming the vendor and the job. Otherwise the
+ * next poll is scheduled. A poll that fails retryably is only logged: the next poll tries again.
+ */
+async function pollJobs(message: TaskMessage, system: SystemConfig, task: TaskRecord | undefined): Promise<void> {
+  const { requestId, system: systemName, action } = message;
+  if (task?.status !== 'waiting_on_vendor' || !task.sealedJobs) return;
+  try {
+    const { request, dataKey, identities } = await subjectOf(requestId);
+    const connector = await connectorFor(system, connectorClients);
+    if (!connector.poll) throw new PermanentError(`${systemName}: the ${system.connector} connector has no jobs to poll`);
+    const command: ConnectorCommand = { requestId, action: action as Action, identities, regulation: request.regulation, keyedHash: noKeyedHash };
+    const jobs = open<TrackedJob[]>(task.sealedJobs, dataKey, requestId);
+    let waitingOn: string | undefined;
+    for (const job of jobs.filter((j) => !j.done)) {
+      const { state, detail } = await connector.poll(command, job);
+      if (state === 'failed') {
+        return await fail(message, new ConnectorPermanentError(`${systemName}: ${job.vendor} job ${job.id} failed${detail ? `: ${detail}` : ''}`));
+      }
+      if (state === 'done') job.done = true;
+      else waitingOn ??= `${job.vendor} job ${job.id}${detail ? ` (${detail})` : ''}`;
+    }
+    if (!waitingOn) {
+      const { remaining } = await connector.verify(command);
+      if (remaining === 0) {
+        const affected = task.affected ?? 0;
+        await store.transitionTask(requestId, systemName, action, 'succeeded', { affected, remaining });
+        await audit.append(requestId, taskEvent('task.succeeded', message, { status: 'succeeded', affected, remaining, jobs: task.jobs }));
+        logger.info('task succeeded after vendor jobs', { requestId, system: systemName, action, affected });
+        metrics.addMetric('TasksSucceeded', MetricUnit.Count, 1);
+        return await report(message, { status: 'succeeded', affected });
+      }
+      waitingOn = `${String(remaining)} records still found after the vendor's jobs finished`;
+    }
+    if (task.deadlineAt && new Date().toISOString() > task.deadlineAt) {
+      return await fail(message, new ConnectorPermanentError(`${systemName}: passed its deadline ${task.deadlineAt} waiting on ${waitingOn}`));
+    }
+    const pollEvery = Math.min(...jobs.map((j) => j.pollEverySeconds));
+    await store.scheduleWaiting(task, { nextPollAt: inSeconds(pollEvery), nextHeartbeatAt: inSeconds(heartbeatEvery(system)), sealedJobs: seal(jobs, dataKey, requestId) });
+    await beat(message);
+  } catch (error) {
+    if (!isRetryable(error)) return fail(message, error);
+    logger.warn('vendor poll failed, the next poll tries again', { requestId, system: systemName, action, ...errorFields(error) });
+  }
+}
+
+const noKeyedHash = (): string => {
+  throw new PermanentError('a keyed hash is only available to anonymize');
+};
 
 /**
  * Keep what a restrict task is about to restrict, sealed under the request's data key, merged with
@@ -229,9 +321,9 @@ async function report(
 }
 
 function taskEvent(
-  event: 'task.running' | 'task.succeeded' | 'task.failed',
+  event: 'task.running' | 'task.succeeded' | 'task.failed' | 'task.waiting_on_vendor',
   { system, action }: TaskMessage,
-  fields: { status: TaskRecord['status']; affected?: number; remaining?: number; errorName?: string; lifted?: string[] },
+  fields: { status: TaskRecord['status']; affected?: number; remaining?: number; errorName?: string; lifted?: string[]; jobs?: string | undefined },
 ) {
   return { eventId: `${event}:${system}:${action}`, event, at: new Date().toISOString(), actor: `lethe:worker:${system}`, system, action, ...fields };
 }

@@ -176,7 +176,7 @@ describe('Synth', () => {
     const { app } = buildApp({ outdir: dir, configPath });
     app.synth();
     const bundles = readdirSync(dir).filter((d) => d.startsWith('asset.') && existsSync(join(dir, d, 'index.mjs')));
-    expect(bundles).toHaveLength(8);
+    expect(bundles).toHaveLength(9);
   });
 
   it('fails on a cdk-nag finding nobody acknowledged', () => {

@@ -98,12 +98,13 @@ describe('Vendor definitions against their documented APIs', () => {
   it('Segment: a SUPPRESS_WITH_DELETE regulation, polled to FINISHED; suppress and lift as regulations too', async () => {
     const { connector, regulations } = await connect('segment', vendors.segment);
     const { pending } = await connector.run(command('delete'));
-    expect(pending).toEqual([{ vendor: 'segment', id: 'reg-1', vars: {} }]);
+    expect(pending).toEqual([{ vendor: 'segment', id: 'reg-1', vars: {}, pollEverySeconds: 3600, deadlineSeconds: 3_024_000 }]);
     const states = [];
     for (let i = 0; i < 3; i += 1) states.push((await connector.poll(command('delete'), pending![0]!)).state);
     expect(states).toEqual(['pending', 'pending', 'done']);
     await connector.run(command('suppress'));
-    await connector.run(command('lift'));
+    expect(await connector.run(command('lift'))).toEqual({ affected: 0 }); // nothing of Lethe's to lift
+    await connector.run({ ...command('lift'), restrictions: [{ segment: ['subject'] }] });
     expect([...regulations.values()].map((r) => `${r.type} ${r.subjects.join()}`)).toEqual([
       `SUPPRESS_WITH_DELETE ${SUBJECT.userId}`,
       `SUPPRESS_ONLY ${SUBJECT.userId}`,
@@ -152,12 +153,12 @@ describe('Vendor definitions against their documented APIs', () => {
   it('SendGrid: deletes the contact (a job, done when the search no longer finds it); suppresses and lifts globally', async () => {
     const { connector, contacts, suppressed } = await connect('sendgrid', vendors.sendgrid);
     const { pending } = await connector.run(command('delete'));
-    expect(pending).toEqual([{ vendor: 'sendgrid', id: 'job-7', vars: {} }]);
+    expect(pending).toEqual([{ vendor: 'sendgrid', id: 'job-7', vars: {}, pollEverySeconds: 300, deadlineSeconds: 172_800 }]);
     expect(await connector.poll(command('delete'), pending![0]!)).toEqual({ state: 'done', detail: 'HTTP 404' });
     expect([...contacts.values()]).toEqual([OTHER.email]);
     expect(await connector.run(command('suppress'))).toEqual({ affected: 1 });
     expect([...suppressed]).toEqual([SUBJECT.email]);
-    expect(await connector.run(command('lift'))).toEqual({ affected: 1 });
+    expect(await connector.run({ ...command('lift'), restrictions: [{ sendgrid: ['subject'] }] })).toEqual({ affected: 1 });
     expect(suppressed.size).toBe(0);
   });
 });

@@ -99,3 +99,25 @@ describe('README, vendors', () => {
     expect([...listed].sort()).toEqual(builtInVendors());
   });
 });
+
+describe('Function: parseDataMap (vendors)', () => {
+  it('asks for a task timeout at least as long as the vendor’s job deadline', () => {
+    const text = (timeout: string) => `version: 1
+systems:
+  analytics:
+    connector: http
+    identities: [user_id]${timeout}
+    settings: { vendor: segment, credentials: { token: { env: SEGMENT_TOKEN } } }
+`;
+    let error: unknown;
+    try {
+      parseDataMap(text(''), CONNECTOR_KINDS);
+    } catch (e) {
+      error = e;
+    }
+    expect((error as ConfigError).issues).toEqual([
+      { path: 'systems.analytics.timeoutSeconds', message: "its vendor's jobs may take up to 3024000 s: give the task at least that long (timeoutSeconds: 3024000)" },
+    ]);
+    expect(parseDataMap(text('\n    timeoutSeconds: 3024000'), CONNECTOR_KINDS).systems[0]?.actions).toEqual({ erasure: 'delete', opt_out: 'suppress', withdraw: 'lift' });
+  });
+});
