@@ -157,7 +157,8 @@ export class LetheStack extends Stack {
         description: `Lethe: ${kind} connector worker`,
         timeout: WORKER_TIMEOUT,
         memorySize: 1024,
-        environment: { ...stateEnv, ...keyEnv, CONNECTOR_KIND: kind, LETHE_SYSTEMS: this.toJsonString(systems) },
+        environment: { ...stateEnv, ...keyEnv, CONNECTOR_KIND: kind },
+        bundledSystems: JSON.stringify(systems),
         ...(network && CONNECTOR_KINDS[kind]?.privateNetwork && { network }),
       });
       workers.push(worker);

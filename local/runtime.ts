@@ -12,7 +12,7 @@ import { secretSources } from '#connectors/secrets';
 import type { DataMap } from '#core/config';
 import { LocalKeyService } from '#functions/commons/keys';
 import { buildApp } from '#infra/app';
-import { ENTRY_METADATA, PROJECT_ROOT } from '#infra/constructs/secure-function';
+import { ENTRY_METADATA, PROJECT_ROOT, SYSTEMS_METADATA } from '#infra/constructs/secure-function';
 import { loadDataMap } from '#infra/data-map';
 import { createTable, startDynamoDbLocal } from './dynamodb-local.ts';
 import { LocalEventBus, type RuleSpec } from './event-bus.ts';
@@ -151,6 +151,9 @@ async function start(
     if (typeof entry !== 'string') continue;
     const p = fn.Properties ?? {};
     const variables = resolver.resolve((p['Environment'] as { Variables?: unknown } | undefined)?.Variables ?? {}) as Record<string, string>;
+    // What AWS compiles into the bundle, local mode (running the source) gives through the environment.
+    const systems = fn.Metadata?.[SYSTEMS_METADATA];
+    if (typeof systems === 'string') variables['LETHE_SYSTEMS'] = systems;
     functions.set(
       id,
       new LocalFunction(

@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import { ManagedPolicy } from 'aws-cdk-lib/aws-iam';
 import { Architecture, CfnFunction, LoggingFormat, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -12,6 +12,12 @@ export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', 
 /** Metadata key naming a function's handler source; local mode reads it from the template. */
 export const ENTRY_METADATA = 'lethe:entry';
 
+/** Metadata key holding the systems compiled into a function's bundle; local mode reads it. */
+export const SYSTEMS_METADATA = 'lethe:systems';
+
+/** Lambda's limit on a function's environment variables, names and values together. */
+const ENVIRONMENT_LIMIT = 4096;
+
 export interface SecureFunctionProps {
   /** Folder under `functions/` holding `handler.ts`. */
   readonly handler: string;
@@ -21,6 +27,11 @@ export interface SecureFunctionProps {
   readonly timeout?: Duration;
   /** @default 512 MiB */
   readonly memorySize?: number;
+  /**
+   * The data map's systems for this function (JSON, no tokens), compiled into its bundle rather
+   * than its environment, which Lambda caps at 4 KB. Local mode reads it from the template's metadata.
+   */
+  readonly bundledSystems?: string;
   /** Subnets and security groups of a VPC to run in (to reach private databases). @default Lambda's default network */
   readonly network?: { readonly subnetIds: readonly string[]; readonly securityGroupIds: readonly string[] };
 }
@@ -62,10 +73,26 @@ export class SecureFunction extends NodejsFunction {
         sourceMap: true,
         mainFields: ['module', 'main'],
         banner: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+        ...(props.bundledSystems ? { define: { 'globalThis.__LETHE_SYSTEMS__': JSON.stringify(props.bundledSystems) } } : {}),
       },
     });
     const cfn = this.node.defaultChild as CfnFunction;
     cfn.addMetadata(ENTRY_METADATA, relative(PROJECT_ROOT, entry));
+    if (props.bundledSystems) cfn.addMetadata(SYSTEMS_METADATA, props.bundledSystems);
+    // Lambda refuses more than 4 KB of environment (names and values): fail synth, not the deployment.
+    const environment = { ...props.environment };
+    this.node.addValidation({
+      validate: () => {
+        const stack = Stack.of(this);
+        const bytes = Object.entries(environment).reduce((n, [k, v]) => {
+          const value = Token.isUnresolved(v) ? JSON.stringify(stack.resolve(v)) : v;
+          return n + Buffer.byteLength(k) + Buffer.byteLength(value);
+        }, 0);
+        return bytes > ENVIRONMENT_LIMIT
+          ? [`${id}: its environment is about ${String(bytes)} bytes, over Lambda's ${String(ENVIRONMENT_LIMIT)}: the data map gives this function too many or too large systems`]
+          : [];
+      },
+    });
     if (props.network) {
       // Subnets and groups by id, as the data map gives them: no VPC lookup, so synth stays offline.
       cfn.vpcConfig = { subnetIds: [...props.network.subnetIds], securityGroupIds: [...props.network.securityGroupIds] };

@@ -1,11 +1,12 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { Queue } from 'aws-cdk-lib/aws-sqs';
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '#core/errors';
 import { buildApp } from '#infra/app';
+import { SecureFunction } from '#infra/constructs/secure-function';
 
 const outdir = () => mkdtempSync(join(tmpdir(), 'lethe-synth-'));
 const configPath = 'test/fixtures/one-system.yaml';
@@ -177,6 +178,26 @@ describe('Synth', () => {
     app.synth();
     const bundles = readdirSync(dir).filter((d) => d.startsWith('asset.') && existsSync(join(dir, d, 'index.mjs')));
     expect(bundles).toHaveLength(9);
+  });
+
+  it('compiles each worker’s systems into its bundle, not its 4 KB environment', () => {
+    const dir = outdir();
+    const { app, stack } = buildApp({ outdir: dir, configPath });
+    const assembly = app.synth();
+    const worker = Object.values(Template.fromStack(stack).findResources('AWS::Lambda::Function')).find(
+      (f) => (f as { Properties: { Environment?: { Variables?: Record<string, unknown> } } }).Properties.Environment?.Variables?.['CONNECTOR_KIND'] === 'dynamodb',
+    ) as { Properties: { Environment: { Variables: Record<string, unknown> } }; Metadata: Record<string, string> };
+    expect(worker.Properties.Environment.Variables).not.toHaveProperty('LETHE_SYSTEMS');
+    expect(JSON.parse(worker.Metadata['lethe:systems']!)).toMatchObject([{ name: 'users', connector: 'dynamodb' }]);
+    const bundles = readdirSync(assembly.directory).filter((d) => d.startsWith('asset.') && existsSync(join(assembly.directory, d, 'index.mjs')));
+    const withSystems = bundles.filter((d) => readFileSync(join(assembly.directory, d, 'index.mjs'), 'utf8').includes('"partitionKey":"userId"'));
+    expect(withSystems).toHaveLength(1);
+  });
+
+  it('fails synth when a function’s environment would exceed Lambda’s 4 KB', () => {
+    const { app, stack } = buildApp({ skipBundling: true, outdir: outdir(), configPath });
+    new SecureFunction(stack, 'TooBig', { handler: 'get-request', description: 'test', environment: { BIG: 'x'.repeat(5000) } });
+    expect(() => app.synth()).toThrow(/TooBig: its environment is about 5003 bytes, over Lambda's 4096/);
   });
 
   it('fails on a cdk-nag finding nobody acknowledged', () => {
