@@ -1,8 +1,8 @@
 import { search } from '@jmespath-community/jmespath';
 import { RateLimiter } from 'limiter';
 import { createHash } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { ConnectorPermanentError, ConnectorRetryableError, ConnectorThrottledError } from '#core/errors';
+import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
+import { callWithRetries, DEFAULT_RETRY_POLICY, networkError, parseBody, scrub, type Answer, type RetryPolicy } from '../http-transport.ts';
 import type { HttpRequest, VendorDefinition } from './definition.ts';
 import { render, renderJson, type TemplateVars } from './template.ts';
 
@@ -13,13 +13,7 @@ export interface VendorResponse {
   readonly body: unknown;
 }
 
-export interface ClientOptions {
-  /** Longest total wait, inside one call, for 429 answers before handing the wait to the queue. */
-  readonly maxThrottleWaitSeconds?: number;
-  /** Attempts at a 5xx or a network failure inside one call. */
-  readonly attempts?: number;
-  readonly timeoutMs?: number;
-}
+export type ClientOptions = Partial<RetryPolicy>;
 
 /** Token buckets per vendor and credential, shared by every system of this container. */
 const buckets = new Map<string, RateLimiter>();
@@ -36,7 +30,7 @@ export class VendorClient {
   readonly #base: TemplateVars;
   readonly #baseUrl: URL;
   readonly #bucket: RateLimiter | undefined;
-  readonly #options: Required<ClientOptions>;
+  readonly #options: RetryPolicy;
   readonly #secrets: string[];
   #oauth: { token: string; expiresAt: number } | undefined;
 
@@ -46,7 +40,7 @@ export class VendorClient {
     this.#base = base;
     this.#baseUrl = new URL(render(baseUrl ?? def.baseUrl, base));
     this.#secrets = Object.values(base.credentials);
-    this.#options = { maxThrottleWaitSeconds: 30, attempts: 3, timeoutMs: 30_000, ...options };
+    this.#options = { ...DEFAULT_RETRY_POLICY, ...options };
     if (def.rateLimit) {
       const key = `${def.name}:${createHash('sha256').update(this.#secrets.join('\u0000')).digest('hex')}`;
       if (!buckets.has(key)) {
@@ -64,52 +58,33 @@ export class VendorClient {
   async call(request: HttpRequest, vars: TemplateVars, sensitive: readonly string[]): Promise<VendorResponse> {
     const all: TemplateVars = { ...this.#base, ...vars };
     const what = `${this.#def.name} ${request.method} ${request.path}`;
-    let throttledFor = 0;
-    let failures = 0;
-    let refreshed = false;
-    for (;;) {
-      await this.#bucket?.removeTokens(1);
-      let response: Response;
-      try {
-        response = await fetch(await this.#url(request, all), {
-          method: request.method,
-          headers: await this.#headers(request, all),
-          ...bodyOf(request, all),
-          signal: AbortSignal.timeout(this.#options.timeoutMs),
-          redirect: 'error',
-        });
-      } catch (cause) {
-        if (cause instanceof ConnectorPermanentError) throw cause;
-        failures += 1;
-        if (failures >= this.#options.attempts) throw new ConnectorRetryableError(`${what}: ${networkError(cause)}`, { cause });
-        await sleep(250 * 2 ** failures);
-        continue;
-      }
-      const body = await readBody(response);
-      if (request.ok.includes(response.status)) return { status: response.status, absent: false, body };
-      if (request.absent.includes(response.status)) return { status: response.status, absent: true, body };
-      if (response.status === 429) {
-        const wait = retryAfterSeconds(response.headers.get('retry-after'));
-        if (throttledFor + wait > this.#options.maxThrottleWaitSeconds) {
-          throw new ConnectorThrottledError(`${what}: HTTP 429, asked to wait ${String(wait)} s`, wait);
-        }
-        throttledFor += wait;
-        await sleep(wait * 1000);
-        continue;
-      }
-      if (response.status === 401 && this.#def.auth.type === 'oauth2' && !refreshed) {
+    const failure = ({ response, text }: Answer) => `${what}: HTTP ${String(response.status)}${this.#vendorMessage(parseBody(text), sensitive)}`;
+    for (let refreshed = false; ; refreshed = true) {
+      const answer = await callWithRetries(
+        what,
+        async (signal) => {
+          await this.#bucket?.removeTokens(1);
+          return fetch(await this.#url(request, all), {
+            method: request.method,
+            headers: await this.#headers(request, all),
+            ...bodyOf(request, all),
+            signal,
+            redirect: 'error',
+          });
+        },
+        failure,
+        this.#options,
+      );
+      const { status } = answer.response;
+      const body = parseBody(answer.text);
+      if (request.ok.includes(status)) return { status, absent: false, body };
+      if (request.absent.includes(status)) return { status, absent: true, body };
+      // An OAuth2 token the vendor no longer takes: fetch a new one, once.
+      if (status === 401 && this.#def.auth.type === 'oauth2' && !refreshed) {
         this.#oauth = undefined;
-        refreshed = true;
         continue;
       }
-      const message = `${what}: HTTP ${String(response.status)}${this.#vendorMessage(body, sensitive)}`;
-      if (response.status >= 500 || response.status === 408) {
-        failures += 1;
-        if (failures >= this.#options.attempts) throw new ConnectorRetryableError(message);
-        await sleep(250 * 2 ** failures);
-        continue;
-      }
-      throw new ConnectorPermanentError(message);
+      throw new ConnectorPermanentError(failure(answer));
     }
   }
 
@@ -168,7 +143,7 @@ export class VendorClient {
     } catch (cause) {
       throw new ConnectorRetryableError(`${this.#def.name} OAuth2 token: ${networkError(cause)}`, { cause });
     }
-    const body = (await readBody(response)) as { access_token?: string; expires_in?: number } | undefined;
+    const body = parseBody(await response.text()) as { access_token?: string; expires_in?: number } | undefined;
     if (!response.ok || !body?.access_token) {
       const message = `${this.#def.name} OAuth2 token: HTTP ${String(response.status)}`;
       throw response.status >= 500 || response.status === 429 ? new ConnectorRetryableError(message) : new ConnectorPermanentError(message);
@@ -196,15 +171,6 @@ export class VendorClient {
   }
 }
 
-/** Remove every sensitive value (as given, lower-cased, URL-encoded) and anything shaped like an e-mail address. */
-export function scrub(text: string, sensitive: readonly string[]): string {
-  let out = text;
-  const forms = sensitive.flatMap((s) => [s, s.toLowerCase(), encodeURIComponent(s)]).filter((s) => s.length >= 3);
-  for (const s of [...new Set(forms)].sort((a, b) => b.length - a.length)) out = out.split(s).join('[redacted]');
-  out = out.replace(/[^\s@"'<>]+@[^\s@"'<>]+\.[a-z]{2,}/gi, '[redacted]');
-  return out.length > 200 ? `${out.slice(0, 200)}…` : out;
-}
-
 function bodyOf(request: HttpRequest, vars: TemplateVars): { body?: string } {
   if (request.json !== undefined) return { body: JSON.stringify(renderJson(request.json, vars)) };
   if (request.form !== undefined) {
@@ -212,30 +178,6 @@ function bodyOf(request: HttpRequest, vars: TemplateVars): { body?: string } {
   }
   if (request.text !== undefined) return { body: render(request.text.body, vars) };
   return {};
-}
-
-async function readBody(response: Response): Promise<unknown> {
-  const text = await response.text();
-  if (text.length === 0) return undefined;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return text;
-  }
-}
-
-/** `Retry-After` as seconds (a number, or an HTTP date); 1 when absent or unreadable. */
-export function retryAfterSeconds(header: string | null): number {
-  if (!header) return 1;
-  const seconds = Number(header);
-  if (Number.isFinite(seconds)) return Math.max(0, Math.ceil(seconds));
-  const at = Date.parse(header);
-  return Number.isNaN(at) ? 1 : Math.max(0, Math.ceil((at - Date.now()) / 1000));
-}
-
-function networkError(cause: unknown): string {
-  const e = cause as { name?: string; cause?: { code?: string } };
-  return e.cause?.code ?? e.name ?? 'network error';
 }
 
 /** Evaluate a JMESPath expression; a response that is not JSON yields null. */

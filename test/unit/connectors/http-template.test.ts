@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { retryAfterSeconds, scrub } from '#connectors/http/client';
+import { retryAfterSeconds, scrub } from '#connectors/http-transport';
 import { render, renderJson, TEMPLATE_ERRORS } from '#connectors/http/template';
 import { ConnectorPermanentError } from '#core/errors';
 
