@@ -20,6 +20,9 @@ import { readSecret } from './secrets.ts';
 import { SqlConnector } from './sql/connector.ts';
 import { mysqlDatabase, postgres } from './sql/database.ts';
 import { sqlSettingsSchema } from './sql/settings.ts';
+import { WebhookConnector } from './webhook/connector.ts';
+import { signerOf } from './webhook/protocol.ts';
+import { webhookSettingsSchema } from './webhook/settings.ts';
 
 /** The clients connectors use; built by the caller so endpoints and credentials stay theirs. */
 export interface ConnectorClients {
@@ -75,7 +78,12 @@ async function build(system: SystemConfig, clients: ConnectorClients): Promise<C
       const client = new VendorClient(settings.definition, { params: settings.params, credentials }, settings.baseUrl);
       return new HttpConnector(settings.definition, client, settings.pollEverySeconds);
     }
+    case 'webhook': {
+      const settings = webhookSettingsSchema.parse(system.settings);
+      return new WebhookConnector(system.name, settings, await signerOf(system.name, settings.secret, clients), settings.callbackDeadlineSeconds ?? system.timeoutSeconds);
+    }
     default:
       throw new ConnectorPermanentError(`no connector of kind ${system.connector}`);
   }
 }
+

@@ -7,6 +7,7 @@ import { httpSettingsSchema, type HttpSettings } from './http/settings.ts';
 import { REDIS_ACTIONS, redisSettingsSchema } from './redis/settings.ts';
 import { S3_ACTIONS, s3SettingsSchema } from './s3/settings.ts';
 import { SQL_ACTIONS, sqlSettingsSchema } from './sql/settings.ts';
+import { webhookSettingsSchema, type WebhookSettings } from './webhook/settings.ts';
 
 /**
  * Every connector kind Lethe knows: what it can do and how its settings are validated. Pure data
@@ -25,5 +26,12 @@ export const CONNECTOR_KINDS: ConnectorKinds = {
     settings: httpSettingsSchema,
     actionsOf: (s) => definedActions((s as HttpSettings).definition),
     longestJobSeconds: (s) => Math.max(0, ...Object.values((s as HttpSettings).definition.actions).map((a) => a.job?.deadlineSeconds ?? 0)),
+  },
+  /** A company's own service, by signed webhook: the actions are the ones it handles. */
+  webhook: {
+    actions: ACTIONS,
+    settings: webhookSettingsSchema,
+    actionsOf: (s) => (s as WebhookSettings).handles,
+    longestJobSeconds: (s) => (s as WebhookSettings).callbackDeadlineSeconds ?? 0,
   },
 };

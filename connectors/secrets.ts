@@ -25,13 +25,15 @@ export function connectionSource(settings: unknown): SecretSource | undefined {
 }
 
 /**
- * Every secret a system's settings name, with where it is: the connection string (SQL, Redis) and
- * a vendor's credentials (`http`).
+ * Every secret a system's settings name, with where it is: the connection string (SQL, Redis), a
+ * webhook service's signing secret, and a vendor's credentials (`http`).
  */
 export function secretSources(settings: unknown): { readonly at: string; readonly source: SecretSource }[] {
   const out: { at: string; source: SecretSource }[] = [];
   const connection = connectionSource(settings);
   if (connection) out.push({ at: 'connection.url', source: connection });
+  const secret = secretSourceSchema.safeParse((settings as { secret?: unknown } | undefined)?.secret);
+  if (secret.success) out.push({ at: 'secret', source: secret.data });
   const credentials = (settings as { credentials?: unknown } | undefined)?.credentials;
   if (credentials && typeof credentials === 'object') {
     for (const [name, value] of Object.entries(credentials)) {

@@ -46,6 +46,12 @@ export class ConfigError extends ValidationError {}
 /** The same request id arrived with a different body. */
 export class IdempotencyConflictError extends PermanentError {}
 
+/** The caller could not be authenticated: a missing, wrong or stale signature. Says no more than that. */
+export class UnauthorizedError extends PermanentError {}
+
+/** The record is not in a state that accepts this (a callback for a task no longer waiting). */
+export class ConflictError extends PermanentError {}
+
 /** A record that should exist does not. */
 export class NotFoundError extends PermanentError {}
 

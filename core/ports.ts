@@ -21,6 +21,8 @@ export interface ConnectorCommand {
   readonly keyedHash: (value: string) => string;
   /** The law the request is made under, for vendors that ask (e.g. Mixpanel's compliance type). */
   readonly regulation?: string;
+  /** Where a target that finishes later reports the outcome (a webhook service's signed callback). */
+  readonly callbackUrl?: string;
   /**
    * For `restrict`: called with the records about to be restricted, before they are, so the
    * caller keeps (sealed) exactly what this restriction changes. Records already restricted by

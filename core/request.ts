@@ -204,6 +204,17 @@ export interface TaskRecord {
   readonly deadlineAt?: string | undefined;
   readonly nextPollAt?: string | undefined;
   readonly nextHeartbeatAt?: string | undefined;
+  /** A webhook service's signed report on the job it accepted: the first one stands. */
+  readonly callback?: JobReport | undefined;
+}
+
+/** What a service reported, by signed callback, on a job of a waiting task. Codes and counts only. */
+export interface JobReport {
+  readonly job: string;
+  readonly status: 'done' | 'failed';
+  readonly affected?: number | undefined;
+  readonly error?: string | undefined;
+  readonly at: string;
 }
 
 /** The requests table's sparse index of tasks waiting on a vendor, keyed `waiting` and `nextCheckAt`. */

@@ -25,6 +25,7 @@ import { CONNECTOR_KINDS } from '#connectors/kinds';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
 import { s3SettingsSchema } from '#connectors/s3/settings';
 import { secretSources } from '#connectors/secrets';
+import { webhookSettingsSchema } from '#connectors/webhook/settings';
 import { AuditBucket } from './constructs/audit-bucket.ts';
 import { ErasureSaga } from './constructs/erasure-saga.ts';
 import { SecureFunction } from './constructs/secure-function.ts';
@@ -295,24 +296,63 @@ export class LetheStack extends Stack {
       validateRequestParameters: true,
       validateRequestBody: true,
     });
-    const requests = this.api.root.addResource('v1').addResource('requests');
+    const v1 = this.api.root.addResource('v1');
+    const requests = v1.addResource('requests');
     requests.addMethod('POST', new LambdaIntegration(submit), { requestValidator: validator });
     requests.addResource('{id}').addMethod('GET', new LambdaIntegration(status), {
       requestValidator: validator,
       requestParameters: { 'method.request.path.id': true },
     });
 
+    // Webhook services report accepted tasks here, signed with their system's secret.
+    const webhooks = dataMap.systems.filter((s) => s.connector === 'webhook');
+    if (webhooks.length > 0) {
+      const callbacks = new SecureFunction(this, 'ReceiveCallback', {
+        handler: 'receive-callback',
+        description: 'Lethe: POST /v1/callbacks/{requestId}/{system}/{action}, signed by webhook services',
+        environment: {
+          REQUESTS_TABLE: table.tableName,
+          LETHE_WEBHOOKS: this.toJsonString(
+            Object.fromEntries(
+              webhooks.map((s) => [s.name, { secret: webhookSettingsSchema.parse(s.settings).secret, queueUrl: systemQueues.get(s.name)!.queue.queueUrl }]),
+            ),
+          ),
+        },
+      });
+      table.grantReadWriteData(callbacks);
+      for (const system of webhooks) {
+        this.#grantSecrets(callbacks, system);
+        systemQueues.get(system.name)!.queue.grantSendMessages(callbacks);
+      }
+      const method = v1
+        .addResource('callbacks')
+        .addResource('{requestId}')
+        .addResource('{system}')
+        .addResource('{action}')
+        .addMethod('POST', new LambdaIntegration(callbacks), {
+          authorizationType: AuthorizationType.NONE,
+          requestValidator: validator,
+          requestParameters: { 'method.request.path.requestId': true, 'method.request.path.system': true, 'method.request.path.action': true },
+        });
+      const signed =
+        'Webhook services hold no AWS credentials: the function accepts only a Standard Webhooks HMAC-SHA256 signature under the system\'s secret, at most 5 minutes old and made for this task, and checks it before reading anything.';
+      ack(method, 'AwsSolutions-APIG4', signed);
+      ack(method, 'AwsSolutions-COG4', signed);
+      // The webhook worker builds callback URLs on the API.
+      for (const worker of workers.filter((w) => w.node.id === 'RunConnector-webhook')) worker.addEnvironment('API_URL', this.api.url);
+    }
+
     acknowledgeFindings(this);
   }
 
-  /** Least privilege on a system's own target, and on nothing else. */
-  #grantTarget(worker: IFunction, system: SystemConfig): void {
+  /** Read access to the secrets a system's settings name (connections, credentials, signing secrets), and to no other. */
+  #grantSecrets(fn: IFunction, system: SystemConfig): void {
     for (const { source } of secretSources(system.settings)) {
       if ('secretArn' in source) {
-        worker.addToRolePolicy(new PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [source.secretArn] }));
+        fn.addToRolePolicy(new PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [source.secretArn] }));
       }
       if ('ssmParameter' in source) {
-        worker.addToRolePolicy(
+        fn.addToRolePolicy(
           new PolicyStatement({
             actions: ['ssm:GetParameter'],
             resources: [this.formatArn({ service: 'ssm', resource: 'parameter', resourceName: source.ssmParameter.slice(1) })],
@@ -320,6 +360,11 @@ export class LetheStack extends Stack {
         );
       }
     }
+  }
+
+  /** Least privilege on a system's own target, and on nothing else. */
+  #grantTarget(worker: IFunction, system: SystemConfig): void {
+    this.#grantSecrets(worker, system);
     if (system.connector === 's3') {
       const { bucket } = s3SettingsSchema.parse(system.settings);
       const arn = `arn:${this.partition}:s3:::${bucket}`;

@@ -154,6 +154,8 @@ async function start(
     // What AWS compiles into the bundle, local mode (running the source) gives through the environment.
     const systems = fn.Metadata?.[SYSTEMS_METADATA];
     if (typeof systems === 'string') variables['LETHE_SYSTEMS'] = systems;
+    // The API's URL (webhook callbacks) is local mode's front door.
+    if ('API_URL' in variables) variables['API_URL'] = `${apiUrl}/`;
     functions.set(
       id,
       new LocalFunction(

@@ -1,6 +1,6 @@
 import type { MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyResult } from 'aws-lambda';
-import { IdempotencyConflictError, NotFoundError, ValidationError } from '#core/errors';
+import { ConflictError, IdempotencyConflictError, NotFoundError, UnauthorizedError, ValidationError } from '#core/errors';
 import { errorFields, logger } from './observability.ts';
 
 export function json(statusCode: number, body: unknown): APIGatewayProxyResult {
@@ -18,6 +18,10 @@ export function httpErrors(): MiddlewareObj<unknown, APIGatewayProxyResult> {
         request.response = json(404, { error: 'NotFound', message: error.message });
       } else if (error instanceof IdempotencyConflictError) {
         request.response = json(409, { error: 'IdempotencyConflict', message: error.message });
+      } else if (error instanceof ConflictError) {
+        request.response = json(409, { error: 'Conflict', message: error.message });
+      } else if (error instanceof UnauthorizedError) {
+        request.response = json(401, { error: 'Unauthorized', message: error.message });
       } else {
         logger.error('request failed', errorFields(error));
         request.response = json(500, { error: 'InternalError', message: 'internal error' });

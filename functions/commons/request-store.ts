@@ -11,6 +11,7 @@ import {
   type RequestStatus,
   type TaskRecord,
   type TaskStatus,
+  type JobReport,
   WAITING_INDEX,
 } from '#core/request';
 import { dynamo } from './clients.ts';
@@ -255,6 +256,37 @@ export class RequestStore {
     } catch (error) {
       if (isConditionFailure(error)) return false;
       throw wrap('schedule a waiting task', error);
+    }
+  }
+
+  /**
+   * Keep a service's report on a task's job, while the task runs (a fast service may call back
+   * before the worker has recorded the wait) or waits, and set when the worker is next due to
+   * settle it. The first report stands: false when the task is neither or has one already.
+   */
+  async recordCallback(task: Pick<TaskRecord, 'requestId' | 'system' | 'action' | 'nextHeartbeatAt'>, report: JobReport, nextPollAt: string): Promise<boolean> {
+    const beat = task.nextHeartbeatAt ?? nextPollAt;
+    try {
+      await dynamo.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: taskKey(task.requestId, task.system, task.action),
+          UpdateExpression: 'SET #callback = :report, nextPollAt = :poll, nextCheckAt = :check',
+          ConditionExpression: '#status IN (:running, :waiting) AND attribute_not_exists(#callback)',
+          ExpressionAttributeNames: { '#status': 'status', '#callback': 'callback' },
+          ExpressionAttributeValues: {
+            ':report': report,
+            ':poll': nextPollAt,
+            ':check': nextPollAt < beat ? nextPollAt : beat,
+            ':running': 'running',
+            ':waiting': 'waiting_on_vendor',
+          },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw wrap('record a callback', error);
     }
   }
 

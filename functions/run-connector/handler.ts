@@ -10,7 +10,7 @@ import { connectorFor } from '#connectors/index';
 import type { SystemConfig } from '#core/config';
 import { open, openIdentities, seal, sealIdentities } from '#core/envelope';
 import { ConnectorPermanentError, ConnectorRetryableError, isRetryable, LetheError, PermanentError, RetryableError, retryDelaySeconds } from '#core/errors';
-import { mergeRestrictions, type ConnectorCommand, type PendingJob, type Restriction } from '#core/ports';
+import { mergeRestrictions, type Connector, type ConnectorCommand, type JobState, type PendingJob, type Restriction } from '#core/ports';
 import type { Identity } from '#core/identity';
 import { isFinalRequestStatus, isFinalTaskStatus, TASK_KINDS, type Action, type RequestRecord, type TaskRecord } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
@@ -26,6 +26,8 @@ const store = new RequestStore(table);
 const audit = new AuditLog(table, requireEnv('AUDIT_BUCKET'));
 const keys = keyServiceFromEnv();
 const systems = systemsFromEnv<SystemConfig>();
+/** The API's root URL, for the callback URLs of webhook services (only their worker has it). */
+const apiUrl = process.env['API_URL'];
 const processor = new BatchProcessor(EventType.SQS);
 
 /** What the saga puts on a system's queue: ids and the task token, never an identity. */
@@ -81,6 +83,7 @@ async function runTask(record: SQSRecord): Promise<void> {
         action,
         identities,
         regulation: request.regulation,
+        ...(apiUrl && { callbackUrl: callbackUrl(apiUrl, message) }),
         keyedHash: (value: string) => {
           if (!hmacKey) throw new PermanentError(`${systemName}: a keyed hash is only available to anonymize`);
           return createHmac('sha256', hmacKey).update(value).digest('hex');
@@ -162,10 +165,14 @@ async function waitOnVendor(message: TaskMessage, system: SystemConfig, jobs: re
   logger.info('task waiting on vendor', { requestId, system: systemName, action, jobs: jobs.length });
   metrics.addMetric('TasksWaitingOnVendor', MetricUnit.Count, 1);
   await beat(message);
+  // A service may have called back before the wait was recorded: settle the task now, then.
+  const waiting = await store.task(requestId, systemName, action);
+  if (waiting?.callback) await pollJobs(message, system, waiting);
 }
 
 /**
- * Ask the vendor where a waiting task's jobs stand. All done (and verified): the task succeeds.
+ * Find out where a waiting task's jobs stand: from the service's signed callback when it has
+ * reported, else by asking the vendor. All done (and verified): the task succeeds.
  * One failed, or the deadline passed: the task fails, naming the vendor and the job. Otherwise the
  * next poll is scheduled. A poll that fails retryably is only logged: the next poll tries again.
  */
@@ -175,12 +182,11 @@ async function pollJobs(message: TaskMessage, system: SystemConfig, task: TaskRe
   try {
     const { request, dataKey, identities } = await subjectOf(requestId);
     const connector = await connectorFor(system, connectorClients);
-    if (!connector.poll) throw new PermanentError(`${systemName}: the ${system.connector} connector has no jobs to poll`);
     const command: ConnectorCommand = { requestId, action: action as Action, identities, regulation: request.regulation, keyedHash: noKeyedHash };
     const jobs = open<TrackedJob[]>(task.sealedJobs, dataKey, requestId);
     let waitingOn: string | undefined;
     for (const job of jobs.filter((j) => !j.done)) {
-      const { state, detail } = await connector.poll(command, job);
+      const { state, detail } = await jobState(connector, command, job, task);
       if (state === 'failed') {
         return await fail(message, new ConnectorPermanentError(`${systemName}: ${job.vendor} job ${job.id} failed${detail ? `: ${detail}` : ''}`));
       }
@@ -190,7 +196,7 @@ async function pollJobs(message: TaskMessage, system: SystemConfig, task: TaskRe
     if (!waitingOn) {
       const { remaining } = await connector.verify(command);
       if (remaining === 0) {
-        const affected = task.affected ?? 0;
+        const affected = (task.affected ?? 0) + (task.callback?.status === 'done' ? (task.callback.affected ?? 0) : 0);
         await store.transitionTask(requestId, systemName, action, 'succeeded', { affected, remaining });
         await audit.append(requestId, taskEvent('task.succeeded', message, { status: 'succeeded', affected, remaining, jobs: task.jobs }));
         logger.info('task succeeded after vendor jobs', { requestId, system: systemName, action, affected });
@@ -210,6 +216,17 @@ async function pollJobs(message: TaskMessage, system: SystemConfig, task: TaskRe
     logger.warn('vendor poll failed, the next poll tries again', { requestId, system: systemName, action, ...errorFields(error) });
   }
 }
+
+/** A job's state: as its service reported it by signed callback, else as the vendor answers a poll, else still pending. */
+async function jobState(connector: Connector, command: ConnectorCommand, job: PendingJob, task: TaskRecord): Promise<JobState> {
+  const report = task.callback?.job === job.id ? task.callback : undefined;
+  if (report) return report.status === 'done' ? { state: 'done', detail: 'reported done' } : { state: 'failed', detail: report.error ?? 'reported failed' };
+  return connector.poll ? connector.poll(command, job) : { state: 'pending', detail: 'waiting for its callback' };
+}
+
+/** Where a webhook service reports a task it accepted: signed, to the API's callback route. */
+const callbackUrl = (base: string, { requestId, system, action }: TaskMessage) =>
+  new URL(`v1/callbacks/${requestId}/${encodeURIComponent(system)}/${action}`, base.endsWith('/') ? base : `${base}/`).toString();
 
 const noKeyedHash = (): string => {
   throw new PermanentError('a keyed hash is only available to anonymize');

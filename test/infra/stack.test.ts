@@ -250,8 +250,9 @@ describe('Stack: Lethe with a worker per connector kind', () => {
       'RunConnectorpostgres',
       'RunConnectorredis',
       'RunConnectors3',
+      'RunConnectorwebhook',
     ]);
-    many.resourceCountIs('AWS::Lambda::EventSourceMapping', 7);
+    many.resourceCountIs('AWS::Lambda::EventSourceMapping', 8);
   });
 
   it('runs the database workers, and only them, in the data map’s VPC', () => {
@@ -302,5 +303,33 @@ describe('Stack: Lethe with a worker per connector kind', () => {
     expect(cognito).toContain('userpool/eu-west-1_AbCdEf123');
     expect(cognito).toContain('cognito-idp:AdminDeleteUser');
     expect(cognito).not.toContain('s3:Delete');
+  });
+
+  it('opens one route without IAM, the webhook callbacks, to a function that checks signatures under the webhook secret only', () => {
+    const methods = Object.values(many.findResources('AWS::ApiGateway::Method')) as { Properties: { AuthorizationType: string; HttpMethod: string; Integration: unknown } }[];
+    const open = methods.filter((m) => m.Properties.AuthorizationType !== 'AWS_IAM');
+    expect(open).toHaveLength(1);
+    expect(open[0]!.Properties).toMatchObject({ AuthorizationType: 'NONE', HttpMethod: 'POST' });
+    expect(JSON.stringify(open[0]!.Properties.Integration)).toMatch(/ReceiveCallback/);
+    const resources = Object.values(many.findResources('AWS::ApiGateway::Resource')).map((r) => (r as { Properties: { PathPart: string } }).Properties.PathPart);
+    expect(resources).toEqual(expect.arrayContaining(['callbacks', '{requestId}', '{system}', '{action}']));
+
+    const policy = policyOf('ReceiveCallback');
+    expect(policy).toContain('secret:billing-webhook-AbCdEf');
+    expect(policy).not.toContain('secret:hubspot-AbCdEf');
+    expect(policy).toContain('sqs:SendMessage');
+    expect(policy).toMatch(/Systembillingsvc/);
+    expect(policy).not.toMatch(/Systemcrm|Systemusers/);
+    expect(policy, 'the callback function never unwraps identity data keys').not.toContain('IdentityKey');
+  });
+
+  it('gives the callback URL base to the webhook worker only, and its signing secret to it alone of the workers', () => {
+    const functions = many.findResources('AWS::Lambda::Function');
+    const withApiUrl = Object.entries(functions)
+      .filter(([, f]) => (f as { Properties: { Environment?: { Variables?: Record<string, unknown> } } }).Properties.Environment?.Variables?.['API_URL'])
+      .map(([id]) => id.replace(/[A-F0-9]{8}$/, ''));
+    expect(withApiUrl).toEqual(['RunConnectorwebhook']);
+    expect(policyOf('RunConnectorwebhook')).toContain('secret:billing-webhook-AbCdEf');
+    expect(policyOf('RunConnectorhttp')).not.toContain('secret:billing-webhook-AbCdEf');
   });
 });
