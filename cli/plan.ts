@@ -25,7 +25,8 @@ interface Line {
   readonly stage: number;
   readonly system: string;
   readonly action: string;
-  readonly records: number;
+  /** null: the system cannot count them before it acts (a vendor without a lookup, a webhook service). */
+  readonly records: number | null;
   readonly linked?: Record<string, number>;
 }
 
@@ -103,7 +104,9 @@ export async function plan(argv: string[]): Promise<number> {
     } else {
       for (const { system, action } of stage.tasks) {
         const command = { requestId: 'plan', action, identities, keyedHash: () => '' };
-        lines.push({ stage: index + 1, system, action, records: (await (await connectorOf(system)).verify(command)).remaining });
+        const connector = await connectorOf(system);
+        const records = connector.describe().counts === false ? null : (await connector.verify(command)).remaining;
+        lines.push({ stage: index + 1, system, action, records });
       }
     }
   }
@@ -117,9 +120,11 @@ export async function plan(argv: string[]): Promise<number> {
   if (lines.length === 0) console.log('  no system has anything to do for this request type');
   for (const l of lines) {
     const what =
-      l.action === 'resolve'
-        ? `${String(l.records)} linked ${l.records === 1 ? 'identity' : 'identities'}${l.records ? ` (${Object.entries(l.linked ?? {}).map(([t, n]) => `${t}: ${String(n)}`).join(', ')})` : ''}`
-        : `${l.action === 'lift' ? 'at most ' : ''}${String(l.records)} ${l.records === 1 ? 'record' : 'records'}${l.action === 'lift' ? ' (a lift undoes only what Lethe restricted)' : ''}`;
+      l.records === null
+        ? 'records not counted here: the system reports its count when it acts'
+        : l.action === 'resolve'
+          ? `${String(l.records)} linked ${l.records === 1 ? 'identity' : 'identities'}${l.records ? ` (${Object.entries(l.linked ?? {}).map(([t, n]) => `${t}: ${String(n)}`).join(', ')})` : ''}`
+          : `${l.action === 'lift' ? 'at most ' : ''}${String(l.records)} ${l.records === 1 ? 'record' : 'records'}${l.action === 'lift' ? ' (a lift undoes only what Lethe restricted)' : ''}`;
     console.log(`  stage ${String(l.stage)}  ${l.action.padEnd(9)} ${l.system.padEnd(20)} ${what}`);
   }
   if (unreachable.length) console.log(`  not reached by these identities: ${unreachable.join(', ')}`);

@@ -88,7 +88,11 @@ export interface JobState {
  */
 export interface Connector {
   readonly kind: string;
-  describe(): { readonly actions: readonly Action[] };
+  /**
+   * What it can do; `counts: false` when `verify` cannot see the target's records (a vendor
+   * without a lookup, a webhook service), so that a dry run says so instead of showing 0.
+   */
+  describe(): { readonly actions: readonly Action[]; readonly counts?: boolean };
   /**
    * Linked identities this system holds for the subject (e.g. the users table yields its
    * `crm_contact_id`), read before anything is deleted. Empty when it provides none.

@@ -28,8 +28,8 @@ export class HttpConnector implements Connector {
     this.#pollEverySeconds = pollEverySeconds;
   }
 
-  describe(): { actions: readonly Action[] } {
-    return { actions: definedActions(this.#def) };
+  describe(): { actions: readonly Action[]; counts: boolean } {
+    return { actions: definedActions(this.#def), counts: this.#verifyBy() === 'lookup' };
   }
 
   resolve(): Promise<Identity[]> {
@@ -87,9 +87,12 @@ export class HttpConnector implements Connector {
   }
 
   async verify(command: ConnectorCommand): Promise<{ remaining: number }> {
-    const verify = this.#def.verify ?? (this.#def.lookup.length > 0 ? 'lookup' : 'none');
-    if (verify === 'none' || (command.action !== 'delete' && command.action !== 'anonymize')) return { remaining: 0 };
+    if (this.#verifyBy() === 'none' || (command.action !== 'delete' && command.action !== 'anonymize')) return { remaining: 0 };
     return { remaining: (await this.#targets(command.identities)).length };
+  }
+
+  #verifyBy(): 'lookup' | 'none' {
+    return this.#def.verify ?? (this.#def.lookup.length > 0 ? 'lookup' : 'none');
   }
 
   /** Run one unit's steps in order; undefined when every step found nothing (`absent`). */

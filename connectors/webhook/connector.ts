@@ -33,8 +33,8 @@ export class WebhookConnector implements Connector {
     this.#policy = { ...DEFAULT_RETRY_POLICY, timeoutMs: settings.callTimeoutSeconds * 1000, ...policy };
   }
 
-  describe(): { actions: readonly Action[] } {
-    return { actions: this.#settings.handles };
+  describe(): { actions: readonly Action[]; counts: boolean } {
+    return { actions: this.#settings.handles, counts: false };
   }
 
   resolve(): Promise<Identity[]> {

@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Webhook } from 'standardwebhooks';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalMode, waitFor, type RunningLocalMode } from '../fixtures/local-mode.ts';
 import { dynamoUnavailable } from '../fixtures/servers.ts';
@@ -30,6 +32,14 @@ describe.skipIf(unavailable)('Local mode, an erasure across vendors', () => {
     braze: Awaited<ReturnType<typeof vendors.braze>>;
   };
   let ledger: WebhookService;
+  let config: string;
+  const secrets = {
+    LETHE_E2E_HUBSPOT_TOKEN: 'hs-token',
+    LETHE_E2E_STRIPE_KEY: 'sk_test_1',
+    LETHE_E2E_SEGMENT_TOKEN: 'seg-token',
+    LETHE_E2E_BRAZE_KEY: 'braze-key',
+    LETHE_E2E_LEDGER_SECRET: WEBHOOK_SECRET,
+  };
 
   beforeAll(async () => {
     fakes = { hubspot: await vendors.hubspot(), stripe: await vendors.stripe(), segment: await vendors.segment(), braze: await vendors.braze() };
@@ -37,7 +47,7 @@ describe.skipIf(unavailable)('Local mode, an erasure across vendors', () => {
     ledger.mode = 'async';
     ledger.records.set(vendors.SUBJECT.email, 2);
     ledger.records.set(vendors.OTHER.email, 1);
-    const config = join(await import('node:os').then((os) => os.tmpdir()), `lethe-vendors-${String(process.pid)}.yaml`);
+    config = join(await import('node:os').then((os) => os.tmpdir()), `lethe-vendors-${String(process.pid)}.yaml`);
     writeFileSync(
       config,
       `version: 1
@@ -71,11 +81,7 @@ systems:
     local = await startLocalMode({
       LETHE_CONFIG: config,
       LETHE_SCHEDULE_SECONDS: '1',
-      LETHE_E2E_HUBSPOT_TOKEN: 'hs-token',
-      LETHE_E2E_STRIPE_KEY: 'sk_test_1',
-      LETHE_E2E_SEGMENT_TOKEN: 'seg-token',
-      LETHE_E2E_BRAZE_KEY: 'braze-key',
-      LETHE_E2E_LEDGER_SECRET: WEBHOOK_SECRET,
+      ...secrets,
     });
   });
 
@@ -101,6 +107,19 @@ systems:
       60_000,
     );
   };
+
+  it('plans a dry run that counts what vendors with a lookup hold, and says where nothing can be counted beforehand', async () => {
+    // Not spawnSync: the fake vendors answer from this process.
+    const plan = await promisify(execFile)(
+      process.execPath,
+      ['cli/lethe.ts', 'plan', '--type', 'erasure', '--email', vendors.SUBJECT.email, '--user-id', vendors.SUBJECT.userId, '--state-dir', local.stateDir, '--config', config, '--json'],
+      { encoding: 'utf8', env: { ...process.env, ...secrets } },
+    );
+    expect(plan.stderr).toBe('');
+    const stages = (JSON.parse(plan.stdout) as { stages: { system: string; records: number | null }[] }).stages;
+    expect(stages.map((s) => `${s.system} ${String(s.records)}`).sort()).toEqual(['analytics null', 'billing 2', 'crm 1', 'engagement null', 'ledger null']);
+    expect(ledger.deliveries).toEqual([]);
+  });
 
   it('completes once every vendor and the webhook service are done, the vendor’s job followed by the poller, the service’s by its callback', async () => {
     const done = await erase(vendors.SUBJECT.email, vendors.SUBJECT.userId);
