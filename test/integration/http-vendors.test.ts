@@ -1,3 +1,6 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VendorClient } from '#connectors/http/client';
 import { HttpConnector } from '#connectors/http/connector';
@@ -160,6 +163,29 @@ describe('Vendor definitions against their documented APIs', () => {
     expect([...suppressed]).toEqual([SUBJECT.email]);
     expect(await connector.run({ ...command('lift'), restrictions: [{ sendgrid: ['subject'] }] })).toEqual({ affected: 1 });
     expect(suppressed.size).toBe(0);
+  });
+});
+
+describe('A vendor added with YAML alone', () => {
+  it('runs README’s acme definition from its file: lookup across pages, a delete job per user, polled to complete', async () => {
+    const env = await vendors.acme();
+    open.push(env.fake);
+    const block = readFileSync('README.md', 'utf8').split('### Adding a vendor')[1]?.split('```yaml')[1]?.split('```')[0];
+    const file = join(mkdtempSync(join(tmpdir(), 'lethe-acme-')), 'acme.yaml');
+    writeFileSync(file, block!);
+    const settings = httpSettingsSchema.parse({ definition: file, baseUrl: env.fake.url, credentials: { token: { env: 'UNUSED' } }, params: env.params });
+    const connector = new HttpConnector(settings.definition, new VendorClient(settings.definition, { params: settings.params, credentials: env.credentials }, settings.baseUrl));
+
+    expect(await connector.verify(command('delete'))).toEqual({ remaining: 2 });
+    const { affected, pending } = await connector.run(command('delete'));
+    expect(affected).toBe(2);
+    expect(pending?.map((j) => `${j.vendor} ${j.id} ${String(j.deadlineSeconds)}`)).toEqual(['acme job-1 604800', 'acme job-2 604800']);
+    for (const job of pending!) {
+      expect((await connector.poll(command('delete'), job)).state).toBe('pending');
+      expect(await connector.poll(command('delete'), job)).toEqual({ state: 'done', detail: 'complete' });
+    }
+    expect(await connector.verify(command('delete'))).toEqual({ remaining: 0 });
+    expect([...env.users.values()]).toEqual([OTHER.email]);
   });
 });
 
