@@ -5,9 +5,10 @@ import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, TransactW
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { open, seal, sealIdentities } from '#core/envelope';
+import { open, seal } from '#core/envelope';
 import { LocalKeyService } from '#functions/commons/keys';
 import { handlerEnvironment, lambdaContext } from '../../fixtures/lambda.ts';
+import { requestItem, taskDelivery } from '../../fixtures/worker.ts';
 import { segment } from '../../fixtures/vendors.ts';
 
 /**
@@ -52,15 +53,7 @@ afterAll(async () => {
 });
 beforeEach(() => {
   dynamo.on(GetCommand).resolves({});
-  dynamo.on(GetCommand, { Key: { pk: `REQ#${requestId}`, sk: 'META' } }).resolves({
-    Item: {
-      requestId,
-      regulation: 'gdpr',
-      status: 'in_progress',
-      wrappedDataKey: dataKey.wrapped,
-      sealedIdentities: sealIdentities([{ type: 'user_id', value: 'u-ada' }], dataKey.plaintext, requestId),
-    },
-  });
+  dynamo.on(GetCommand, { Key: { pk: `REQ#${requestId}`, sk: 'META' } }).resolves({ Item: requestItem(requestId, dataKey, [{ type: 'user_id', value: 'u-ada' }]) });
   dynamo.on(QueryCommand).resolves({ Items: [] });
   dynamo.on(UpdateCommand).resolves({});
   dynamo.on(PutCommand).resolves({});
@@ -75,17 +68,7 @@ afterEach(() => {
 });
 
 const delivery = (systemName: string, poll: boolean): SQSEvent =>
-  ({
-    Records: [
-      {
-        messageId: 'm1',
-        receiptHandle: 'rh1',
-        body: JSON.stringify({ requestId, system: systemName, action: 'delete', taskToken: 'token-9', ...(poll ? { poll: true } : {}) }),
-        attributes: { ApproximateReceiveCount: '1' },
-        eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:analytics',
-      },
-    ],
-  }) as unknown as SQSEvent;
+  taskDelivery({ requestId, system: systemName, action: 'delete', taskToken: 'token-9', ...(poll && { poll: true as const }) });
 
 const waitingTask = (systemName: string, jobId: string, deadlineAt: string) =>
   dynamo.on(GetCommand, { Key: { pk: `REQ#${requestId}`, sk: `TASK#${systemName}#delete` } }).resolves({

@@ -12,9 +12,10 @@ import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, TransactW
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { open, seal, sealIdentities } from '#core/envelope';
+import { open, seal } from '#core/envelope';
 import { LocalKeyService } from '#functions/commons/keys';
 import { handlerEnvironment, lambdaContext } from '../../fixtures/lambda.ts';
+import { requestItem, taskDelivery } from '../../fixtures/worker.ts';
 
 /**
  * The worker's side of restrict and withdraw, with a Cognito system: a restrict keeps what it is
@@ -52,15 +53,8 @@ beforeAll(async () => {
   for (const id of [restrictId, withdrawId]) dataKeys.set(id, await keys.generateDataKey(id));
 });
 
-const request = (requestId: string, type: string, status: string, receivedAt: string) => ({
-  requestId,
-  type,
-  status,
-  receivedAt,
-  pseudonyms,
-  wrappedDataKey: dataKeys.get(requestId)!.wrapped,
-  sealedIdentities: sealIdentities([{ type: 'email', value: 'ada@example.com' }], dataKeys.get(requestId)!.plaintext, requestId),
-});
+const request = (requestId: string, type: string, status: string, receivedAt: string) =>
+  requestItem(requestId, dataKeys.get(requestId)!, [{ type: 'email', value: 'ada@example.com' }], { type, status, receivedAt, pseudonyms });
 const meta = (requestId: string, item: unknown) => dynamo.on(GetCommand, { Key: { pk: `REQ#${requestId}`, sk: 'META' } }).resolves({ Item: item as Record<string, unknown> });
 
 beforeEach(() => {
@@ -85,18 +79,7 @@ afterEach(() => {
   s3.reset();
 });
 
-const delivery = (requestId: string, action: string): SQSEvent =>
-  ({
-    Records: [
-      {
-        messageId: 'm1',
-        receiptHandle: 'rh1',
-        body: JSON.stringify({ requestId, system: 'login', action, taskToken: 't' }),
-        attributes: { ApproximateReceiveCount: '1' },
-        eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:login',
-      },
-    ],
-  }) as unknown as SQSEvent;
+const delivery = (requestId: string, action: string): SQSEvent => taskDelivery({ requestId, system: 'login', action, taskToken: 't' });
 
 describe('Function: run-connector handler, restrict and lift', () => {
   it('records, sealed, the users a restrict is about to disable, before it disables them', async () => {

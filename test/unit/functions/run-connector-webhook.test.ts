@@ -5,9 +5,10 @@ import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, TransactW
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { seal, sealIdentities } from '#core/envelope';
+import { seal } from '#core/envelope';
 import { LocalKeyService } from '#functions/commons/keys';
 import { handlerEnvironment, lambdaContext } from '../../fixtures/lambda.ts';
+import { requestItem, taskDelivery } from '../../fixtures/worker.ts';
 import { WEBHOOK_SECRET, webhookService } from '../../fixtures/webhook-service.ts';
 
 /**
@@ -54,15 +55,7 @@ beforeEach(() => {
   service.mode = 'accept';
   service.records.set('ada@example.com', 2);
   dynamo.on(GetCommand).resolves({});
-  dynamo.on(GetCommand, { Key: { pk: `REQ#${requestId}`, sk: 'META' } }).resolves({
-    Item: {
-      requestId,
-      regulation: 'gdpr',
-      status: 'in_progress',
-      wrappedDataKey: dataKey.wrapped,
-      sealedIdentities: sealIdentities([{ type: 'email', value: 'ada@example.com' }], dataKey.plaintext, requestId),
-    },
-  });
+  dynamo.on(GetCommand, { Key: { pk: `REQ#${requestId}`, sk: 'META' } }).resolves({ Item: requestItem(requestId, dataKey, [{ type: 'email', value: 'ada@example.com' }]) });
   dynamo.on(QueryCommand).resolves({ Items: [] });
   dynamo.on(UpdateCommand).resolves({});
   dynamo.on(PutCommand).resolves({});
@@ -76,18 +69,7 @@ afterEach(() => {
   s3.reset();
 });
 
-const message = (poll: boolean): SQSEvent =>
-  ({
-    Records: [
-      {
-        messageId: 'm1',
-        receiptHandle: 'rh1',
-        body: JSON.stringify({ requestId, system: 'billing-svc', action: 'delete', taskToken: 'token-3', ...(poll ? { poll: true } : {}) }),
-        attributes: { ApproximateReceiveCount: '1' },
-        eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:billing-svc',
-      },
-    ],
-  }) as unknown as SQSEvent;
+const message = (poll: boolean): SQSEvent => taskDelivery({ requestId, system: 'billing-svc', action: 'delete', taskToken: 'token-3', ...(poll && { poll: true as const }) });
 
 const waitingTask = (deadlineAt: string, callback?: object) => ({
   requestId,

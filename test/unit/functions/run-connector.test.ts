@@ -5,10 +5,10 @@ import { BatchWriteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, Quer
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { sealIdentities } from '#core/envelope';
 import { retryDelaySeconds } from '#core/errors';
 import { LocalKeyService } from '#functions/commons/keys';
 import { handlerEnvironment, lambdaContext } from '../../fixtures/lambda.ts';
+import { requestItem, taskDelivery } from '../../fixtures/worker.ts';
 
 const system = {
   name: 'users',
@@ -37,12 +37,7 @@ beforeAll(async () => {
 beforeEach(async () => {
   const keys = LocalKeyService.fromFile(process.env['LOCAL_KEY_FILE']!);
   const dataKey = await keys.generateDataKey(requestId);
-  const request = {
-    requestId,
-    status: 'in_progress',
-    wrappedDataKey: dataKey.wrapped,
-    sealedIdentities: sealIdentities([{ type: 'email', value: 'ada@example.com' }], dataKey.plaintext, requestId),
-  };
+  const request = requestItem(requestId, dataKey, [{ type: 'email', value: 'ada@example.com' }]);
   dynamo.on(GetCommand).resolves({});
   dynamo.on(GetCommand, { Key: { pk: `REQ#${requestId}`, sk: 'META' } }).resolves({ Item: request });
   dynamo.on(GetCommand, { Key: { pk: `REQ#${requestId}`, sk: 'TASK#users#delete' } }).resolves({ Item: { status: 'pending' } });
@@ -58,18 +53,7 @@ afterEach(() => {
   s3.reset();
 });
 
-const delivery = (receiveCount: number): SQSEvent =>
-  ({
-    Records: [
-      {
-        messageId: 'm1',
-        receiptHandle: 'rh1',
-        body: JSON.stringify({ requestId, system: 'users', action: 'delete', taskToken }),
-        attributes: { ApproximateReceiveCount: String(receiveCount) },
-        eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:users',
-      },
-    ],
-  }) as unknown as SQSEvent;
+const delivery = (receiveCount: number): SQSEvent => taskDelivery({ requestId, system: 'users', action: 'delete', taskToken }, receiveCount);
 
 const throttled = Object.assign(new Error('slow down'), { name: 'ProvisionedThroughputExceededException', $metadata: { httpStatusCode: 400 } });
 const updatesTo = (status: string) =>
