@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VendorClient } from '#connectors/http/client';
 import { HttpConnector } from '#connectors/http/connector';
+import { vendorDefinitionSchema } from '#connectors/http/definition';
 import { httpSettingsSchema } from '#connectors/http/settings';
 import { ConnectorPermanentError, ConnectorRetryableError, ConnectorThrottledError } from '#core/errors';
 import type { Action } from '#core/request';
@@ -186,6 +187,39 @@ describe('A vendor added with YAML alone', () => {
     }
     expect(await connector.verify(command('delete'))).toEqual({ remaining: 0 });
     expect([...env.users.values()]).toEqual([OTHER.email]);
+  });
+});
+
+describe('Class: VendorClient, authentication', () => {
+  const acmeWith = async (auth: Record<string, string>, authorized: (r: vendors.FakeRequest) => boolean) => {
+    const env = await vendors.acme(authorized);
+    open.push(env.fake);
+    const definition = vendorDefinitionSchema.parse({
+      name: 'acme',
+      docs: ['https://developer.acme.example/privacy'],
+      baseUrl: env.fake.url,
+      auth,
+      credentials: ['apiKey'],
+      errorMessage: 'error.message',
+      lookup: [{ identity: 'email', request: { method: 'GET', path: '/v2/users', query: { email: '{email}' } }, targets: 'users[].id', cursor: { next: 'next_cursor', param: 'cursor' } }],
+      actions: { delete: { steps: [{ method: 'DELETE', path: '/v2/users/{id}', ok: [202] }] } },
+      verify: 'none',
+    });
+    return { env, connector: new HttpConnector(definition, new VendorClient(definition, { params: {}, credentials: { apiKey: 'acme-key' } })) };
+  };
+
+  it('sends an API key in a header, with its prefix, as the definition says', async () => {
+    const { env, connector } = await acmeWith({ type: 'header', name: 'x-api-key', credential: 'apiKey', prefix: 'Key ' }, (r) => r.headers['x-api-key'] === 'Key acme-key');
+    expect(await connector.run(command('delete'))).toEqual({ affected: 2 });
+    expect(env.fake.calls.every((c) => !c.headers.authorization && !c.query.has('api_key'))).toBe(true);
+  });
+
+  it('sends an API key in the query, as the definition says, and scrubs it from the vendor’s error text', async () => {
+    const { env, connector } = await acmeWith({ type: 'query', name: 'api_key', credential: 'apiKey' }, (r) => r.query.get('api_key') === 'acme-key');
+    expect(await connector.run(command('delete'))).toEqual({ affected: 2 });
+    env.fake.fault(400, 1, {}, { error: { message: 'bad key acme-key' } });
+    const error = (await connector.run(command('delete')).catch((e: unknown) => e)) as Error;
+    expect(error.message).toBe('acme GET /v2/users: HTTP 400: bad key [redacted]');
   });
 });
 
