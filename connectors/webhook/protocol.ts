@@ -87,8 +87,8 @@ export function signatureHeaders(signer: Webhook, id: string, body: string, at =
  * now, and (when given) the message id Lethe expects. An `UnauthorizedError` says which check
  * failed and nothing of the body.
  */
-export function verifySignature(signer: Webhook, body: string, headers: Readonly<Record<string, string | undefined>>, expectedId?: string): void {
-  const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
+export function verifySignature(signer: Webhook, body: string, headers: Readonly<Record<string, string | undefined>> | null, expectedId?: string): void {
+  const lower = Object.fromEntries(Object.entries(headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
   const [id, timestamp, signature] = SIGNATURE_HEADERS.map((h) => lower[h]);
   if (!id || !timestamp || !signature) throw new UnauthorizedError(`not signed: ${SIGNATURE_HEADERS.join(', ')} are required`);
   try {

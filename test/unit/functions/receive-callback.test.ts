@@ -87,6 +87,14 @@ describe('Function: receive-callback handler', () => {
     expect(sqs.calls()).toHaveLength(0);
   });
 
+  it('rejects a callback without any headers or body with a 401', async () => {
+    const response = await handler(
+      { body: null, headers: null, pathParameters: { requestId, system: 'billing-svc', action: 'delete' }, isBase64Encoded: false, requestContext: { identity: {} } } as unknown as APIGatewayProxyEvent,
+      lambdaContext(),
+    );
+    expect(response.statusCode).toBe(401);
+  });
+
   it('names every bad field of a signed body, and records nothing', async () => {
     const body = JSON.stringify({ status: 'failed', error: 'Could not delete ada@example.com' });
     const response = await callback(body, sign(id, body));
