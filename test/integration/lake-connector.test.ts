@@ -1,0 +1,106 @@
+import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { startFauxqs } from 'fauxqs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { LakeConnector } from '#connectors/lake/connector';
+import { lakeSettingsSchema } from '#connectors/lake/settings';
+import { ConnectorPermanentError } from '#core/errors';
+import type { ConnectorCommand } from '#core/ports';
+import { duckdbParquet, rowsOf, shapeOf } from '../fixtures/lake.ts';
+import { credentials } from '../fixtures/servers.ts';
+
+/**
+ * The lake connector on fauxqs S3 (unversioned buckets; versions are in the unit tests): a
+ * partitioned Parquet table and a gzip JSON Lines table.
+ */
+describe('Class: LakeConnector (fauxqs)', () => {
+  let fauxqs: Awaited<ReturnType<typeof startFauxqs>>;
+  let s3: S3Client;
+  let bucket: string;
+  let n = 0;
+  let parquet: Uint8Array;
+  const jsonl = ['{"user":{"email":"user7@example.com"},"event":"login"}', '{"user":{"email":"grace@example.com"},"event":"login"}', '', '{"user":{"id":7},"event":"view"}', ''].join('\n');
+
+  beforeAll(async () => {
+    fauxqs = await startFauxqs({ port: 0, logger: false });
+    s3 = new S3Client({ endpoint: fauxqs.address, region: 'us-east-1', credentials, forcePathStyle: true });
+    const path = join(mkdtempSync(join(tmpdir(), 'lethe-lake-s3-')), 'part.parquet');
+    await duckdbParquet(path, { rows: 5000, users: 50, codec: 'snappy' });
+    parquet = new Uint8Array(readFileSync(path));
+  });
+  afterAll(async () => fauxqs.stop());
+
+  beforeEach(async () => {
+    bucket = `lake-${String((n += 1))}`;
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    const put = (Key: string, Body: Uint8Array | string, extra = {}) => s3.send(new PutObjectCommand({ Bucket: bucket, Key, Body, ...extra }));
+    await put('events/dt=2024-01-01/part-0.parquet', parquet, { ContentType: 'application/vnd.apache.parquet', Metadata: { writer: 'spark' } });
+    await put('events/dt=2024-01-02/part-0.parquet', parquet);
+    await put('clicks/user_id=7/part-0.jsonl.gz', gzipSync(jsonl));
+    await put('clicks/user_id=8/part-0.jsonl.gz', 'not json, and never read: another partition');
+  });
+
+  const connector = () =>
+    new LakeConnector(
+      s3,
+      lakeSettingsSchema.parse({
+        tables: [
+          { bucket, prefix: 'events/', format: 'parquet', columns: [{ identity: 'email', column: 'email' }] },
+          {
+            bucket,
+            prefix: 'clicks/',
+            format: 'jsonl',
+            columns: [
+              { identity: 'email', column: 'user.email' },
+              { identity: 'user_id', column: 'user.id' },
+            ],
+            partitions: [{ identity: 'user_id', key: 'user_id' }],
+          },
+        ],
+      }),
+    );
+  const command = (): ConnectorCommand => ({
+    requestId: 'r',
+    action: 'delete',
+    identities: [
+      { type: 'email', value: 'user7@example.com' },
+      { type: 'user_id', value: '7' },
+    ],
+    keyedHash: (v) => v,
+  });
+  const object = async (Key: string) => {
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key }));
+    return new Uint8Array(await out.Body!.transformToByteArray());
+  };
+
+  it('rewrites every object holding the subject without their rows, and keeps the rest and the object’s settings', async () => {
+    expect(await connector().verify(command())).toEqual({ remaining: 202 });
+
+    expect(await connector().run(command())).toEqual({ affected: 202 });
+
+    const after = await object('events/dt=2024-01-01/part-0.parquet');
+    expect(shapeOf(after)).toBe(shapeOf(parquet));
+    expect(await rowsOf(after)).toEqual((await rowsOf(parquet)).filter((r) => r['email'] !== 'user7@example.com'));
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'events/dt=2024-01-01/part-0.parquet' }));
+    expect(head).toMatchObject({ ContentType: 'application/vnd.apache.parquet', Metadata: { writer: 'spark' } });
+    expect(gunzipSync(await object('clicks/user_id=7/part-0.jsonl.gz')).toString()).toBe('{"user":{"email":"grace@example.com"},"event":"login"}\n\n');
+    expect(await connector().verify(command())).toEqual({ remaining: 0 });
+    expect(await connector().run(command())).toEqual({ affected: 0 });
+  });
+
+  it('leaves alone a table whose identity columns the subject has no value for', async () => {
+    const before = await object('events/dt=2024-01-01/part-0.parquet');
+    expect(await connector().run({ ...command(), identities: [{ type: 'phone', value: '+441234567890' }] })).toEqual({ affected: 0 });
+    expect(Buffer.from(await object('events/dt=2024-01-01/part-0.parquet')).equals(Buffer.from(before))).toBe(true);
+  });
+
+  it('fails permanently on an object it cannot read as its table’s format, naming the table and not the key', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'clicks/user_id=7/part-1.jsonl', Body: 'user7@example.com was here\n' }));
+    const error = await connector().run(command()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConnectorPermanentError);
+    expect((error as Error).message).toBe(`lake ${bucket}/clicks/: line 1 is not JSON; the object is left as it is`);
+  });
+});
