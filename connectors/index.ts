@@ -10,6 +10,8 @@ import { cognitoSettingsSchema } from './cognito/settings.ts';
 import { DynamoDbConnector } from './dynamodb/connector.ts';
 import { VendorClient } from './http/client.ts';
 import { HttpConnector } from './http/connector.ts';
+import { LakeConnector } from './lake/connector.ts';
+import { lakeSettingsSchema } from './lake/settings.ts';
 import { httpSettingsSchema } from './http/settings.ts';
 import { dynamoDbSettingsSchema } from './dynamodb/settings.ts';
 import { RedisConnector } from './redis/connector.ts';
@@ -69,6 +71,8 @@ async function build(system: SystemConfig, clients: ConnectorClients): Promise<C
     }
     case 's3':
       return new S3Connector(clients.s3(), s3SettingsSchema.parse(system.settings));
+    case 'lake':
+      return new LakeConnector(clients.s3(), lakeSettingsSchema.parse(system.settings));
     case 'cognito':
       return new CognitoConnector(clients.cognito(), cognitoSettingsSchema.parse(system.settings));
     case 'http': {

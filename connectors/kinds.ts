@@ -4,6 +4,7 @@ import { COGNITO_ACTIONS, cognitoSettingsSchema } from './cognito/settings.ts';
 import { DYNAMODB_ACTIONS, dynamoDbSettingsSchema } from './dynamodb/settings.ts';
 import { definedActions } from './http/definition.ts';
 import { httpSettingsSchema, type HttpSettings } from './http/settings.ts';
+import { LAKE_ACTIONS, lakeSettingsSchema } from './lake/settings.ts';
 import { REDIS_ACTIONS, redisSettingsSchema } from './redis/settings.ts';
 import { S3_ACTIONS, s3SettingsSchema } from './s3/settings.ts';
 import { SQL_ACTIONS, sqlSettingsSchema } from './sql/settings.ts';
@@ -20,6 +21,8 @@ export const CONNECTOR_KINDS: ConnectorKinds = {
   redis: { actions: REDIS_ACTIONS, settings: redisSettingsSchema, privateNetwork: true },
   s3: { actions: S3_ACTIONS, settings: s3SettingsSchema },
   cognito: { actions: COGNITO_ACTIONS, settings: cognitoSettingsSchema },
+  /** Analytics tables on S3 (Parquet, JSON Lines): objects rewritten without the subject's rows. */
+  lake: { actions: LAKE_ACTIONS, settings: lakeSettingsSchema },
   /** A vendor's API, from its definition: the actions are the ones the definition offers. */
   http: {
     actions: ACTIONS,

@@ -23,6 +23,7 @@ import { WAITING_INDEX } from '#core/request';
 import { cognitoSettingsSchema } from '#connectors/cognito/settings';
 import { CONNECTOR_KINDS } from '#connectors/kinds';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
+import { lakeSettingsSchema } from '#connectors/lake/settings';
 import { s3SettingsSchema } from '#connectors/s3/settings';
 import { secretSources } from '#connectors/secrets';
 import { webhookSettingsSchema } from '#connectors/webhook/settings';
@@ -365,6 +366,29 @@ export class LetheStack extends Stack {
   /** Least privilege on a system's own target, and on nothing else. */
   #grantTarget(worker: IFunction, system: SystemConfig): void {
     this.#grantSecrets(worker, system);
+    if (system.connector === 'lake') {
+      for (const { bucket, prefix } of lakeSettingsSchema.parse(system.settings).tables) {
+        const arn = `arn:${this.partition}:s3:::${bucket}`;
+        worker.addToRolePolicy(
+          new PolicyStatement({
+            actions: ['s3:ListBucket', 's3:ListBucketVersions'],
+            resources: [arn],
+            ...(prefix && { conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } } }),
+          }),
+        );
+        worker.addToRolePolicy(
+          new PolicyStatement({
+            actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject', 's3:DeleteObjectVersion'],
+            resources: [`${arn}/${prefix}*`],
+          }),
+        );
+        ack(
+          this,
+          `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::${bucket}/${prefix}*]`,
+          `The ${system.name} worker rewrites the objects of its table under ${bucket}/${prefix}, whose names are not known in advance.`,
+        );
+      }
+    }
     if (system.connector === 's3') {
       const { bucket } = s3SettingsSchema.parse(system.settings);
       const arn = `arn:${this.partition}:s3:::${bucket}`;

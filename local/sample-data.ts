@@ -3,8 +3,10 @@ import { CreateBucketCommand, PutObjectCommand, type S3Client } from '@aws-sdk/c
 import { BatchWriteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { parquetWriteBuffer } from 'hyparquet-writer';
 import type { DataMap } from '#core/config';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
+import { lakeSettingsSchema } from '#connectors/lake/settings';
 import { s3SettingsSchema } from '#connectors/s3/settings';
 import { connectionSource } from '#connectors/secrets';
 import { createTable } from './dynamodb-local.ts';
@@ -102,6 +104,16 @@ export async function seedTargets(
     }
   }
 
+  const buckets = new Set(dataMap.systems.filter((s) => s.connector === 'lake').flatMap((s) => lakeSettingsSchema.parse(s.settings).tables.map((t) => t.bucket)));
+  for (const bucket of buckets) {
+    await clients.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    if (bucket === 'lethe-sample-lake') {
+      for (const [month, day] of [['2026-10', 1_790_812_800_000], ['2026-11', 1_793_491_200_000]] as const) {
+        await clients.s3.send(new PutObjectCommand({ Bucket: bucket, Key: `events/month=${month}/part-0.parquet`, Body: sampleEvents(day), ContentType: 'application/vnd.apache.parquet' }));
+      }
+    }
+  }
+
   const appDb = dataMap.systems.find((s) => s.name === 'app-db' && s.connector === 'postgres');
   const source = appDb ? connectionSource(appDb.settings) : undefined;
   const url = source && 'env' in source ? local.urls[source.env] : undefined;
@@ -121,4 +133,27 @@ export async function seedTargets(
       await client.end();
     }
   }
+}
+
+/** A month of product events as a data lake keeps them: Ada's three and Grace's two, Parquet, snappy. */
+function sampleEvents(at: number): Uint8Array {
+  const users = ['u-ada', 'u-grace', 'u-ada', 'u-grace', 'u-ada'];
+  return new Uint8Array(
+    parquetWriteBuffer({
+      columnData: [
+        { name: 'user_id', data: users },
+        { name: 'event', data: ['login', 'login', 'checkout', 'view', 'logout'] },
+        { name: 'at', data: users.map((_, i) => new Date(at + i * 60_000)) },
+        { name: 'amount', data: [null, null, 42.5, null, null] },
+      ],
+      schema: [
+        { name: 'root', num_children: 4 },
+        { name: 'user_id', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' },
+        { name: 'event', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' },
+        { name: 'at', type: 'INT64', converted_type: 'TIMESTAMP_MILLIS', repetition_type: 'REQUIRED' },
+        { name: 'amount', type: 'INT64', converted_type: 'DECIMAL', scale: 2, precision: 12, repetition_type: 'OPTIONAL' },
+      ],
+      kvMetadata: [{ key: 'writer', value: 'lethe sample' }],
+    }),
+  );
 }

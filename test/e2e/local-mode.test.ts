@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parquetReadObjects } from 'hyparquet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requestIdFor } from '#core/request';
 import type { LocalState } from '#local/runtime';
@@ -48,6 +49,17 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
   const exportsOf = async (userId: string) =>
     ((await s3().send(new ListObjectsV2Command({ Bucket: 'lethe-sample-exports', Prefix: `exports/${userId}/` }))).Contents ?? []).map((o) => o.Key);
   const s3 = () => new S3Client({ endpoint: state.s3Endpoint, region: state.region, credentials, forcePathStyle: true });
+  /** The user ids in the sample data lake's events, month by month. */
+  const lakeUsers = async () => {
+    const out: string[][] = [];
+    for (const month of ['2026-10', '2026-11']) {
+      const object = await s3().send(new GetObjectCommand({ Bucket: 'lethe-sample-lake', Key: `events/month=${month}/part-0.parquet` }));
+      const bytes = await object.Body!.transformToByteArray();
+      const rows = await parquetReadObjects({ file: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer });
+      out.push(rows.map((r) => r['user_id'] as string));
+    }
+    return out;
+  };
   const sql = (query: string) => local.sql(query);
 
   beforeAll(async () => {
@@ -63,6 +75,10 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
   it('erases a seeded user everywhere, through the user_id resolved from PostgreSQL first, keeping the other user', async () => {
     expect(await user('u-ada')).toBeDefined();
     expect(await exportsOf('u-ada')).toHaveLength(2);
+    expect(await lakeUsers()).toEqual([
+      ['u-ada', 'u-grace', 'u-ada', 'u-grace', 'u-ada'],
+      ['u-ada', 'u-grace', 'u-ada', 'u-grace', 'u-ada'],
+    ]);
 
     const response = await post({ type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: 'ada@example.com' }] });
     expect(response.status).toBe(202);
@@ -73,6 +89,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     const done = await final(answer.requestId);
     expect(done).toMatchObject({ status: 'completed', completedAt: expect.any(String) as string });
     expect(done.systems).toEqual([
+      { system: 'analytics', action: 'delete', status: 'succeeded', affected: 6 },
       { system: 'app-db', action: 'delete', status: 'succeeded', affected: 3 },
       { system: 'app-db', action: 'resolve', status: 'succeeded', affected: 1 },
       { system: 'exports', action: 'delete', status: 'succeeded', affected: 2 },
@@ -84,11 +101,15 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect(await sql('SELECT id FROM orders ORDER BY id')).toEqual([{ id: 'o-3' }]);
     expect(await user('u-grace')).toMatchObject({ email: 'grace@example.com' });
     expect(await exportsOf('u-grace')).toHaveLength(2);
+    expect(await lakeUsers()).toEqual([
+      ['u-grace', 'u-grace'],
+      ['u-grace', 'u-grace'],
+    ]);
 
     const verify = spawnSync(process.execPath, ['cli/lethe.ts', 'audit', 'verify', '--request', answer.requestId, '--state-dir', stateDir], { encoding: 'utf8' });
     expect(verify.stderr).toBe('');
-    // received, planned, running and succeeded for each of 4 tasks, completed
-    expect(verify.stdout).toMatch(/11 records, intact .*last event request\.completed/);
+    // received, planned, running and succeeded for each of 5 tasks, completed
+    expect(verify.stdout).toMatch(/13 records, intact .*last event request\.completed/);
     expect(verify.status).toBe(0);
   });
 
@@ -106,6 +127,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     const done = await final(body.requestId);
     // No account, so no user_id is found: every planned system affects nothing.
     expect(done.systems).toEqual([
+      { system: 'analytics', action: 'delete', status: 'succeeded', affected: 0 },
       { system: 'app-db', action: 'delete', status: 'succeeded', affected: 0 },
       { system: 'app-db', action: 'resolve', status: 'succeeded', affected: 0 },
       { system: 'exports', action: 'delete', status: 'succeeded', affected: 0 },
@@ -113,7 +135,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     ]);
     const items = await metaItems(body.requestId);
     expect(items.filter((i) => i['sk'] === 'META')).toHaveLength(1);
-    expect(items.filter((i) => String(i['sk']).startsWith('TASK#'))).toHaveLength(4);
+    expect(items.filter((i) => String(i['sk']).startsWith('TASK#'))).toHaveLength(5);
 
     const replay = await post(body);
     expect(replay.status).toBe(202);
@@ -133,6 +155,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect(run.stdout).toMatch(/stage 1 +resolve +app-db +1 linked identity \(user_id: 1\)\n/);
     expect(run.stdout).toMatch(/stage 2 +delete +users +1 record\n/);
     expect(run.stdout).toMatch(/stage 2 +delete +exports +2 records\n/);
+    expect(run.stdout).toMatch(/stage 2 +delete +analytics +4 records\n/);
     expect(run.stdout).toMatch(/stage 3 +delete +app-db +2 records\n/);
     expect(run.stdout).not.toContain('grace@example.com');
     expect(await user('u-grace')).toMatchObject({ email: 'grace@example.com' });
@@ -160,6 +183,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect(done.status).toBe('completed');
     expect(await user('u-grace')).toBeUndefined();
     expect(await exportsOf('u-grace')).toEqual([]);
+    expect(await lakeUsers()).toEqual([[], []]);
     expect(await sql('SELECT id FROM accounts')).toEqual([]);
     expect((await metaItems(requestId)).filter((i) => i['sk'] === 'META')).toHaveLength(1);
   });

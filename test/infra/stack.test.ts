@@ -247,12 +247,13 @@ describe('Stack: Lethe with a worker per connector kind', () => {
       'RunConnectorcognito',
       'RunConnectordynamodb',
       'RunConnectorhttp',
+      'RunConnectorlake',
       'RunConnectorpostgres',
       'RunConnectorredis',
       'RunConnectors3',
       'RunConnectorwebhook',
     ]);
-    many.resourceCountIs('AWS::Lambda::EventSourceMapping', 8);
+    many.resourceCountIs('AWS::Lambda::EventSourceMapping', 9);
   });
 
   it('runs the database workers, and only them, in the data map’s VPC', () => {
@@ -292,6 +293,15 @@ describe('Stack: Lethe with a worker per connector kind', () => {
     expect(policy).toContain('ssm:GetParameter');
     expect(policy).toContain(':parameter/lethe/cache/url');
     expect(policy).not.toContain('secretsmanager:GetSecretValue');
+  });
+
+  it('lets the lake worker list, read, write and delete versions under its table’s prefix only', () => {
+    const lake = policyOf('RunConnectorlake');
+    expect(lake).toContain('s3:::acme-lake/events/*');
+    expect(lake).toContain('s3:DeleteObjectVersion');
+    expect(lake).toContain('"s3:prefix":["events/*"]');
+    expect(lake).not.toContain('acme-exports');
+    expect(policyOf('RunConnectors3')).not.toContain('acme-lake');
   });
 
   it('scopes the S3 worker to its bucket and the Cognito worker to its pool', () => {

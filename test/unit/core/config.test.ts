@@ -7,9 +7,9 @@ import { readFileSync } from 'node:fs';
 describe('Function: parseDataMap', () => {
   it('reads the repository data map', () => {
     const map = parseDataMap(readFileSync('lethe.config.yaml', 'utf8'), CONNECTOR_KINDS);
-    expect(map.systems.map((s) => s.name)).toEqual(['app-db', 'users', 'exports']);
+    expect(map.systems.map((s) => s.name)).toEqual(['app-db', 'users', 'exports', 'analytics']);
     expect(map.systems.find((s) => s.name === 'users')?.actions).toEqual({ erasure: 'delete', anonymize: 'anonymize' });
-    expect(map.systems.find((s) => s.name === 'app-db')).toMatchObject({ provides: ['user_id'], dependsOn: ['users', 'exports'] });
+    expect(map.systems.find((s) => s.name === 'app-db')).toMatchObject({ provides: ['user_id'], dependsOn: ['users', 'exports', 'analytics'] });
   });
 
   it('names every problem at once with its path', () => {
