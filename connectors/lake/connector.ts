@@ -20,7 +20,8 @@ import { LAKE_ACTIONS, type LakeSettings, type LakeTable } from './settings.ts';
 /** How often a rewrite starts over when another writer changed the object in between. */
 const ATTEMPTS = 3;
 
-type Rewrite = (object: Uint8Array) => { bytes: Uint8Array | undefined; removed: number };
+/** One object without the subjects' rows: the new bytes (undefined: none of theirs), and their rows by subject. */
+type Rewrite = (object: Uint8Array) => { bytes: Uint8Array | undefined; bySubject: Map<string, number> };
 
 /**
  * Analytics tables on S3: every object of a table that may hold the subject (Hive partitions of
@@ -53,34 +54,51 @@ export class LakeConnector implements Connector {
 
   async run(command: ConnectorCommand): Promise<ConnectorResult> {
     if (command.action !== 'delete') throw new ConnectorPermanentError(`lake: cannot ${command.action}`);
-    let affected = 0;
-    for (const table of this.#settings.tables) {
-      const rewrite = rewriterFor(table, command.identities);
-      if (!rewrite) continue;
-      for await (const key of this.#candidates(table, command.identities)) affected += await this.#rewriteObject(table, key, rewrite);
-    }
-    return { affected };
+    const affected = await this.runBatch(new Map([['subject', command.identities]]));
+    return { affected: affected.get('subject') ?? 0 };
   }
 
   async verify(command: ConnectorCommand): Promise<{ remaining: number }> {
-    let remaining = 0;
+    return { remaining: (await this.verifyBatch(new Map([['subject', command.identities]]))).get('subject') ?? 0 };
+  }
+
+  /**
+   * Remove several subjects in one pass: each object is read and rewritten once, whoever of them it
+   * holds. Returns the rows removed per subject (a row of two subjects counts for both).
+   */
+  async runBatch(subjects: ReadonlyMap<string, readonly Identity[]>): Promise<Map<string, number>> {
+    const counts = new Map([...subjects.keys()].map((k) => [k, 0]));
     for (const table of this.#settings.tables) {
-      const rewrite = rewriterFor(table, command.identities);
+      const rewrite = rewriterFor(table, subjects);
       if (!rewrite) continue;
-      for await (const key of this.#candidates(table, command.identities)) {
-        const object = await this.#get(table, key);
-        if (object) remaining += rewrite(object.bytes).removed;
+      for await (const key of this.#candidates(table, subjects)) {
+        for (const [subject, n] of await this.#rewriteObject(table, key, rewrite)) counts.set(subject, (counts.get(subject) ?? 0) + n);
       }
     }
-    return { remaining };
+    return counts;
+  }
+
+  /** How many rows of each subject remain, in one read of the candidate objects. */
+  async verifyBatch(subjects: ReadonlyMap<string, readonly Identity[]>): Promise<Map<string, number>> {
+    const counts = new Map([...subjects.keys()].map((k) => [k, 0]));
+    for (const table of this.#settings.tables) {
+      const rewrite = rewriterFor(table, subjects);
+      if (!rewrite) continue;
+      for await (const key of this.#candidates(table, subjects)) {
+        const object = await this.#get(table, key);
+        if (!object) continue;
+        for (const [subject, n] of rewrite(object.bytes).bySubject) counts.set(subject, (counts.get(subject) ?? 0) + n);
+      }
+    }
+    return counts;
   }
 
   /** The table's objects that may hold the subject: every object under the prefix, less other partitions. */
-  async *#candidates(table: LakeTable, identities: readonly Identity[]): AsyncGenerator<string> {
+  async *#candidates(table: LakeTable, subjects: ReadonlyMap<string, readonly Identity[]>): AsyncGenerator<string> {
     try {
       for await (const page of paginateListObjectsV2({ client: this.#s3 }, { Bucket: table.bucket, Prefix: table.prefix })) {
         for (const { Key } of page.Contents ?? []) {
-          if (Key && !Key.endsWith('/') && inSubjectPartitions(Key, table, identities)) yield Key;
+          if (Key && !Key.endsWith('/') && [...subjects.values()].some((identities) => inSubjectPartitions(Key, table, identities))) yield Key;
         }
       }
     } catch (error) {
@@ -98,12 +116,12 @@ export class LakeConnector implements Connector {
     }
   }
 
-  async #rewriteObject(table: LakeTable, key: string, rewrite: Rewrite): Promise<number> {
+  async #rewriteObject(table: LakeTable, key: string, rewrite: Rewrite): Promise<Map<string, number>> {
     for (let attempt = 1; attempt <= ATTEMPTS; attempt += 1) {
       const read = await this.#get(table, key);
-      if (!read) return 0;
-      const { bytes, removed } = rewrite(read.bytes);
-      if (!bytes) return 0;
+      if (!read) return new Map();
+      const { bytes, bySubject } = rewrite(read.bytes);
+      if (!bytes) return new Map();
       const { out } = read;
       const versioned = Boolean(out.VersionId && out.VersionId !== 'null');
       let put;
@@ -129,7 +147,7 @@ export class LakeConnector implements Connector {
         if (error instanceof S3ServiceException && (error.name === 'PreconditionFailed' || error.$metadata.httpStatusCode === 412)) continue;
         throw classifyAwsError(`lake ${describe(table)}: write an object`, error);
       }
-      if (!versioned || !put.VersionId) return removed;
+      if (!versioned || !put.VersionId) return bySubject;
       const versions = await this.#versions(table, key);
       const ours = versions.indexOf(put.VersionId);
       if (ours < 0 || versions[ours + 1] !== out.VersionId) {
@@ -140,9 +158,9 @@ export class LakeConnector implements Connector {
       await this.#deleteVersion(table, key, out.VersionId!);
       for (const older of versions.slice(ours + 2)) {
         const old = await this.#get(table, key, older);
-        if (old && rewrite(old.bytes).removed > 0) await this.#deleteVersion(table, key, older);
+        if (old && rewrite(old.bytes).bytes) await this.#deleteVersion(table, key, older);
       }
-      return removed;
+      return bySubject;
     }
     throw new ConnectorRetryableError(`lake ${describe(table)}: an object kept changing while Lethe rewrote it (${String(ATTEMPTS)} attempts)`);
   }
@@ -178,14 +196,18 @@ export class LakeConnector implements Connector {
 
 const describe = (table: LakeTable) => `${table.bucket}/${table.prefix}`;
 
-/** An object under `key=value` for a partition key of an identity belongs to that value only. */
+/**
+ * Whether an object may hold the subject: one under `key=value` for a partition key of an identity
+ * belongs to that value only, so a subject with other values of that identity is not there. A
+ * subject without any value of it may be anywhere.
+ */
 function inSubjectPartitions(key: string, table: LakeTable, identities: readonly Identity[]): boolean {
   const segments = key.split('/');
   for (const { identity, key: name } of table.partitions) {
     const segment = segments.find((s) => s.startsWith(`${name}=`));
-    if (!segment) continue;
-    const value = safeDecode(segment.slice(name.length + 1));
-    if (!identities.some((i) => i.type === identity && i.value === value)) return false;
+    const values = identities.filter((i) => i.type === identity).map((i) => i.value);
+    if (!segment || values.length === 0) continue;
+    if (!values.includes(safeDecode(segment.slice(name.length + 1)))) return false;
   }
   return true;
 }
@@ -198,26 +220,38 @@ function safeDecode(s: string): string {
   }
 }
 
-/** How to take the subject out of one object of the table; undefined when the subject has no identity the table holds. */
-function rewriterFor(table: LakeTable, identities: readonly Identity[]): Rewrite | undefined {
-  const byColumn = new Map<string, Set<string>>();
+/** How to take the subjects out of one object of the table; undefined when none has an identity the table holds. */
+function rewriterFor(table: LakeTable, subjects: ReadonlyMap<string, readonly Identity[]>): Rewrite | undefined {
+  // column → value → the subjects with that value
+  const byColumn = new Map<string, Map<string, string[]>>();
   for (const { identity, column } of table.columns) {
-    for (const i of identities.filter((x) => x.type === identity)) {
-      const set = byColumn.get(column) ?? new Set<string>();
-      set.add(i.value);
-      byColumn.set(column, set);
+    for (const [subject, identities] of subjects) {
+      for (const i of identities.filter((x) => x.type === identity)) {
+        const values = byColumn.get(column) ?? new Map<string, string[]>();
+        values.set(i.value, [...(values.get(i.value) ?? []), subject]);
+        byColumn.set(column, values);
+      }
     }
   }
   if (byColumn.size === 0) return undefined;
   const where = `lake ${describe(table)}`;
-  if (table.format === 'jsonl') return (object) => removeJsonLines(object, byColumn, where);
+  if (table.format === 'jsonl') {
+    return (object) => {
+      const bySubject = new Map<string, number>();
+      const { bytes } = removeJsonLines(object, byColumn, where, (owners) => owners.forEach((o) => bySubject.set(o, (bySubject.get(o) ?? 0) + 1)));
+      return { bytes, bySubject };
+    };
+  }
   return (object) => {
+    const bySubject = new Map<string, number>();
     try {
-      return removeRows(readParquet(object), (_, read) => {
-        const rows = new Set<number>();
-        for (const [column, values] of byColumn) collect(read(column.split('.')), values, rows);
-        return rows;
+      const { bytes } = removeRows(readParquet(object), (_, read) => {
+        const owners = new Map<number, Set<string>>();
+        for (const [column, values] of byColumn) collect(read(column.split('.')), values, owners);
+        for (const subjectsOfRow of owners.values()) subjectsOfRow.forEach((o) => bySubject.set(o, (bySubject.get(o) ?? 0) + 1));
+        return new Set(owners.keys());
       });
+      return { bytes, bySubject };
     } catch (error) {
       if (error instanceof ConnectorPermanentError) throw new ConnectorPermanentError(`${where}: ${error.message}`, { cause: error });
       throw error;
@@ -225,11 +259,12 @@ function rewriterFor(table: LakeTable, identities: readonly Identity[]): Rewrite
   };
 }
 
-/** Rows whose value is one of `values`: strings as UTF-8 bytes, integers as their stored bytes. */
-function collect(column: ColumnValues, values: ReadonlySet<string>, rows: Set<number>): void {
-  const wanted = new Set<string>();
-  for (const v of values) {
-    if (column.physical === 6 || column.physical === 7) wanted.add(Buffer.from(v, 'utf8').toString('latin1'));
+/** Rows whose value is one of `values` (strings as UTF-8 bytes, integers as their stored bytes), with whose they are. */
+function collect(column: ColumnValues, values: ReadonlyMap<string, readonly string[]>, owners: Map<number, Set<string>>): void {
+  const wanted = new Map<string, readonly string[]>();
+  for (const [v, subjects] of values) {
+    let key: string | undefined;
+    if (column.physical === 6 || column.physical === 7) key = Buffer.from(v, 'utf8').toString('latin1');
     else if ((column.physical === 1 || column.physical === 2) && /^-?\d{1,19}$/.test(v)) {
       const b = Buffer.alloc(column.physical === 1 ? 4 : 8);
       if (column.physical === 1) {
@@ -237,10 +272,16 @@ function collect(column: ColumnValues, values: ReadonlySet<string>, rows: Set<nu
         if (n < -(2 ** 31) || n >= 2 ** 31) continue;
         b.writeInt32LE(n);
       } else b.writeBigInt64LE(BigInt.asIntN(64, BigInt(v)));
-      wanted.add(b.toString('latin1'));
+      key = b.toString('latin1');
     }
+    if (key !== undefined) wanted.set(key, subjects);
   }
   column.rows.forEach((value, i) => {
-    if (value && wanted.has(Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('latin1'))) rows.add(i);
+    if (!value) return;
+    const subjects = wanted.get(Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('latin1'));
+    if (!subjects) return;
+    const set = owners.get(i) ?? new Set<string>();
+    subjects.forEach((s) => set.add(s));
+    owners.set(i, set);
   });
 }

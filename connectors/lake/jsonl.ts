@@ -9,11 +9,16 @@ export interface JsonLinesResult {
 
 /**
  * Remove the lines of a JSON Lines object whose value at any of `columns` (dotted paths) is one of
- * the subject's `values` for that column. Every other line is kept byte for byte, line endings
+ * the subjects' values for that column (`onRemoved` hears whose each removed line was). Every other line is kept byte for byte, line endings
  * included; a gzip object is written back gzip. A line that is not JSON is refused rather than
  * guessed at: it could be the subject's.
  */
-export function removeJsonLines(object: Uint8Array, columns: ReadonlyMap<string, ReadonlySet<string>>, where: string): JsonLinesResult {
+export function removeJsonLines(
+  object: Uint8Array,
+  columns: ReadonlyMap<string, ReadonlyMap<string, readonly string[]>>,
+  where: string,
+  onRemoved: (owners: readonly string[]) => void = () => undefined,
+): JsonLinesResult {
   const gzipped = object[0] === 0x1f && object[1] === 0x8b;
   const text = Buffer.from(gzipped ? gunzipSync(object) : object);
   const kept: Buffer[] = [];
@@ -37,8 +42,12 @@ export function removeJsonLines(object: Uint8Array, columns: ReadonlyMap<string,
     } catch {
       throw new ConnectorPermanentError(`${where}: line ${String(line)} is not JSON; the object is left as it is`);
     }
-    if ([...columns].some(([column, values]) => matches(valueAt(row, column), values))) removed += 1;
-    else kept.push(raw);
+    const owners = new Set<string>();
+    for (const [column, values] of columns) for (const o of ownersOf(valueAt(row, column), values)) owners.add(o);
+    if (owners.size > 0) {
+      removed += 1;
+      onRemoved([...owners]);
+    } else kept.push(raw);
   }
   if (removed === 0) return { bytes: undefined, removed: 0 };
   const out = Buffer.concat(kept);
@@ -51,9 +60,9 @@ function valueAt(row: unknown, path: string): unknown {
   return v;
 }
 
-/** A string is compared as it is; a number by its decimal text (user ids are often numbers in JSON). */
-function matches(value: unknown, values: ReadonlySet<string>): boolean {
-  if (typeof value === 'string') return values.has(value);
-  if (typeof value === 'number' || typeof value === 'bigint') return values.has(String(value));
-  return false;
+/** Whose value it is: a string compared as it is, a number by its decimal text (user ids are often numbers in JSON). */
+function ownersOf(value: unknown, values: ReadonlyMap<string, readonly string[]>): readonly string[] {
+  if (typeof value === 'string') return values.get(value) ?? [];
+  if (typeof value === 'number' || typeof value === 'bigint') return values.get(String(value)) ?? [];
+  return [];
 }

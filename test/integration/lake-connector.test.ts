@@ -91,6 +91,39 @@ describe('Class: LakeConnector (fauxqs)', () => {
     expect(await connector().run(command())).toEqual({ affected: 0 });
   });
 
+  it('removes 1,000 subjects in one pass, reading and writing each object once, and counts each one’s rows', async () => {
+    const calls: string[] = [];
+    s3.middlewareStack.add((next, context) => (args) => (calls.push(context.commandName ?? ''), next(args)), { step: 'initialize', name: 'count' });
+    // Each known by e-mail and by a user_id that no clicks partition holds: only the Parquet objects are read.
+    const subjects = new Map(
+      Array.from({ length: 1000 }, (_, i) => [
+        `r-${String(i)}`,
+        [
+          { type: 'email', value: `user${String(i)}@example.com` },
+          { type: 'user_id', value: String(1000 + i) },
+        ],
+      ]),
+    );
+    try {
+      const counts = await connector().runBatch(subjects);
+      expect(counts.get('r-7')).toBe(200); // 100 rows in each of two Parquet objects
+      expect(counts.get('r-49')).toBe(200);
+      expect(counts.get('r-50')).toBe(0);
+      expect([...counts.values()].reduce((a, b) => a + b, 0)).toBe(10_000);
+      expect(calls.filter((c) => c === 'GetObjectCommand')).toHaveLength(2);
+      expect(calls.filter((c) => c === 'PutObjectCommand')).toHaveLength(2);
+      expect([...(await connector().verifyBatch(subjects)).values()].every((n) => n === 0)).toBe(true);
+    } finally {
+      s3.middlewareStack.remove('count');
+    }
+  });
+
+  it('reads every partition for a subject known by no identity the partitions are keyed by', async () => {
+    const error = await connector().run({ ...command(), identities: [{ type: 'email', value: 'user7@example.com' }] }).catch((e: unknown) => e);
+    // The user_id=8 object is read now (and is not JSON): the subject's rows could be anywhere.
+    expect((error as Error).message).toBe(`lake ${bucket}/clicks/: line 1 is not JSON; the object is left as it is`);
+  });
+
   it('leaves alone a table whose identity columns the subject has no value for', async () => {
     const before = await object('events/dt=2024-01-01/part-0.parquet');
     expect(await connector().run({ ...command(), identities: [{ type: 'phone', value: '+441234567890' }] })).toEqual({ affected: 0 });
