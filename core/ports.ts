@@ -73,6 +73,8 @@ export interface PendingJob {
   /** How often to ask the vendor, and how long it may take before the task fails. */
   readonly pollEverySeconds: number;
   readonly deadlineSeconds: number;
+  /** What the job waits for when nothing can be polled (`its callback`, `the next batch`), for the status. */
+  readonly awaiting?: string;
 }
 
 export interface JobState {

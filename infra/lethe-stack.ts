@@ -41,6 +41,9 @@ export interface LetheStackProps extends StackProps {
 }
 
 const WORKER_TIMEOUT = Duration.minutes(2);
+/** A lake worker reads and rewrites whole objects, for a batch of subjects at a time. */
+const LAKE_WORKER_TIMEOUT = Duration.minutes(15);
+const workerTimeout = (kind: string) => (kind === 'lake' ? LAKE_WORKER_TIMEOUT : WORKER_TIMEOUT);
 
 /**
  * Lethe in one stack: intake (EventBridge and IAM-authorized HTTP), the requests table, the intake
@@ -144,7 +147,7 @@ export class LetheStack extends Stack {
       systemQueues.set(
         system.name,
         new SecureQueue(this, `System-${system.name}`, {
-          visibilityTimeout: Duration.seconds(WORKER_TIMEOUT.toSeconds() * 6),
+          visibilityTimeout: Duration.seconds(workerTimeout(system.connector).toSeconds() * 6),
           maxReceiveCount: system.maxAttempts + 2,
         }),
       );
@@ -157,8 +160,8 @@ export class LetheStack extends Stack {
       const worker = new SecureFunction(this, `RunConnector-${kind}`, {
         handler: 'run-connector',
         description: `Lethe: ${kind} connector worker`,
-        timeout: WORKER_TIMEOUT,
-        memorySize: 1024,
+        timeout: workerTimeout(kind),
+        memorySize: kind === 'lake' ? 3008 : 1024,
         environment: { ...stateEnv, ...keyEnv, CONNECTOR_KIND: kind },
         bundledSystems: JSON.stringify(systems),
         ...(network && CONNECTOR_KINDS[kind]?.privateNetwork && { network }),
@@ -176,6 +179,8 @@ export class LetheStack extends Stack {
           }),
         );
         this.#grantTarget(worker, system);
+        // A lake worker schedules its batches on its own queue.
+        if (kind === 'lake') systemQueues.get(system.name)!.queue.grantSendMessages(worker);
       }
     }
 

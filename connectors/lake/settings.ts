@@ -11,6 +11,14 @@ const identityType = z.string().regex(/^[a-z][a-z0-9_]{1,63}$/, 'must be an iden
  * there and rewrites each object that has any without them.
  */
 export const lakeSettingsSchema = z.strictObject({
+  /**
+   * Erasures are collected and done together, each object rewritten once for all of them: when the
+   * first has waited `windowSeconds` (at most 900, SQS's longest delay; 0: each at once), or when
+   * `maxSubjects` are waiting.
+   */
+  batch: z
+    .strictObject({ windowSeconds: z.int().min(0).max(900).default(900), maxSubjects: z.int().min(1).max(10_000).default(1000) })
+    .default({ windowSeconds: 900, maxSubjects: 1000 }),
   tables: z
     .array(
       z.strictObject({

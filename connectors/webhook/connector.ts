@@ -70,7 +70,9 @@ export class WebhookConnector implements Connector {
         if (!command.callbackUrl) throw new ConnectorPermanentError(`${this.#system}: the service accepted the ${action} for later, but this run has no callback URL`);
         return {
           affected: 0,
-          pending: [{ vendor: 'webhook', id, vars: {}, pollEverySeconds: Math.min(CHECK_EVERY_SECONDS, this.#deadlineSeconds), deadlineSeconds: this.#deadlineSeconds }],
+          pending: [
+            { vendor: 'webhook', id, vars: {}, pollEverySeconds: Math.min(CHECK_EVERY_SECONDS, this.#deadlineSeconds), deadlineSeconds: this.#deadlineSeconds, awaiting: 'its callback' },
+          ],
         };
     }
   }

@@ -1,4 +1,4 @@
-import { GetCommand, paginateQuery, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, GetCommand, paginateQuery, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { describeAwsError, isRetryableAwsError } from '#connectors/aws-errors';
 import type { PseudonymousIdentity } from '#core/identity';
 import { InvalidTransitionError, NotFoundError, PermanentError, RetryableError } from '#core/errors';
@@ -38,6 +38,12 @@ export interface SubjectRequest {
   readonly requestId: string;
   readonly type: RequestType;
   readonly receivedAt: string;
+}
+
+export interface BatchMember {
+  readonly requestId: string;
+  readonly action: TaskKind;
+  readonly joinedAt: string;
 }
 
 export interface RestrictionItem {
@@ -290,8 +296,75 @@ export class RequestStore {
     }
   }
 
+  // Batches: tasks of a system that wait to be done together (a data lake rewrite), under
+  // `pk = BATCH#<system>`: `M#<requestId>#<action>` per member, `LOCK` while a worker runs the batch.
+
+  /** Join the system's batch (again: no change). */
+  async joinBatch(system: string, requestId: string, action: TaskKind): Promise<void> {
+    try {
+      await dynamo.send(
+        new PutCommand({
+          TableName: this.#table,
+          Item: { pk: `BATCH#${system}`, sk: `M#${requestId}#${action}`, requestId, action, joinedAt: new Date().toISOString() },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+    } catch (error) {
+      if (!isConditionFailure(error)) throw wrap('join a batch', error);
+    }
+  }
+
+  /** The batch's members, those who joined first first. */
+  async batchMembers(system: string): Promise<BatchMember[]> {
+    const items = await this.#itemsOf(`BATCH#${system}`, 'M#', 'read a batch');
+    return items.map((i) => ({ requestId: i['requestId'] as string, action: i['action'] as TaskKind, joinedAt: i['joinedAt'] as string })).sort((a, b) => a.joinedAt.localeCompare(b.joinedAt));
+  }
+
+  async leaveBatch(system: string, requestId: string, action: TaskKind): Promise<void> {
+    try {
+      await dynamo.send(new DeleteCommand({ TableName: this.#table, Key: { pk: `BATCH#${system}`, sk: `M#${requestId}#${action}` } }));
+    } catch (error) {
+      throw wrap('leave a batch', error);
+    }
+  }
+
+  /** Take the batch's lock for `seconds` (a crashed holder's lock lapses); false when another worker holds it. */
+  async lockBatch(system: string, owner: string, seconds: number): Promise<boolean> {
+    const now = new Date();
+    try {
+      await dynamo.send(
+        new PutCommand({
+          TableName: this.#table,
+          Item: { pk: `BATCH#${system}`, sk: 'LOCK', owner, until: new Date(now.getTime() + seconds * 1000).toISOString() },
+          ConditionExpression: 'attribute_not_exists(pk) OR #until < :now',
+          ExpressionAttributeNames: { '#until': 'until' },
+          ExpressionAttributeValues: { ':now': now.toISOString() },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw wrap('lock a batch', error);
+    }
+  }
+
+  async unlockBatch(system: string, owner: string): Promise<void> {
+    try {
+      await dynamo.send(
+        new DeleteCommand({ TableName: this.#table, Key: { pk: `BATCH#${system}`, sk: 'LOCK' }, ConditionExpression: '#owner = :owner', ExpressionAttributeNames: { '#owner': 'owner' }, ExpressionAttributeValues: { ':owner': owner } }),
+      );
+    } catch (error) {
+      if (!isConditionFailure(error)) throw wrap('unlock a batch', error);
+    }
+  }
+
   /** Every item of a request whose sort key starts with `prefix`, read consistently. */
   async #itemsUnder(requestId: string, prefix: string, what: string): Promise<Record<string, unknown>[]> {
+    return this.#itemsOf(`REQ#${requestId}`, prefix, what);
+  }
+
+  /** Every item of a partition whose sort key starts with `prefix`, read consistently. */
+  async #itemsOf(pk: string, prefix: string, what: string): Promise<Record<string, unknown>[]> {
     const items: Record<string, unknown>[] = [];
     try {
       const pages = paginateQuery(
@@ -299,7 +372,7 @@ export class RequestStore {
         {
           TableName: this.#table,
           KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-          ExpressionAttributeValues: { ':pk': `REQ#${requestId}`, ':prefix': prefix },
+          ExpressionAttributeValues: { ':pk': pk, ':prefix': prefix },
           ConsistentRead: true,
         },
       );

@@ -1,12 +1,14 @@
 import { SendTaskFailureCommand, SendTaskHeartbeatCommand, SendTaskSuccessCommand } from '@aws-sdk/client-sfn';
-import { ChangeMessageVisibilityCommand, GetQueueUrlCommand } from '@aws-sdk/client-sqs';
+import { ChangeMessageVisibilityCommand, GetQueueUrlCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { createHmac } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { connectorFor } from '#connectors/index';
+import { LakeConnector } from '#connectors/lake/connector';
+import { lakeSettingsSchema } from '#connectors/lake/settings';
 import type { SystemConfig } from '#core/config';
 import { open, openIdentities, seal, sealIdentities } from '#core/envelope';
 import { ConnectorPermanentError, ConnectorRetryableError, isRetryable, LetheError, PermanentError, RetryableError, retryDelaySeconds } from '#core/errors';
@@ -31,7 +33,7 @@ const apiUrl = process.env['API_URL'];
 const processor = new BatchProcessor(EventType.SQS);
 
 /** What the saga puts on a system's queue: ids and the task token, never an identity. */
-const messageSchema = z.object({
+const taskMessageSchema = z.object({
   requestId: z.uuid(),
   system: z.string(),
   action: z.enum(TASK_KINDS),
@@ -39,7 +41,15 @@ const messageSchema = z.object({
   /** From the poller: ask the vendor where the task's jobs stand. */
   poll: z.literal(true).optional(),
 });
-type TaskMessage = z.infer<typeof messageSchema>;
+type TaskMessage = z.infer<typeof taskMessageSchema>;
+/** What a worker puts on its own queue: time to run the system's batch. */
+const batchMessageSchema = z.object({ batch: z.literal(true), system: z.string() });
+const messageSchema = z.union([batchMessageSchema, taskMessageSchema]);
+
+/** A batch's lock outlives the longest run of a lake worker (15 minutes). */
+const BATCH_LOCK_SECONDS = 960;
+/** A batch that failed retryably is tried again this much later, with whoever joined meanwhile. */
+const BATCH_RETRY_SECONDS = 60;
 
 /**
  * One task: decrypt the subject's identities, have the system's connector act, verify nothing
@@ -48,7 +58,9 @@ type TaskMessage = z.infer<typeof messageSchema>;
  * a permanent failure, the task fails with its error class and the token is failed.
  */
 async function runTask(record: SQSRecord): Promise<void> {
-  const message = messageSchema.parse(JSON.parse(record.body));
+  const parsed = messageSchema.parse(JSON.parse(record.body));
+  if ('batch' in parsed) return runBatch(parsed.system, record);
+  const message = parsed;
   const { requestId, system: systemName, action } = message;
   const system = systems.get(systemName);
   if (!system) {
@@ -56,7 +68,11 @@ async function runTask(record: SQSRecord): Promise<void> {
   }
   const task = await store.task(requestId, systemName, action);
   if (task && isFinalTaskStatus(task.status)) return report(message, task);
-  if (message.poll) return pollJobs(message, system, task);
+  if (message.poll) {
+    // A batch member's poll also asks for its batch, should a trigger have been lost.
+    if (task?.status === 'waiting_on_vendor' && batchOf(system)) await triggerBatch(record, systemName, 0);
+    return pollJobs(message, system, task);
+  }
   // A redelivered start of a task whose vendor job runs: the poller follows it.
   if (task?.status === 'waiting_on_vendor') return;
 
@@ -91,6 +107,7 @@ async function runTask(record: SQSRecord): Promise<void> {
         ...(action === 'restrict' && { recordRestriction: (r: Restriction) => recordRestriction(requestId, systemName, r, dataKey) }),
         ...(lifting && { restrictions: lifting.map((l) => l.restriction) }),
       };
+      if (action === 'delete' && batchOf(system)) return await joinBatch(message, system, record, dataKey);
       const result = await connector.run(command);
       affected = result.affected;
       if (result.pending?.length) return await waitOnVendor(message, system, result.pending, affected, dataKey);
@@ -221,12 +238,119 @@ async function pollJobs(message: TaskMessage, system: SystemConfig, task: TaskRe
 async function jobState(connector: Connector, command: ConnectorCommand, job: PendingJob, task: TaskRecord): Promise<JobState> {
   const report = task.callback?.job === job.id ? task.callback : undefined;
   if (report) return report.status === 'done' ? { state: 'done', detail: 'reported done' } : { state: 'failed', detail: report.error ?? 'reported failed' };
-  return connector.poll ? connector.poll(command, job) : { state: 'pending', detail: 'waiting for its callback' };
+  return connector.poll ? connector.poll(command, job) : { state: 'pending', detail: `waiting for ${job.awaiting ?? 'the vendor'}` };
 }
 
 /** Where a webhook service reports a task it accepted: signed, to the API's callback route. */
 const callbackUrl = (base: string, { requestId, system, action }: TaskMessage) =>
   new URL(`v1/callbacks/${requestId}/${encodeURIComponent(system)}/${action}`, base.endsWith('/') ? base : `${base}/`).toString();
+
+/** A system's batching, when it collects its erasures (a data lake with a window). */
+function batchOf(system: SystemConfig): { windowSeconds: number; maxSubjects: number } | undefined {
+  if (system.connector !== 'lake') return undefined;
+  const { batch } = lakeSettingsSchema.parse(system.settings);
+  return batch.windowSeconds > 0 ? batch : undefined;
+}
+
+/**
+ * Join the system's batch instead of acting alone: the task waits (its token kept, kept alive by
+ * the poller) and a trigger on the system's queue runs the batch when this task's window closes,
+ * or now when the batch is full.
+ */
+async function joinBatch(message: TaskMessage, system: SystemConfig, record: SQSRecord, dataKey: Uint8Array): Promise<void> {
+  const batch = batchOf(system)!;
+  await store.joinBatch(system.name, message.requestId, message.action);
+  const job: PendingJob = { vendor: 'lake', id: 'batch', vars: {}, pollEverySeconds: 3600, deadlineSeconds: system.timeoutSeconds, awaiting: 'the next batch' };
+  await waitOnVendor(message, system, [job], 0, dataKey);
+  const members = (await store.batchMembers(system.name)).length;
+  await triggerBatch(record, system.name, members >= batch.maxSubjects ? 0 : batch.windowSeconds);
+}
+
+async function triggerBatch(record: SQSRecord, system: string, delaySeconds: number): Promise<void> {
+  const queueUrl = await queueUrlOf(record);
+  if (!queueUrl) throw new RetryableError(`${system}: cannot find its queue to schedule the batch`);
+  await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify({ batch: true, system }), DelaySeconds: delaySeconds }));
+}
+
+/**
+ * Run a system's batch, under its lock, once its oldest member has waited the window (or it is
+ * full): one rewrite pass removes every member's subject, one read verifies, and each member's task
+ * succeeds with its own count. A member still found stays for the next batch; a retryable failure
+ * keeps them all for the next batch; a permanent one fails them all with its cause.
+ */
+async function runBatch(systemName: string, record: SQSRecord): Promise<void> {
+  const system = systems.get(systemName);
+  const batch = system && batchOf(system);
+  if (!system || !batch) return;
+  const owner = randomUUID();
+  if (!(await store.lockBatch(systemName, owner, BATCH_LOCK_SECONDS))) return triggerBatch(record, systemName, 30);
+  const waiting = new Map<string, TaskMessage>();
+  try {
+    const members = await store.batchMembers(systemName);
+    const dueBy = new Date(Date.now() - (batch.windowSeconds - 1) * 1000).toISOString();
+    if (members.length === 0 || (members.length < batch.maxSubjects && members[0]!.joinedAt > dueBy)) return;
+    const subjects = new Map<string, Identity[]>();
+    for (const m of members.slice(0, batch.maxSubjects)) {
+      const task = await store.task(m.requestId, systemName, m.action);
+      if (task?.status !== 'waiting_on_vendor' || !task.taskToken) {
+        await store.leaveBatch(systemName, m.requestId, m.action); // settled or failed meanwhile
+        continue;
+      }
+      const key = `${m.requestId}#${m.action}`;
+      subjects.set(key, (await subjectOf(m.requestId)).identities);
+      waiting.set(key, { requestId: m.requestId, system: systemName, action: m.action, taskToken: task.taskToken });
+    }
+    if (subjects.size === 0) return;
+    const connector = await connectorFor(system, connectorClients);
+    if (!(connector instanceof LakeConnector)) throw new PermanentError(`${systemName}: the ${system.connector} connector does not batch`);
+    const affected = await connector.runBatch(subjects);
+    const remaining = await connector.verifyBatch(subjects);
+    let settled = 0;
+    for (const [key, message] of waiting) {
+      if ((remaining.get(key) ?? 0) > 0) continue;
+      const n = affected.get(key) ?? 0;
+      const jobs = `lake batch of ${String(subjects.size)}`;
+      await store.transitionTask(message.requestId, systemName, message.action, 'succeeded', { affected: n, remaining: 0, jobs });
+      await audit.append(message.requestId, taskEvent('task.succeeded', message, { status: 'succeeded', affected: n, remaining: 0, jobs }));
+      await report(message, { status: 'succeeded', affected: n });
+      await store.leaveBatch(systemName, message.requestId, message.action);
+      metrics.addMetric('TasksSucceeded', MetricUnit.Count, 1);
+      metrics.addMetric('RecordsAffected', MetricUnit.Count, n);
+      settled += 1;
+    }
+    logger.info('batch done', { system: systemName, subjects: subjects.size, settled });
+    if (members.length > settled) await triggerBatch(record, systemName, settled < subjects.size ? BATCH_RETRY_SECONDS : 0);
+  } catch (error) {
+    if (isRetryable(error)) {
+      logger.warn('batch failed, its members wait for the next one', { system: systemName, members: waiting.size, ...errorFields(error) });
+      await triggerBatch(record, systemName, BATCH_RETRY_SECONDS);
+    } else {
+      for (const message of waiting.values()) {
+        await fail(message, error);
+        await store.leaveBatch(systemName, message.requestId, message.action);
+      }
+    }
+  } finally {
+    await store.unlockBatch(systemName, owner);
+  }
+}
+
+const queueUrls = new Map<string, Promise<string | undefined>>();
+
+/** The URL of the queue a message came from. */
+function queueUrlOf(record: SQSRecord): Promise<string | undefined> {
+  const [, , , , account, name] = record.eventSourceARN.split(':');
+  if (!queueUrls.has(record.eventSourceARN)) {
+    queueUrls.set(
+      record.eventSourceARN,
+      sqs.send(new GetQueueUrlCommand({ QueueName: name, QueueOwnerAWSAccountId: account })).then(
+        (out) => out.QueueUrl,
+        () => undefined,
+      ),
+    );
+  }
+  return queueUrls.get(record.eventSourceARN)!;
+}
 
 const noKeyedHash = (): string => {
   throw new PermanentError('a keyed hash is only available to anonymize');
@@ -284,20 +408,8 @@ async function fail(message: TaskMessage, error: unknown): Promise<void> {
   await report(message, { status: 'failed', errorName, errorMessage });
 }
 
-const queueUrls = new Map<string, Promise<string | undefined>>();
-
 async function retryAfter(record: SQSRecord, seconds: number): Promise<void> {
-  const [, , , , account, name] = record.eventSourceARN.split(':');
-  if (!queueUrls.has(record.eventSourceARN)) {
-    queueUrls.set(
-      record.eventSourceARN,
-      sqs.send(new GetQueueUrlCommand({ QueueName: name, QueueOwnerAWSAccountId: account })).then(
-        (out) => out.QueueUrl,
-        () => undefined,
-      ),
-    );
-  }
-  const queueUrl = await queueUrls.get(record.eventSourceARN);
+  const queueUrl = await queueUrlOf(record);
   if (!queueUrl) return;
   try {
     await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: seconds }));

@@ -22,7 +22,7 @@ interface Status {
   requestId: string;
   status: string;
   completedAt: string | null;
-  systems: { system: string; action: string; status: string; affected: number | null }[];
+  systems: { system: string; action: string; status: string; affected: number | null; jobs?: string }[];
 }
 
 describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
@@ -89,7 +89,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     const done = await final(answer.requestId);
     expect(done).toMatchObject({ status: 'completed', completedAt: expect.any(String) as string });
     expect(done.systems).toEqual([
-      { system: 'analytics', action: 'delete', status: 'succeeded', affected: 6 },
+      { system: 'analytics', action: 'delete', status: 'succeeded', affected: 6, jobs: 'lake batch of 1' },
       { system: 'app-db', action: 'delete', status: 'succeeded', affected: 3 },
       { system: 'app-db', action: 'resolve', status: 'succeeded', affected: 1 },
       { system: 'exports', action: 'delete', status: 'succeeded', affected: 2 },
@@ -108,8 +108,8 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
 
     const verify = spawnSync(process.execPath, ['cli/lethe.ts', 'audit', 'verify', '--request', answer.requestId, '--state-dir', stateDir], { encoding: 'utf8' });
     expect(verify.stderr).toBe('');
-    // received, planned, running and succeeded for each of 5 tasks, completed
-    expect(verify.stdout).toMatch(/13 records, intact .*last event request\.completed/);
+    // received, planned, running and succeeded for each of 5 tasks, the lake task's wait for its batch, completed
+    expect(verify.stdout).toMatch(/14 records, intact .*last event request\.completed/);
     expect(verify.status).toBe(0);
   });
 
@@ -127,7 +127,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     const done = await final(body.requestId);
     // No account, so no user_id is found: every planned system affects nothing.
     expect(done.systems).toEqual([
-      { system: 'analytics', action: 'delete', status: 'succeeded', affected: 0 },
+      { system: 'analytics', action: 'delete', status: 'succeeded', affected: 0, jobs: 'lake batch of 1' },
       { system: 'app-db', action: 'delete', status: 'succeeded', affected: 0 },
       { system: 'app-db', action: 'resolve', status: 'succeeded', affected: 0 },
       { system: 'exports', action: 'delete', status: 'succeeded', affected: 0 },

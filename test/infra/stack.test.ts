@@ -302,6 +302,16 @@ describe('Stack: Lethe with a worker per connector kind', () => {
     expect(lake).toContain('"s3:prefix":["events/*"]');
     expect(lake).not.toContain('acme-exports');
     expect(policyOf('RunConnectors3')).not.toContain('acme-lake');
+    expect(lake).toMatch(/"sqs:SendMessage".*Systemeventslake/);
+    expect(lake).not.toMatch(/Systemusers|Systemcrm/);
+  });
+
+  it('gives the lake worker a batch’s time: 15 minutes, 3 GB, and its queue six times that to hide a message', () => {
+    const functions = many.findResources('AWS::Lambda::Function');
+    const lake = Object.entries(functions).find(([id]) => id.startsWith('RunConnectorlake'))![1] as { Properties: { Timeout: number; MemorySize: number } };
+    expect(lake.Properties).toMatchObject({ Timeout: 900, MemorySize: 3008 });
+    const queue = Object.entries(many.findResources('AWS::SQS::Queue')).find(([id]) => id.startsWith('Systemeventslake') && !id.includes('Dlq'))![1] as { Properties: { VisibilityTimeout: number } };
+    expect(queue.Properties.VisibilityTimeout).toBe(5400);
   });
 
   it('scopes the S3 worker to its bucket and the Cognito worker to its pool', () => {

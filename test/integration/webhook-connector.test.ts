@@ -90,7 +90,7 @@ describe('Class: WebhookConnector', () => {
 
     expect(result).toEqual({
       affected: 0,
-      pending: [{ vendor: 'webhook', id: '6a6b6c6d-0000-4000-8000-0000000000aa:billing-svc:delete', vars: {}, pollEverySeconds: 900, deadlineSeconds: 3600 }],
+      pending: [{ vendor: 'webhook', id: '6a6b6c6d-0000-4000-8000-0000000000aa:billing-svc:delete', vars: {}, pollEverySeconds: 900, deadlineSeconds: 3600, awaiting: 'its callback' }],
     });
     expect(new Date(service.deliveries[0]!.delivery.deadline).getTime() - Date.now()).toBeGreaterThan(3590_000);
   });

@@ -80,7 +80,7 @@ const waitingTask = (deadlineAt: string, callback?: object) => ({
   taskToken: 'token-3',
   jobs: `webhook job ${jobId}`,
   deadlineAt,
-  sealedJobs: seal([{ vendor: 'webhook', id: jobId, vars: {}, pollEverySeconds: 900, deadlineSeconds: 86_400 }], dataKey.plaintext, requestId),
+  sealedJobs: seal([{ vendor: 'webhook', id: jobId, vars: {}, pollEverySeconds: 900, deadlineSeconds: 86_400, awaiting: 'its callback' }], dataKey.plaintext, requestId),
   ...(callback && { callback }),
 });
 const update = (to: string) => dynamo.commandCalls(UpdateCommand).find((c) => c.args[0].input.ExpressionAttributeValues?.[':to'] === to)?.args[0].input;
