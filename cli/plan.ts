@@ -1,3 +1,4 @@
+import { AthenaClient } from '@aws-sdk/client-athena';
 import { CognitoIdentityProviderClient } from '@aws-sdk/client-cognito-identity-provider';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
@@ -81,6 +82,7 @@ export async function plan(argv: string[]): Promise<number> {
     dynamo: DynamoDBDocumentClient.from(new DynamoDBClient(aws(local?.dynamoDbEndpoint ?? ''))),
     s3: () => new S3Client({ ...aws(local?.s3Endpoint ?? ''), forcePathStyle: Boolean(local) }),
     cognito: () => new CognitoIdentityProviderClient({}),
+    athena: () => new AthenaClient({}),
     secret: async (arn: string) => (await new SecretsManagerClient({}).send(new GetSecretValueCommand({ SecretId: arn }))).SecretString,
     parameter: async (name: string) =>
       (await new SSMClient({}).send(new GetParameterCommand({ Name: name, WithDecryption: true }))).Parameter?.Value,

@@ -1,3 +1,4 @@
+import type { AthenaClient } from '@aws-sdk/client-athena';
 import type { CognitoIdentityProviderClient } from '@aws-sdk/client-cognito-identity-provider';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -10,6 +11,8 @@ import { cognitoSettingsSchema } from './cognito/settings.ts';
 import { DynamoDbConnector } from './dynamodb/connector.ts';
 import { VendorClient } from './http/client.ts';
 import { HttpConnector } from './http/connector.ts';
+import { IcebergConnector } from './iceberg/connector.ts';
+import { icebergSettingsSchema } from './iceberg/settings.ts';
 import { LakeConnector } from './lake/connector.ts';
 import { lakeSettingsSchema } from './lake/settings.ts';
 import { httpSettingsSchema } from './http/settings.ts';
@@ -31,6 +34,7 @@ export interface ConnectorClients {
   readonly dynamo: DynamoDBDocumentClient;
   readonly s3: () => S3Client;
   readonly cognito: () => CognitoIdentityProviderClient;
+  readonly athena: () => AthenaClient;
   /** A Secrets Manager secret's string, for connection secrets held there. */
   readonly secret: (arn: string) => Promise<string | undefined>;
   /** An SSM parameter's decrypted value, for connection secrets held there. */
@@ -71,6 +75,8 @@ async function build(system: SystemConfig, clients: ConnectorClients): Promise<C
     }
     case 's3':
       return new S3Connector(clients.s3(), s3SettingsSchema.parse(system.settings));
+    case 'iceberg':
+      return new IcebergConnector(clients.athena(), icebergSettingsSchema.parse(system.settings));
     case 'lake':
       return new LakeConnector(clients.s3(), lakeSettingsSchema.parse(system.settings));
     case 'cognito':

@@ -4,6 +4,7 @@ import { COGNITO_ACTIONS, cognitoSettingsSchema } from './cognito/settings.ts';
 import { DYNAMODB_ACTIONS, dynamoDbSettingsSchema } from './dynamodb/settings.ts';
 import { definedActions } from './http/definition.ts';
 import { httpSettingsSchema, type HttpSettings } from './http/settings.ts';
+import { ICEBERG_ACTIONS, icebergSettingsSchema } from './iceberg/settings.ts';
 import { LAKE_ACTIONS, lakeSettingsSchema } from './lake/settings.ts';
 import { REDIS_ACTIONS, redisSettingsSchema } from './redis/settings.ts';
 import { S3_ACTIONS, s3SettingsSchema } from './s3/settings.ts';
@@ -22,7 +23,9 @@ export const CONNECTOR_KINDS: ConnectorKinds = {
   s3: { actions: S3_ACTIONS, settings: s3SettingsSchema },
   cognito: { actions: COGNITO_ACTIONS, settings: cognitoSettingsSchema },
   /** Analytics tables on S3 (Parquet, JSON Lines): objects rewritten without the subject's rows. */
-  lake: { actions: LAKE_ACTIONS, settings: lakeSettingsSchema },
+  lake: { actions: LAKE_ACTIONS, settings: lakeSettingsSchema, batches: true },
+  /** Apache Iceberg tables through Athena: DELETE, compaction, snapshot expiry. */
+  iceberg: { actions: ICEBERG_ACTIONS, settings: icebergSettingsSchema, batches: true },
   /** A vendor's API, from its definition: the actions are the ones the definition offers. */
   http: {
     actions: ACTIONS,

@@ -20,6 +20,8 @@ export interface ConnectorKindSpec {
   readonly actionsOf?: (settings: unknown) => readonly Action[];
   /** The longest a system's asynchronous jobs may take (their deadline), in seconds. */
   readonly longestJobSeconds?: (settings: unknown) => number;
+  /** Whether its erasures are collected into batches (`settings.batch`), done in one pass. */
+  readonly batches?: boolean;
 }
 
 export type ConnectorKinds = Readonly<Record<string, ConnectorKindSpec>>;

@@ -107,3 +107,14 @@ export interface Connector {
   /** Where a job that `run` left pending stands; only connectors with asynchronous jobs have it. */
   poll?(command: ConnectorCommand, job: PendingJob): Promise<JobState>;
 }
+
+/**
+ * A connector that does many subjects' erasures in one pass (a data lake rewrite, an Iceberg
+ * DELETE and compaction): subjects by key, counts by the same keys.
+ */
+export interface BatchConnector extends Connector {
+  runBatch(subjects: ReadonlyMap<string, readonly Identity[]>): Promise<Map<string, number>>;
+  verifyBatch(subjects: ReadonlyMap<string, readonly Identity[]>): Promise<Map<string, number>>;
+}
+
+export const isBatchConnector = (c: Connector): c is BatchConnector => 'runBatch' in c && 'verifyBatch' in c;

@@ -23,6 +23,7 @@ import { WAITING_INDEX } from '#core/request';
 import { cognitoSettingsSchema } from '#connectors/cognito/settings';
 import { CONNECTOR_KINDS } from '#connectors/kinds';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
+import { icebergSettingsSchema } from '#connectors/iceberg/settings';
 import { lakeSettingsSchema } from '#connectors/lake/settings';
 import { s3SettingsSchema } from '#connectors/s3/settings';
 import { secretSources } from '#connectors/secrets';
@@ -43,7 +44,7 @@ export interface LetheStackProps extends StackProps {
 const WORKER_TIMEOUT = Duration.minutes(2);
 /** A lake worker reads and rewrites whole objects, for a batch of subjects at a time. */
 const LAKE_WORKER_TIMEOUT = Duration.minutes(15);
-const workerTimeout = (kind: string) => (kind === 'lake' ? LAKE_WORKER_TIMEOUT : WORKER_TIMEOUT);
+const workerTimeout = (kind: string) => (CONNECTOR_KINDS[kind]?.batches ? LAKE_WORKER_TIMEOUT : WORKER_TIMEOUT);
 
 /**
  * Lethe in one stack: intake (EventBridge and IAM-authorized HTTP), the requests table, the intake
@@ -179,8 +180,8 @@ export class LetheStack extends Stack {
           }),
         );
         this.#grantTarget(worker, system);
-        // A lake worker schedules its batches on its own queue.
-        if (kind === 'lake') systemQueues.get(system.name)!.queue.grantSendMessages(worker);
+        // A batching worker schedules its batches on its own queue.
+        if (CONNECTOR_KINDS[kind]?.batches) systemQueues.get(system.name)!.queue.grantSendMessages(worker);
       }
     }
 
@@ -371,6 +372,39 @@ export class LetheStack extends Stack {
   /** Least privilege on a system's own target, and on nothing else. */
   #grantTarget(worker: IFunction, system: SystemConfig): void {
     this.#grantSecrets(worker, system);
+    if (system.connector === 'iceberg') {
+      const settings = icebergSettingsSchema.parse(system.settings);
+      worker.addToRolePolicy(
+        new PolicyStatement({
+          actions: ['athena:StartQueryExecution', 'athena:GetQueryExecution', 'athena:GetQueryResults', 'athena:StopQueryExecution'],
+          resources: [this.formatArn({ service: 'athena', resource: 'workgroup', resourceName: settings.workGroup })],
+        }),
+      );
+      worker.addToRolePolicy(
+        new PolicyStatement({
+          actions: ['glue:GetDatabase', 'glue:GetTable', 'glue:UpdateTable'],
+          resources: [
+            this.formatArn({ service: 'glue', resource: 'catalog' }),
+            this.formatArn({ service: 'glue', resource: 'database', resourceName: settings.database }),
+            ...settings.tables.map((t) => this.formatArn({ service: 'glue', resource: 'table', resourceName: `${settings.database}/${t.table}` })),
+          ],
+        }),
+      );
+      for (const location of [settings.location, settings.outputLocation].filter((l): l is string => l !== undefined)) {
+        const [bucket = '', ...rest] = location.slice('s3://'.length).split('/');
+        const prefix = rest.join('/');
+        const arn = `arn:${this.partition}:s3:::${bucket}`;
+        worker.addToRolePolicy(new PolicyStatement({ actions: ['s3:ListBucket', 's3:GetBucketLocation'], resources: [arn] }));
+        worker.addToRolePolicy(
+          new PolicyStatement({ actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'], resources: [`${arn}/${prefix}*`] }),
+        );
+        ack(
+          this,
+          `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::${bucket}/${prefix}*]`,
+          `Athena, as the ${system.name} worker, rewrites and expires the Iceberg files under ${location} (and writes query results), whose names are not known in advance.`,
+        );
+      }
+    }
     if (system.connector === 'lake') {
       for (const { bucket, prefix } of lakeSettingsSchema.parse(system.settings).tables) {
         const arn = `arn:${this.partition}:s3:::${bucket}`;

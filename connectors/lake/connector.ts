@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
 import type { Identity } from '#core/identity';
-import type { Connector, ConnectorCommand, ConnectorResult } from '#core/ports';
+import type { BatchConnector, ConnectorCommand, ConnectorResult } from '#core/ports';
 import type { Action } from '#core/request';
 import { classifyAwsError } from '../aws-errors.ts';
 import { removeJsonLines } from './jsonl.ts';
@@ -34,7 +34,7 @@ type Rewrite = (object: Uint8Array) => { bytes: Uint8Array | undefined; bySubjec
  * is conditional on the ETag read. Object keys can carry identities (partition values), so errors
  * name the table and never the key.
  */
-export class LakeConnector implements Connector {
+export class LakeConnector implements BatchConnector {
   readonly kind = 'lake';
   readonly #s3: S3Client;
   readonly #settings: LakeSettings;

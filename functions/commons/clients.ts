@@ -1,3 +1,4 @@
+import { AthenaClient } from '@aws-sdk/client-athena';
 import { CognitoIdentityProviderClient } from '@aws-sdk/client-cognito-identity-provider';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
@@ -23,6 +24,7 @@ export const kms = new KMSClient({});
 export const secrets = new SecretsManagerClient({});
 
 let cognito: CognitoIdentityProviderClient | undefined;
+let athena: AthenaClient | undefined;
 let ssm: SSMClient | undefined;
 
 /** What connectors are given: these clients, Cognito built only when a system needs it. */
@@ -30,6 +32,7 @@ export const connectorClients = {
   dynamo,
   s3: () => s3,
   cognito: () => (cognito ??= new CognitoIdentityProviderClient({})),
+  athena: () => (athena ??= new AthenaClient({})),
   secret: async (arn: string) => (await secrets.send(new GetSecretValueCommand({ SecretId: arn }))).SecretString,
   parameter: async (name: string) =>
     (await (ssm ??= new SSMClient({})).send(new GetParameterCommand({ Name: name, WithDecryption: true }))).Parameter?.Value,

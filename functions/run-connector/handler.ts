@@ -7,12 +7,11 @@ import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { createHmac, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { connectorFor } from '#connectors/index';
-import { LakeConnector } from '#connectors/lake/connector';
-import { lakeSettingsSchema } from '#connectors/lake/settings';
+import { CONNECTOR_KINDS } from '#connectors/kinds';
 import type { SystemConfig } from '#core/config';
 import { open, openIdentities, seal, sealIdentities } from '#core/envelope';
 import { ConnectorPermanentError, ConnectorRetryableError, isRetryable, LetheError, PermanentError, RetryableError, retryDelaySeconds } from '#core/errors';
-import { mergeRestrictions, type Connector, type ConnectorCommand, type JobState, type PendingJob, type Restriction } from '#core/ports';
+import { isBatchConnector, mergeRestrictions, type Connector, type ConnectorCommand, type JobState, type PendingJob, type Restriction } from '#core/ports';
 import type { Identity } from '#core/identity';
 import { isFinalRequestStatus, isFinalTaskStatus, TASK_KINDS, type Action, type RequestRecord, type TaskRecord } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
@@ -245,11 +244,11 @@ async function jobState(connector: Connector, command: ConnectorCommand, job: Pe
 const callbackUrl = (base: string, { requestId, system, action }: TaskMessage) =>
   new URL(`v1/callbacks/${requestId}/${encodeURIComponent(system)}/${action}`, base.endsWith('/') ? base : `${base}/`).toString();
 
-/** A system's batching, when it collects its erasures (a data lake with a window). */
+/** A system's batching, when it collects its erasures (a data lake or Iceberg table with a window). */
 function batchOf(system: SystemConfig): { windowSeconds: number; maxSubjects: number } | undefined {
-  if (system.connector !== 'lake') return undefined;
-  const { batch } = lakeSettingsSchema.parse(system.settings);
-  return batch.windowSeconds > 0 ? batch : undefined;
+  if (!CONNECTOR_KINDS[system.connector]?.batches) return undefined;
+  const batch = (system.settings as { batch?: { windowSeconds: number; maxSubjects: number } } | undefined)?.batch;
+  return batch && batch.windowSeconds > 0 ? batch : undefined;
 }
 
 /**
@@ -260,7 +259,7 @@ function batchOf(system: SystemConfig): { windowSeconds: number; maxSubjects: nu
 async function joinBatch(message: TaskMessage, system: SystemConfig, record: SQSRecord, dataKey: Uint8Array): Promise<void> {
   const batch = batchOf(system)!;
   await store.joinBatch(system.name, message.requestId, message.action);
-  const job: PendingJob = { vendor: 'lake', id: 'batch', vars: {}, pollEverySeconds: 3600, deadlineSeconds: system.timeoutSeconds, awaiting: 'the next batch' };
+  const job: PendingJob = { vendor: system.connector, id: 'batch', vars: {}, pollEverySeconds: 3600, deadlineSeconds: system.timeoutSeconds, awaiting: 'the next batch' };
   await waitOnVendor(message, system, [job], 0, dataKey);
   const members = (await store.batchMembers(system.name)).length;
   await triggerBatch(record, system.name, members >= batch.maxSubjects ? 0 : batch.windowSeconds);
@@ -302,14 +301,14 @@ async function runBatch(systemName: string, record: SQSRecord): Promise<void> {
     }
     if (subjects.size === 0) return;
     const connector = await connectorFor(system, connectorClients);
-    if (!(connector instanceof LakeConnector)) throw new PermanentError(`${systemName}: the ${system.connector} connector does not batch`);
+    if (!isBatchConnector(connector)) throw new PermanentError(`${systemName}: the ${system.connector} connector does not batch`);
     const affected = await connector.runBatch(subjects);
     const remaining = await connector.verifyBatch(subjects);
     let settled = 0;
     for (const [key, message] of waiting) {
       if ((remaining.get(key) ?? 0) > 0) continue;
       const n = affected.get(key) ?? 0;
-      const jobs = `lake batch of ${String(subjects.size)}`;
+      const jobs = `${system.connector} batch of ${String(subjects.size)}`;
       await store.transitionTask(message.requestId, systemName, message.action, 'succeeded', { affected: n, remaining: 0, jobs });
       await audit.append(message.requestId, taskEvent('task.succeeded', message, { status: 'succeeded', affected: n, remaining: 0, jobs }));
       await report(message, { status: 'succeeded', affected: n });

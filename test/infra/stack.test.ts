@@ -247,13 +247,14 @@ describe('Stack: Lethe with a worker per connector kind', () => {
       'RunConnectorcognito',
       'RunConnectordynamodb',
       'RunConnectorhttp',
+      'RunConnectoriceberg',
       'RunConnectorlake',
       'RunConnectorpostgres',
       'RunConnectorredis',
       'RunConnectors3',
       'RunConnectorwebhook',
     ]);
-    many.resourceCountIs('AWS::Lambda::EventSourceMapping', 9);
+    many.resourceCountIs('AWS::Lambda::EventSourceMapping', 10);
   });
 
   it('runs the database workers, and only them, in the data map’s VPC', () => {
@@ -304,6 +305,17 @@ describe('Stack: Lethe with a worker per connector kind', () => {
     expect(policyOf('RunConnectors3')).not.toContain('acme-lake');
     expect(lake).toMatch(/"sqs:SendMessage".*Systemeventslake/);
     expect(lake).not.toMatch(/Systemusers|Systemcrm/);
+  });
+
+  it('lets the Iceberg worker query its workgroup, update its tables’ catalog entries and rewrite their files only', () => {
+    const iceberg = policyOf('RunConnectoriceberg');
+    expect(iceberg).toContain('workgroup/primary');
+    expect(iceberg).toContain('table/analytics/page_views');
+    expect(iceberg).toContain('glue:UpdateTable');
+    expect(iceberg).toContain('s3:::acme-warehouse/analytics/*');
+    expect(iceberg).toContain('s3:::acme-athena-results/lethe/*');
+    expect(iceberg).not.toContain('acme-lake');
+    expect(policyOf('RunConnectorlake')).not.toContain('athena:');
   });
 
   it('gives the lake worker a batch’s time: 15 minutes, 3 GB, and its queue six times that to hide a message', () => {
