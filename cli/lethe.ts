@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 import { auditVerify } from './audit-verify.ts';
+import { datasetsCommand, filterDatasetCommand } from './datasets.ts';
 import { plan } from './plan.ts';
 
 const USAGE = `usage: lethe <command>
 
   plan            what a request would do, system by system, without changing anything
   audit verify    check a request's audit chain
+  datasets        derived datasets and the erasures since each was rebuilt
+  filter-dataset  a dataset file without the rows of erased and opted-out subjects
 
 Run lethe <command> --help for a command's options.`;
 
@@ -14,6 +17,8 @@ async function main(argv: string[]): Promise<number> {
   const [first, second, ...rest] = argv;
   if (first === 'plan') return plan(argv.slice(1));
   if (first === 'audit' && second === 'verify') return auditVerify(rest);
+  if (first === 'datasets') return datasetsCommand(argv.slice(1));
+  if (first === 'filter-dataset') return filterDatasetCommand(argv.slice(1));
   console.error(USAGE);
   return first === undefined || first === '--help' || first === '-h' ? 0 : 2;
 }

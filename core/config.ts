@@ -57,8 +57,18 @@ const networkSchema = z.strictObject({
 });
 export type NetworkConfig = z.infer<typeof networkSchema>;
 
+/** Derived data: what is built from systems' data, and must be rebuilt once a subject is erased from them. */
+export const DATASET_KINDS = ['training_set', 'feature_table', 'synthetic', 'model'] as const;
+const datasetSchema = z.strictObject({
+  kind: z.enum(DATASET_KINDS),
+  description: z.string().optional(),
+  /** Systems or other datasets it is built from. */
+  derivedFrom: z.array(z.string()).min(1),
+});
+
 const dataMapSchema = z.strictObject({
   version: z.literal(1),
+  datasets: z.record(systemName, datasetSchema).default({}),
   network: networkSchema.optional(),
   /** The identity types requests may carry. When given, any other type a system needs must be provided by a system. */
   identities: z.array(identityType).min(1).optional(),
@@ -82,8 +92,17 @@ export interface SystemConfig {
   readonly settings: unknown;
 }
 
+export interface DatasetConfig {
+  readonly name: string;
+  readonly kind: (typeof DATASET_KINDS)[number];
+  readonly description?: string | undefined;
+  readonly derivedFrom: readonly string[];
+}
+
 export interface DataMap {
   readonly version: 1;
+  /** Datasets derived from systems (or from each other); absent: none. */
+  readonly datasets?: readonly DatasetConfig[] | undefined;
   /** Identity types requests may carry; undefined: any. */
   readonly identities?: readonly string[] | undefined;
   /** Where database workers run in AWS; undefined: Lambda's default network. */
@@ -150,9 +169,10 @@ export function validateDataMap(input: unknown, kinds: ConnectorKinds): DataMap 
     }
     systems.push({ ...system, name, actions, settings: settings.success ? settings.data : system.settings });
   }
-  issues.push(...dependencyIssues(systems), ...unprovidedIdentities(parsed.data.identities, systems));
+  const datasets = Object.entries(parsed.data.datasets).map(([name, d]) => ({ name, ...d }));
+  issues.push(...dependencyIssues(systems), ...unprovidedIdentities(parsed.data.identities, systems), ...datasetIssues(datasets, systems));
   if (issues.length > 0) throw new ConfigError(issues);
-  return { version: 1, identities: parsed.data.identities, network: parsed.data.network, systems };
+  return { version: 1, identities: parsed.data.identities, network: parsed.data.network, systems, ...(datasets.length > 0 && { datasets }) };
 }
 
 /** dependsOn must name other systems and never loop; a loop is named system by system. */
@@ -194,4 +214,33 @@ function unprovidedIdentities(requestTypes: readonly string[] | undefined, syste
         : [{ path: `systems.${s.name}.identities.${String(i)}`, message: `nothing provides "${type}": add it to identities or to a system's provides` }],
     ),
   );
+}
+
+/** A dataset is derived from systems or other datasets, never from itself through others. */
+function datasetIssues(datasets: readonly DatasetConfig[], systems: readonly SystemConfig[]): FieldIssue[] {
+  const issues: FieldIssue[] = [];
+  const names = new Set([...systems.map((s) => s.name), ...datasets.map((d) => d.name)]);
+  for (const d of datasets) {
+    if (systems.some((s) => s.name === d.name)) {
+      issues.push({ path: `datasets.${d.name}`, message: 'a dataset cannot share its name with a system' });
+      continue;
+    }
+    d.derivedFrom.forEach((source, i) => {
+      if (!names.has(source)) issues.push({ path: `datasets.${d.name}.derivedFrom.${String(i)}`, message: `no system or dataset named "${source}"` });
+    });
+    if (taintedDatasets(datasets, [d.name]).includes(d.name)) issues.push({ path: `datasets.${d.name}.derivedFrom`, message: 'a dataset cannot be derived from itself' });
+  }
+  return issues;
+}
+
+/** Every dataset built, directly or through other datasets, from any of `sources` (systems or datasets). */
+export function taintedDatasets(datasets: readonly DatasetConfig[], sources: readonly string[]): string[] {
+  const tainted = new Set<string>();
+  let frontier = [...sources];
+  while (frontier.length > 0) {
+    const next = datasets.filter((d) => !tainted.has(d.name) && d.derivedFrom.some((s) => frontier.includes(s))).map((d) => d.name);
+    next.forEach((n) => tainted.add(n));
+    frontier = next;
+  }
+  return [...tainted].sort();
 }

@@ -265,7 +265,15 @@ export class LetheStack extends Stack {
       targets: [target(poller)],
     });
 
-    this.bus = new EventBus(this, 'Bus', { description: 'Lethe: privacy requests from product backends' });
+    this.bus = new EventBus(this, 'Bus', { description: 'Lethe: privacy requests from product backends, and what Lethe announces' });
+    // Datasets built from erased subjects' data: the functions that finish requests announce them.
+    if (dataMap.datasets?.length) {
+      for (const fn of [finalize, failRequest]) {
+        fn.addEnvironment('LETHE_DATASETS', JSON.stringify(dataMap.datasets));
+        fn.addEnvironment('EVENT_BUS_NAME', this.bus.eventBusName);
+        this.bus.grantPutEventsTo(fn);
+      }
+    }
     new Rule(this, 'RequestSubmitted', {
       eventBus: this.bus,
       description: 'Lethe: Privacy Request Submitted events to intake',

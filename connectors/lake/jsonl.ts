@@ -9,9 +9,7 @@ export interface JsonLinesResult {
 
 /**
  * Remove the lines of a JSON Lines object whose value at any of `columns` (dotted paths) is one of
- * the subjects' values for that column (`onRemoved` hears whose each removed line was). Every other line is kept byte for byte, line endings
- * included; a gzip object is written back gzip. A line that is not JSON is refused rather than
- * guessed at: it could be the subject's.
+ * the subjects' values for that column (`onRemoved` hears whose each removed line was).
  */
 export function removeJsonLines(
   object: Uint8Array,
@@ -19,6 +17,21 @@ export function removeJsonLines(
   where: string,
   onRemoved: (owners: readonly string[]) => void = () => undefined,
 ): JsonLinesResult {
+  return filterJsonLines(object, where, (row) => {
+    const owners = new Set<string>();
+    for (const [column, values] of columns) for (const o of ownersOf(valueAt(row, column), values)) owners.add(o);
+    if (owners.size === 0) return false;
+    onRemoved([...owners]);
+    return true;
+  });
+}
+
+/**
+ * Remove the lines of a JSON Lines object that `remove` picks. Every other line is kept byte for
+ * byte, line endings included; a gzip object is written back gzip. A line that is not JSON is
+ * refused rather than guessed at: it could be a removed person's.
+ */
+export function filterJsonLines(object: Uint8Array, where: string, remove: (row: unknown) => boolean): JsonLinesResult {
   const gzipped = object[0] === 0x1f && object[1] === 0x8b;
   const text = Buffer.from(gzipped ? gunzipSync(object) : object);
   const kept: Buffer[] = [];
@@ -42,19 +55,15 @@ export function removeJsonLines(
     } catch {
       throw new ConnectorPermanentError(`${where}: line ${String(line)} is not JSON; the object is left as it is`);
     }
-    const owners = new Set<string>();
-    for (const [column, values] of columns) for (const o of ownersOf(valueAt(row, column), values)) owners.add(o);
-    if (owners.size > 0) {
-      removed += 1;
-      onRemoved([...owners]);
-    } else kept.push(raw);
+    if (remove(row)) removed += 1;
+    else kept.push(raw);
   }
   if (removed === 0) return { bytes: undefined, removed: 0 };
   const out = Buffer.concat(kept);
   return { bytes: gzipped ? gzipSync(out) : out, removed };
 }
 
-function valueAt(row: unknown, path: string): unknown {
+export function valueAt(row: unknown, path: string): unknown {
   let v: unknown = row;
   for (const part of path.split('.')) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[part] : undefined;
   return v;

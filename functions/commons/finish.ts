@@ -1,6 +1,7 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { taintedDatasets, type DatasetConfig } from '#core/config';
 import { InvalidTransitionError } from '#core/errors';
-import { isFinalTaskStatus, outcomeOf, type RequestStatus, type TaskStatus } from '#core/request';
+import { isFinalTaskStatus, outcomeOf, type RequestStatus, type TaskRecord, type TaskStatus } from '#core/request';
 import type { AuditLog } from './audit-log.ts';
 import { logger, metrics } from './observability.ts';
 import type { RequestStore } from './request-store.ts';
@@ -23,7 +24,7 @@ export interface OpenTaskFailure {
  */
 export async function finishRequest(
   requestId: string,
-  deps: { store: RequestStore; audit: AuditLog },
+  deps: { store: RequestStore; audit: AuditLog; datasets?: DatasetDeps },
   options: { actor: string; failureOf: (system: string, action: string) => OpenTaskFailure; force?: 'failed' },
 ): Promise<RequestStatus> {
   const { store, audit } = deps;
@@ -51,6 +52,8 @@ export async function finishRequest(
     }
   }
   const outcome = options.force ?? outcomeOf(statuses);
+  // Before the request is final, so that a failed announcement is retried with it.
+  if (deps.datasets) await taintDatasets(requestId, await store.tasks(requestId), store, deps.datasets, now);
   try {
     await store.transition(requestId, outcome, { completedAt: now });
   } catch (error) {
@@ -63,4 +66,39 @@ export async function finishRequest(
   logger.info('request finished', { requestId, status: outcome, tasks: tasks.length });
   metrics.addMetric(OUTCOME_METRIC[outcome], MetricUnit.Count, 1);
   return outcome;
+}
+
+/** The datasets of the data map, and where to say that one must be rebuilt. */
+export interface DatasetDeps {
+  readonly configs: readonly DatasetConfig[];
+  /** Publish `Dataset Retrain Required` events (EventBridge in AWS and local mode). */
+  readonly publish: (details: readonly DatasetRetrainRequired[]) => Promise<void>;
+}
+
+/** What a `Dataset Retrain Required` event says: which dataset, and how many subjects since its last rebuild; never who. */
+export interface DatasetRetrainRequired {
+  readonly dataset: string;
+  readonly kind: string;
+  readonly taintedSubjects: number;
+  readonly taintedSince: string;
+}
+
+/**
+ * A subject erased (or anonymized) from a system taints every dataset built from it, directly or
+ * through other datasets: each is counted once per request, and a new taint is announced.
+ */
+async function taintDatasets(requestId: string, tasks: readonly TaskRecord[], store: RequestStore, deps: DatasetDeps, at: string): Promise<void> {
+  const request = await store.mustGet(requestId);
+  if (request.type !== 'erasure' && request.type !== 'anonymize') return;
+  const sources = tasks.filter((t) => t.status === 'succeeded' && (t.affected ?? 0) > 0 && (t.action === 'delete' || t.action === 'anonymize')).map((t) => t.system);
+  const details: DatasetRetrainRequired[] = [];
+  for (const name of taintedDatasets(deps.configs, sources)) {
+    const { announce, subjects, since } = await store.taintDataset(name, requestId, at);
+    if (announce) details.push({ dataset: name, kind: deps.configs.find((d) => d.name === name)!.kind, taintedSubjects: subjects, taintedSince: since });
+  }
+  if (details.length === 0) return;
+  await deps.publish(details);
+  for (const d of details) await store.markTaintAnnounced(d.dataset, requestId);
+  logger.info('datasets tainted', { requestId, datasets: details.map((d) => d.dataset) });
+  metrics.addMetric('DatasetsTainted', MetricUnit.Count, details.length);
 }

@@ -1,4 +1,4 @@
-import { DeleteCommand, GetCommand, paginateQuery, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, GetCommand, paginateQuery, paginateScan, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { describeAwsError, isRetryableAwsError } from '#connectors/aws-errors';
 import type { PseudonymousIdentity } from '#core/identity';
 import { InvalidTransitionError, NotFoundError, PermanentError, RetryableError } from '#core/errors';
@@ -294,6 +294,98 @@ export class RequestStore {
       if (isConditionFailure(error)) return false;
       throw wrap('record a callback', error);
     }
+  }
+
+  /**
+   * Count a request's subject once against a dataset built from data it was erased from. Returns
+   * whether the taint is still to be announced (new, or a retry after a failed announcement), and
+   * how many subjects have tainted the dataset since it was last rebuilt (`DATASET#<name>`:
+   * `STATE`, and `TAINT#<requestId>` per request).
+   */
+  async taintDataset(dataset: string, requestId: string, at: string): Promise<{ announce: boolean; subjects: number; since: string }> {
+    let announce = true;
+    try {
+      await dynamo.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            { Put: { TableName: this.#table, Item: { pk: `DATASET#${dataset}`, sk: `TAINT#${requestId}`, at, announced: false }, ConditionExpression: 'attribute_not_exists(pk)' } },
+            {
+              Update: {
+                TableName: this.#table,
+                Key: { pk: `DATASET#${dataset}`, sk: 'STATE' },
+                UpdateExpression: 'ADD subjects :one SET since = if_not_exists(since, :at), lastAt = :at',
+                ExpressionAttributeValues: { ':one': 1, ':at': at },
+              },
+            },
+          ],
+        }),
+      );
+    } catch (error) {
+      // Cancelled because this request's taint is there already: counted before.
+      const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons;
+      if (reasons?.[0]?.Code !== 'ConditionalCheckFailed') throw wrap('taint a dataset', error);
+      announce = (await this.#getItem({ pk: `DATASET#${dataset}`, sk: `TAINT#${requestId}` }, 'read a taint'))?.['announced'] !== true;
+    }
+    const state = await this.#getItem({ pk: `DATASET#${dataset}`, sk: 'STATE' }, 'read a dataset');
+    return { announce, subjects: Number(state?.['subjects'] ?? 0), since: (state?.['since'] as string | undefined) ?? at };
+  }
+
+  async markTaintAnnounced(dataset: string, requestId: string): Promise<void> {
+    try {
+      await dynamo.send(new UpdateCommand({ TableName: this.#table, Key: { pk: `DATASET#${dataset}`, sk: `TAINT#${requestId}` }, UpdateExpression: 'SET announced = :yes', ExpressionAttributeValues: { ':yes': true } }));
+    } catch (error) {
+      throw wrap('mark a taint announced', error);
+    }
+  }
+
+  /** Where each dataset stands: subjects erased from its sources since it was last rebuilt. */
+  async datasetState(dataset: string): Promise<{ subjects: number; since?: string; lastAt?: string; rebuiltAt?: string }> {
+    const state = await this.#getItem({ pk: `DATASET#${dataset}`, sk: 'STATE' }, 'read a dataset');
+    return {
+      subjects: Number(state?.['subjects'] ?? 0),
+      ...(typeof state?.['since'] === 'string' && { since: state['since'] }),
+      ...(typeof state?.['lastAt'] === 'string' && { lastAt: state['lastAt'] }),
+      ...(typeof state?.['rebuiltAt'] === 'string' && { rebuiltAt: state['rebuiltAt'] }),
+    };
+  }
+
+  /** A dataset was rebuilt without the erased subjects: its count starts again. */
+  async datasetRebuilt(dataset: string, at: string): Promise<void> {
+    try {
+      await dynamo.send(
+        new UpdateCommand({ TableName: this.#table, Key: { pk: `DATASET#${dataset}`, sk: 'STATE' }, UpdateExpression: 'SET subjects = :zero, rebuiltAt = :at REMOVE since', ExpressionAttributeValues: { ':zero': 0, ':at': at } }),
+      );
+    } catch (error) {
+      throw wrap('mark a dataset rebuilt', error);
+    }
+  }
+
+  /**
+   * Every subject, as `<type>:<pseudonym>`, whose data must not be used: asked for erasure (ever),
+   * or opted out with no later withdraw. Read from the subject index with a Scan: meant for the
+   * occasional offline filtering of a dataset, not for a request path.
+   */
+  async suppressedSubjects(): Promise<Set<string>> {
+    const bySubject = new Map<string, { type: string; receivedAt: string }[]>();
+    try {
+      for await (const page of paginateScan(
+        { client: dynamo },
+        { TableName: this.#table, FilterExpression: 'begins_with(pk, :subject)', ExpressionAttributeValues: { ':subject': 'SUBJECT#' }, ConsistentRead: true },
+      )) {
+        for (const item of page.Items ?? []) {
+          const key = (item['pk'] as string).slice('SUBJECT#'.length);
+          bySubject.set(key, [...(bySubject.get(key) ?? []), { type: item['type'] as string, receivedAt: item['receivedAt'] as string }]);
+        }
+      }
+    } catch (error) {
+      throw wrap('read the subject index', error);
+    }
+    const out = new Set<string>();
+    for (const [key, requests] of bySubject) {
+      const optOuts = requests.filter((r) => r.type === 'opt_out' || r.type === 'withdraw').sort((a, b) => a.receivedAt.localeCompare(b.receivedAt));
+      if (requests.some((r) => r.type === 'erasure') || optOuts.at(-1)?.type === 'opt_out') out.add(key);
+    }
+    return out;
   }
 
   // Batches: tasks of a system that wait to be done together (a data lake rewrite), under

@@ -3,12 +3,14 @@ import { z } from 'zod';
 import type { EventBridgeEvent } from 'aws-lambda';
 import { AuditLog } from '../commons/audit-log.ts';
 import { requireEnv } from '../commons/env.ts';
+import { datasetDepsFromEnv } from '../commons/datasets.ts';
 import { finishRequest } from '../commons/finish.ts';
 import { logger, observe } from '../commons/observability.ts';
 import { RequestStore } from '../commons/request-store.ts';
 
 const table = requireEnv('REQUESTS_TABLE');
-const deps = { store: new RequestStore(table), audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')) };
+const datasets = datasetDepsFromEnv();
+const deps = { store: new RequestStore(table), audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')), ...(datasets && { datasets }) };
 
 const detailSchema = z.object({
   executionArn: z.string(),

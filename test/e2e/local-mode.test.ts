@@ -4,7 +4,8 @@ import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } fr
 import { ListQueuesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, GetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -111,6 +112,32 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     // received, planned, running and succeeded for each of 5 tasks, the lake task's wait for its batch, completed
     expect(verify.stdout).toMatch(/14 records, intact .*last event request\.completed/);
     expect(verify.status).toBe(0);
+  });
+
+  it('marks the model trained on Ada’s data for a rebuild, and filters her out of a training set by pseudonym', () => {
+    const datasets = spawnSync(process.execPath, ['cli/lethe.ts', 'datasets', '--state-dir', stateDir, '--json'], { encoding: 'utf8' });
+    expect(datasets.stderr).toBe('');
+    expect(JSON.parse(datasets.stdout)).toEqual([
+      expect.objectContaining({ name: 'churn-model', kind: 'model', derivedFrom: ['app-db', 'analytics'], subjects: 1, since: expect.any(String) as string }),
+    ]);
+
+    const dir = mkdtempSync(join(tmpdir(), 'lethe-training-'));
+    const rows = ['ADA@example.com', 'grace@example.com', 'ada@example.com', 'not an address'].map((email, i) => JSON.stringify({ email, label: i % 2 }));
+    writeFileSync(join(dir, 'train.jsonl'), `${rows.join('\n')}\n`);
+    const filter = spawnSync(
+      process.execPath,
+      ['cli/lethe.ts', 'filter-dataset', join(dir, 'train.jsonl'), '--out', join(dir, 'clean.jsonl'), '--column', 'email=email', '--state-dir', stateDir, '--json'],
+      { encoding: 'utf8' },
+    );
+    expect(filter.stderr).toBe('');
+    expect(JSON.parse(filter.stdout)).toMatchObject({ kept: 2, removed: 2 });
+    expect(readFileSync(join(dir, 'clean.jsonl'), 'utf8')).toBe(`${rows[1]!}\n${rows[3]!}\n`);
+    expect(filter.stdout).not.toContain('ada');
+
+    const rebuilt = spawnSync(process.execPath, ['cli/lethe.ts', 'datasets', 'rebuilt', 'churn-model', '--state-dir', stateDir], { encoding: 'utf8' });
+    expect(rebuilt.status).toBe(0);
+    const after = spawnSync(process.execPath, ['cli/lethe.ts', 'datasets', '--state-dir', stateDir], { encoding: 'utf8' });
+    expect(after.stdout).toMatch(/churn-model +model +from app-db, analytics: up to date/);
   });
 
   it('makes one request of the same request sent twice', async () => {

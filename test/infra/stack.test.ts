@@ -318,6 +318,15 @@ describe('Stack: Lethe with a worker per connector kind', () => {
     expect(policyOf('RunConnectorlake')).not.toContain('athena:');
   });
 
+  it('lets the functions that finish requests announce tainted datasets on the Lethe bus, and tells them which', () => {
+    for (const fn of ['FinalizeRequest', 'FailRequest']) {
+      expect(policyOf(fn)).toMatch(/"events:PutEvents".*Bus/);
+      const f = Object.entries(many.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith(fn))![1] as { Properties: { Environment: { Variables: Record<string, unknown> } } };
+      expect(JSON.parse(f.Properties.Environment.Variables['LETHE_DATASETS'] as string)).toEqual([{ name: 'churn-model', kind: 'model', derivedFrom: ['app-db', 'events-lake'] }]);
+    }
+    expect(policyOf('SubmitRequest')).not.toContain('events:PutEvents');
+  });
+
   it('gives the lake worker a batch’s time: 15 minutes, 3 GB, and its queue six times that to hide a message', () => {
     const functions = many.findResources('AWS::Lambda::Function');
     const lake = Object.entries(functions).find(([id]) => id.startsWith('RunConnectorlake'))![1] as { Properties: { Timeout: number; MemorySize: number } };

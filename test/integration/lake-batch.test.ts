@@ -1,4 +1,3 @@
-import { CreateTableCommand } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SendTaskFailureCommand, SendTaskHeartbeatCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { CreateQueueCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
@@ -13,7 +12,7 @@ import { sealIdentities } from '#core/envelope';
 import { LocalKeyService } from '#functions/commons/keys';
 import { handlerEnvironment, lambdaContext } from '../fixtures/lambda.ts';
 import { duckdbParquet, rowsOf } from '../fixtures/lake.ts';
-import { credentials, dynamoDb, dynamoUnavailable, type DynamoEndpoint } from '../fixtures/servers.ts';
+import { createRequestsTable, credentials, dynamoDb, dynamoUnavailable, type DynamoEndpoint } from '../fixtures/servers.ts';
 import { taskDelivery } from '../fixtures/worker.ts';
 
 /**
@@ -68,32 +67,7 @@ describe.skipIf(unavailable)('Function: run-connector handler, lake batches', ()
     await duckdbParquet(path, { rows: 2000, users: 20, codec: 'zstd' });
     parquet = new Uint8Array(readFileSync(path));
     await s3.send(new PutObjectCommand({ Bucket: 'lake', Key: 'events/part-0.parquet', Body: parquet }));
-    await server.client.send(
-      new CreateTableCommand({
-        TableName: 'requests',
-        BillingMode: 'PAY_PER_REQUEST',
-        AttributeDefinitions: [
-          { AttributeName: 'pk', AttributeType: 'S' },
-          { AttributeName: 'sk', AttributeType: 'S' },
-          { AttributeName: 'waiting', AttributeType: 'S' },
-          { AttributeName: 'nextCheckAt', AttributeType: 'S' },
-        ],
-        KeySchema: [
-          { AttributeName: 'pk', KeyType: 'HASH' },
-          { AttributeName: 'sk', KeyType: 'RANGE' },
-        ],
-        GlobalSecondaryIndexes: [
-          {
-            IndexName: 'Waiting',
-            KeySchema: [
-              { AttributeName: 'waiting', KeyType: 'HASH' },
-              { AttributeName: 'nextCheckAt', KeyType: 'RANGE' },
-            ],
-            Projection: { ProjectionType: 'ALL' },
-          },
-        ],
-      }),
-    );
+    await createRequestsTable(server.client);
     const keys = LocalKeyService.fromFile(process.env['LOCAL_KEY_FILE']!);
     store = new (await import('#functions/commons/request-store')).RequestStore('requests');
     for (const [i, requestId] of requests.entries()) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '#core/errors';
-import { parseDataMap } from '#core/config';
+import { parseDataMap, taintedDatasets } from '#core/config';
 import { CONNECTOR_KINDS } from '#connectors/kinds';
 import { readFileSync } from 'node:fs';
 
@@ -65,6 +65,32 @@ systems:
       error = e;
     }
     expect((error as ConfigError).issues.map((i) => i.path)).toEqual(['network.subnetIds.0', 'network.securityGroupIds']);
+  });
+
+  it('takes derived datasets, naming unknown sources, cycles and names taken by systems', () => {
+    const text = (datasets: string) =>
+      `version: 1\ndatasets:\n${datasets}\nsystems:\n  users:\n    connector: dynamodb\n    identities: [email]\n    settings: { tables: [{ table: users, partitionKey: userId, lookups: [{ identity: email, attribute: userId }] }] }\n`;
+    const map = parseDataMap(text('  features: { kind: feature_table, derivedFrom: [users] }\n  model: { kind: model, derivedFrom: [features] }'), CONNECTOR_KINDS);
+    expect(map.datasets).toEqual([
+      { name: 'features', kind: 'feature_table', derivedFrom: ['users'] },
+      { name: 'model', kind: 'model', derivedFrom: ['features'] },
+    ]);
+    expect(taintedDatasets(map.datasets!, ['users'])).toEqual(['features', 'model']);
+    expect(taintedDatasets(map.datasets!, ['features'])).toEqual(['model']);
+    expect(taintedDatasets(map.datasets!, ['crm'])).toEqual([]);
+
+    let error: unknown;
+    try {
+      parseDataMap(text('  a: { kind: synthetic, derivedFrom: [b] }\n  b: { kind: model, derivedFrom: [a, nowhere] }\n  users: { kind: model, derivedFrom: [users] }'), CONNECTOR_KINDS);
+    } catch (e) {
+      error = e;
+    }
+    expect((error as ConfigError).issues).toEqual([
+      { path: 'datasets.a.derivedFrom', message: 'a dataset cannot be derived from itself' },
+      { path: 'datasets.b.derivedFrom.1', message: 'no system or dataset named "nowhere"' },
+      { path: 'datasets.b.derivedFrom', message: 'a dataset cannot be derived from itself' },
+      { path: 'datasets.users', message: 'a dataset cannot share its name with a system' },
+    ]);
   });
 
   it('reports YAML syntax errors', () => {
