@@ -8,13 +8,13 @@ import {
   type GetObjectCommandOutput,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
+import { ConnectorPermanentError, ConnectorRetryableError, LetheError } from '#core/errors';
 import type { Identity } from '#core/identity';
 import type { BatchConnector, ConnectorCommand, ConnectorResult } from '#core/ports';
 import type { Action } from '#core/request';
 import { classifyAwsError } from '../aws-errors.ts';
 import { removeJsonLines } from './jsonl.ts';
-import { readParquet, removeRows, type ColumnValues } from './parquet.ts';
+import { readParquet, removeRows, within, type ColumnValues } from './parquet.ts';
 import { LAKE_ACTIONS, type LakeSettings, type LakeTable } from './settings.ts';
 
 /** How often a rewrite starts over when another writer changed the object in between. */
@@ -245,37 +245,50 @@ function rewriterFor(table: LakeTable, subjects: ReadonlyMap<string, readonly Id
   return (object) => {
     const bySubject = new Map<string, number>();
     try {
-      const { bytes } = removeRows(readParquet(object), (_, read) => {
+      const { bytes } = removeRows(readParquet(object), (_, read, bounds) => {
         const owners = new Map<number, Set<string>>();
-        for (const [column, values] of byColumn) collect(read(column.split('.')), values, owners);
+        for (const [column, values] of byColumn) {
+          // A row group whose statistics rule out every value is not decoded at all.
+          const b = bounds(column.split('.'));
+          if (b && ![...values.keys()].some((v) => stored(b.physical, v).some((s) => within(b, s)))) continue;
+          collect(read(column.split('.')), values, owners);
+        }
         for (const subjectsOfRow of owners.values()) subjectsOfRow.forEach((o) => bySubject.set(o, (bySubject.get(o) ?? 0) + 1));
         return new Set(owners.keys());
       });
       return { bytes, bySubject };
     } catch (error) {
       if (error instanceof ConnectorPermanentError) throw new ConnectorPermanentError(`${where}: ${error.message}`, { cause: error });
-      throw error;
+      if (error instanceof LetheError) throw error;
+      // A footer or page that does not parse: the object is damaged, or not what its table says.
+      throw new ConnectorPermanentError(`${where}: an object cannot be read as Parquet (${(error as Error).name}); it is left as it is`, { cause: error });
     }
   };
+}
+
+/** How a subject's value is stored in a column of this physical type: UTF-8 bytes, or a little-endian integer; none when it cannot be. */
+function stored(physical: number, v: string): Uint8Array[] {
+  if (physical === 6 || physical === 7) return [Buffer.from(v, 'utf8')];
+  if ((physical === 1 || physical === 2) && /^-?\d{1,19}$/.test(v)) {
+    const b = Buffer.alloc(physical === 1 ? 4 : 8);
+    if (physical === 1) {
+      const n = Number(v);
+      if (n < -(2 ** 31) || n >= 2 ** 31) return [];
+      b.writeInt32LE(n);
+    } else {
+      const n = BigInt(v);
+      if (n !== BigInt.asIntN(64, n)) return [];
+      b.writeBigInt64LE(n);
+    }
+    return [b];
+  }
+  return [];
 }
 
 /** Rows whose value is one of `values` (strings as UTF-8 bytes, integers as their stored bytes), with whose they are. */
 function collect(column: ColumnValues, values: ReadonlyMap<string, readonly string[]>, owners: Map<number, Set<string>>): void {
   const wanted = new Map<string, readonly string[]>();
-  for (const [v, subjects] of values) {
-    let key: string | undefined;
-    if (column.physical === 6 || column.physical === 7) key = Buffer.from(v, 'utf8').toString('latin1');
-    else if ((column.physical === 1 || column.physical === 2) && /^-?\d{1,19}$/.test(v)) {
-      const b = Buffer.alloc(column.physical === 1 ? 4 : 8);
-      if (column.physical === 1) {
-        const n = Number(v);
-        if (n < -(2 ** 31) || n >= 2 ** 31) continue;
-        b.writeInt32LE(n);
-      } else b.writeBigInt64LE(BigInt.asIntN(64, BigInt(v)));
-      key = b.toString('latin1');
-    }
-    if (key !== undefined) wanted.set(key, subjects);
-  }
+  for (const [v, subjects] of values) for (const s of stored(column.physical, v)) wanted.set(Buffer.from(s).toString('latin1'), subjects);
   column.rows.forEach((value, i) => {
     if (!value) return;
     const subjects = wanted.get(Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('latin1'));

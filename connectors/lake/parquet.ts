@@ -73,6 +73,30 @@ function leavesOf(schema: ThriftStruct[]): LeafColumn[] {
   return leaves;
 }
 
+/** A column chunk's statistics: the least and greatest values, as stored. */
+export interface Bounds {
+  readonly physical: number;
+  readonly min: Uint8Array;
+  readonly max: Uint8Array;
+}
+
+/**
+ * Whether `value` (as stored: UTF-8 bytes, or little-endian integers) can be within `bounds`:
+ * byte arrays compare unsigned byte by byte, integers signed; other types are not ruled out.
+ */
+export function within(bounds: Bounds, value: Uint8Array): boolean {
+  const { physical, min, max } = bounds;
+  if (physical === Physical.BYTE_ARRAY || physical === Physical.FIXED_LEN_BYTE_ARRAY) {
+    return Buffer.compare(value, min) >= 0 && Buffer.compare(value, max) <= 0;
+  }
+  if ((physical === Physical.INT32 && value.length === 4 && min.length === 4 && max.length === 4) || (physical === Physical.INT64 && value.length === 8 && min.length === 8 && max.length === 8)) {
+    const read = (b: Uint8Array) => (b.length === 4 ? BigInt(Buffer.from(b).readInt32LE()) : Buffer.from(b).readBigInt64LE());
+    const v = read(value);
+    return v >= read(min) && v <= read(max);
+  }
+  return true;
+}
+
 /** Rows of one row group to remove, by index within the row group. */
 export type RowsToRemove = ReadonlySet<number>;
 
@@ -88,17 +112,27 @@ export interface RewriteResult {
  */
 export function removeRows(
   file: ParquetFile,
-  select: (rowGroup: number, readColumn: (path: readonly string[]) => ColumnValues) => RowsToRemove,
+  select: (rowGroup: number, readColumn: (path: readonly string[]) => ColumnValues, bounds: (path: readonly string[]) => Bounds | undefined) => RowsToRemove,
 ): RewriteResult {
   const groups = structs(file.meta, 4);
+  // min_value and max_value are in the type's order only when the file says so (column_orders).
+  const ordered = file.meta.has(7);
   const plans = groups.map((group, g) => {
     const columns = structs(group, 1);
-    const read = (path: readonly string[]) => {
-      const index = file.leaves.findIndex((l) => l.path.join('.') === path.join('.'));
-      if (index < 0) throw new UnsupportedParquetError(`no column ${path.join('.')}`);
-      return readColumnValues(file, columns[index]!, file.leaves[index]!);
+    const index = (path: readonly string[]) => {
+      const i = file.leaves.findIndex((l) => l.path.join('.') === path.join('.'));
+      if (i < 0) throw new UnsupportedParquetError(`no column ${path.join('.')}`);
+      return i;
     };
-    return select(g, read);
+    const read = (path: readonly string[]) => readColumnValues(file, columns[index(path)]!, file.leaves[index(path)]!);
+    const bounds = (path: readonly string[]): Bounds | undefined => {
+      const meta = struct(columns[index(path)]!, 3);
+      const stats = ordered && meta ? struct(meta, 12) : undefined;
+      const max = stats?.get(5);
+      const min = stats?.get(6);
+      return min?.type === 'binary' && max?.type === 'binary' ? { physical: file.leaves[index(path)]!.physical, min: min.value, max: max.value } : undefined;
+    };
+    return select(g, read, bounds);
   });
   const removed = plans.reduce((n, p) => n + p.size, 0);
   if (removed === 0) return { bytes: undefined, removed: 0 };

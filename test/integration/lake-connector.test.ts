@@ -5,7 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { parquetWriteBuffer } from 'hyparquet-writer';
 import { LakeConnector } from '#connectors/lake/connector';
+import { readParquet } from '#connectors/lake/parquet';
+import { int, struct, structs } from '#connectors/lake/thrift';
 import { lakeSettingsSchema } from '#connectors/lake/settings';
 import { ConnectorPermanentError } from '#core/errors';
 import type { ConnectorCommand } from '#core/ports';
@@ -122,6 +125,23 @@ describe('Class: LakeConnector (fauxqs)', () => {
     const error = await connector().run({ ...command(), identities: [{ type: 'email', value: 'user7@example.com' }] }).catch((e: unknown) => e);
     // The user_id=8 object is read now (and is not JSON): the subject's rows could be anywhere.
     expect((error as Error).message).toBe(`lake ${bucket}/clicks/: line 1 is not JSON; the object is left as it is`);
+  });
+
+  it('does not decode a row group whose statistics rule the subject out', async () => {
+    // Sorted by e-mail, two rows a group, with statistics; the second group's pages are damaged,
+    // so reading it would fail: only its min and max (c… to d…) may be consulted.
+    const emails = ['a@example.com', 'b@example.com', 'c@example.com', 'd@example.com'];
+    const file = new Uint8Array(parquetWriteBuffer({ columnData: [{ name: 'email', data: emails, type: 'STRING' }], rowGroupSize: 2, codec: 'UNCOMPRESSED' }));
+    const second = struct(structs(structs(readParquet(file).meta, 4)[1]!, 1)[0]!, 3)!;
+    file.fill(0xff, int(second, 9), int(second, 9)! + 4);
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'events/sorted.parquet', Body: file }));
+    const sorted = () =>
+      new LakeConnector(s3, lakeSettingsSchema.parse({ tables: [{ bucket, prefix: 'events/sorted', format: 'parquet', columns: [{ identity: 'email', column: 'email' }] }] }));
+
+    expect(await sorted().run({ ...command(), identities: [{ type: 'email', value: 'a@example.com' }] })).toEqual({ affected: 1 });
+    await expect(sorted().run({ ...command(), identities: [{ type: 'email', value: 'c@example.com' }] })).rejects.toThrow(
+      `lake ${bucket}/events/sorted: an object cannot be read as Parquet (RangeError); it is left as it is`,
+    );
   });
 
   it('leaves alone a table whose identity columns the subject has no value for', async () => {
