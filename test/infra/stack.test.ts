@@ -327,6 +327,19 @@ describe('Stack: Lethe with a worker per connector kind', () => {
     expect(policyOf('SubmitRequest')).not.toContain('events:PutEvents');
   });
 
+  it('grants no role a way around Object Lock, and nothing but PutObject on the audit bucket, whatever the data map', () => {
+    const statements = Object.values(many.findResources('AWS::IAM::Policy')).flatMap(
+      (p) => (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties.PolicyDocument.Statement,
+    );
+    const all = statements.flatMap(actions);
+    for (const forbidden of ['s3:*', '*', 's3:BypassGovernanceRetention', 's3:PutObjectRetention', 's3:PutObjectLegalHold', 's3:PutBucketObjectLockConfiguration', 's3:PutLifecycleConfiguration', 's3:DeleteBucket', 's3:PutBucketPolicy']) {
+      expect(all).not.toContain(forbidden);
+    }
+    const audit = Object.keys(many.findResources('AWS::S3::Bucket', { Properties: { ObjectLockEnabled: true } }))[0]!;
+    const onAudit = statements.filter((st) => JSON.stringify(st.Resource).includes(audit)).flatMap(actions);
+    expect(new Set(onAudit)).toEqual(new Set(['s3:PutObject']));
+  });
+
   it('gives the lake worker a batch’s time: 15 minutes, 3 GB, and its queue six times that to hide a message', () => {
     const functions = many.findResources('AWS::Lambda::Function');
     const lake = Object.entries(functions).find(([id]) => id.startsWith('RunConnectorlake'))![1] as { Properties: { Timeout: number; MemorySize: number } };
