@@ -1,4 +1,3 @@
-import { CreateTableCommand } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { startFauxqs } from 'fauxqs';
 import { randomUUID } from 'node:crypto';
@@ -6,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '#core/audit';
 import { InvalidTransitionError } from '#core/errors';
 import type { RequestRecord } from '#core/request';
-import { credentials, dynamoDb, dynamoUnavailable, type DynamoEndpoint } from '../fixtures/servers.ts';
+import { createRequestsTable, credentials, dynamoDb, dynamoUnavailable, type DynamoEndpoint } from '../fixtures/servers.ts';
 
 const unavailable = dynamoUnavailable();
 if (unavailable) console.warn(`skipping request store and audit integration tests: ${unavailable}`);
@@ -29,20 +28,7 @@ describe.skipIf(unavailable)('Request store and audit log (DynamoDB Local, fauxq
     Object.assign(process.env, { AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' });
     s3 = new S3Client({ endpoint: process.env['AWS_ENDPOINT_URL_S3'], region: 'us-east-1', credentials, forcePathStyle: true });
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-    await server.client.send(
-      new CreateTableCommand({
-        TableName: table,
-        BillingMode: 'PAY_PER_REQUEST',
-        AttributeDefinitions: [
-          { AttributeName: 'pk', AttributeType: 'S' },
-          { AttributeName: 'sk', AttributeType: 'S' },
-        ],
-        KeySchema: [
-          { AttributeName: 'pk', KeyType: 'HASH' },
-          { AttributeName: 'sk', KeyType: 'RANGE' },
-        ],
-      }),
-    ).catch(() => undefined);
+    await createRequestsTable(server.client, table);
     const storeModule = await import('#functions/commons/request-store');
     const auditModule = await import('#functions/commons/audit-log');
     store = new storeModule.RequestStore(table);
