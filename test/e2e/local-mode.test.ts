@@ -2,6 +2,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { ListQueuesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { DynamoDBDocumentClient, GetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -289,6 +290,35 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect((await fetch(`${api}/v1/requests/c0ffee00-0000-4000-8000-0000000000ff`)).status).toBe(404);
     await sleep(500);
     expect(await countItems()).toBe(before);
+  });
+
+  it('leaves no trace of a canary’s identifiers in anything the run produced', async () => {
+    // A subject with data to find, whose identifiers appear nowhere else.
+    const raw = ['canary.7q9x@example.com', 'u-canary-7q9x', '+442079460123', '2079460123', 'Canary Person'];
+    await sql(`INSERT INTO accounts (id, user_id, email, name) VALUES ('a-canary', 'u-canary-7q9x', 'canary.7q9x@example.com', 'Canary Person')`);
+    const response = await post({ type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: 'Canary.7Q9X@example.com' }, { type: 'phone', value: '+44 20 7946 0123' }] });
+    const { requestId } = (await response.json()) as { requestId: string };
+    expect((await final(requestId)).status).toBe('completed');
+    expect(await sql(`SELECT id FROM accounts WHERE id = 'a-canary'`)).toEqual([]);
+
+    const produced: string[] = [readFileSync(join(stateDir, 'local.log'), 'utf8'), local.output(), JSON.stringify(await status(requestId))];
+    // The saga's input and output, as Step Functions keeps them.
+    const template = JSON.parse(readFileSync(join(stateDir, 'cdk.out', 'Lethe.template.json'), 'utf8')) as { Resources: Record<string, { Type: string }> };
+    const machine = Object.entries(template.Resources).find(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine')![0];
+    const sfn = new SFNClient({ endpoint: api, region: state.region, credentials });
+    produced.push(JSON.stringify(await sfn.send(new DescribeExecutionCommand({ executionArn: `arn:aws:states:${state.region}:000000000000:execution:${machine}:${requestId}` }))));
+    // Every audit record, every item of the requests table, and whatever any queue still holds.
+    const s3 = new S3Client({ endpoint: state.s3Endpoint, region: state.region, credentials, forcePathStyle: true });
+    for (const { Key } of (await s3.send(new ListObjectsV2Command({ Bucket: state.auditBucket }))).Contents ?? []) {
+      produced.push(await (await s3.send(new GetObjectCommand({ Bucket: state.auditBucket, Key }))).Body!.transformToString());
+    }
+    produced.push(JSON.stringify((await db.send(new ScanCommand({ TableName: state.requestsTable }))).Items));
+    const sqs = new SQSClient({ endpoint: state.sqsEndpoint, region: state.region, credentials, useQueueUrlAsEndpoint: false });
+    for (const QueueUrl of (await sqs.send(new ListQueuesCommand({}))).QueueUrls ?? []) {
+      produced.push(JSON.stringify((await sqs.send(new ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 0 }))).Messages ?? []));
+    }
+    expect(produced.join('\n')).toContain(requestId);
+    for (const text of produced) for (const value of raw) for (const form of [value, value.toLowerCase(), encodeURIComponent(value)]) expect(text).not.toContain(form);
   });
 
   it('logged no raw identifier anywhere', () => {
