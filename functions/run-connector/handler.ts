@@ -258,9 +258,10 @@ function batchOf(system: SystemConfig): { windowSeconds: number; maxSubjects: nu
  */
 async function joinBatch(message: TaskMessage, system: SystemConfig, record: SQSRecord, dataKey: Uint8Array): Promise<void> {
   const batch = batchOf(system)!;
-  await store.joinBatch(system.name, message.requestId, message.action);
   const job: PendingJob = { vendor: system.connector, id: 'batch', vars: {}, pollEverySeconds: 3600, deadlineSeconds: system.timeoutSeconds, awaiting: 'the next batch' };
+  // Waiting (with its token) before it joins: a batch run only ever finds members it can settle.
   await waitOnVendor(message, system, [job], 0, dataKey);
+  await store.joinBatch(system.name, message.requestId, message.action);
   const members = (await store.batchMembers(system.name)).length;
   await triggerBatch(record, system.name, members >= batch.maxSubjects ? 0 : batch.windowSeconds);
 }
@@ -291,10 +292,11 @@ async function runBatch(systemName: string, record: SQSRecord): Promise<void> {
     const subjects = new Map<string, Identity[]>();
     for (const m of members.slice(0, batch.maxSubjects)) {
       const task = await store.task(m.requestId, systemName, m.action);
-      if (task?.status !== 'waiting_on_vendor' || !task.taskToken) {
+      if (!task || isFinalTaskStatus(task.status)) {
         await store.leaveBatch(systemName, m.requestId, m.action); // settled or failed meanwhile
         continue;
       }
+      if (task.status !== 'waiting_on_vendor' || !task.taskToken) continue; // not waiting yet: the next batch
       const key = `${m.requestId}#${m.action}`;
       subjects.set(key, (await subjectOf(m.requestId)).identities);
       waiting.set(key, { requestId: m.requestId, system: systemName, action: m.action, taskToken: task.taskToken });
@@ -318,7 +320,8 @@ async function runBatch(systemName: string, record: SQSRecord): Promise<void> {
       settled += 1;
     }
     logger.info('batch done', { system: systemName, subjects: subjects.size, settled });
-    if (members.length > settled) await triggerBatch(record, systemName, settled < subjects.size ? BATCH_RETRY_SECONDS : 0);
+    // Whoever is left: at once when another full batch waits, else a minute later (each newer member has its own trigger too).
+    if (members.length > settled) await triggerBatch(record, systemName, members.length > batch.maxSubjects ? 0 : BATCH_RETRY_SECONDS);
   } catch (error) {
     if (isRetryable(error)) {
       logger.warn('batch failed, its members wait for the next one', { system: systemName, members: waiting.size, ...errorFields(error) });
