@@ -676,6 +676,3 @@ function concat(parts: readonly Uint8Array[], length = parts.reduce((n, p) => n 
 function equal(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
-
-/** The leaf columns' dotted paths, as a user names them in the data map. */
-export const columnNames = (file: ParquetFile) => file.leaves.map((l) => l.path.join('.'));

@@ -258,19 +258,12 @@ export function encodeStruct(fields: ThriftStruct): Uint8Array {
 
 // Typed access to generic structs.
 
-export function field(s: ThriftStruct, id: number): ThriftValue | undefined {
-  return s.get(id);
-}
 export function int(s: ThriftStruct, id: number): number | undefined {
   const v = s.get(id);
   if (!v) return undefined;
   if (v.type === 'i64') return Number(v.value);
   if (v.type === 'i8' || v.type === 'i16' || v.type === 'i32') return v.value;
   throw new TypeError(`thrift field ${String(id)} is ${v.type}, not an integer`);
-}
-export function text(s: ThriftStruct, id: number): string | undefined {
-  const v = s.get(id);
-  return v?.type === 'binary' ? new TextDecoder().decode(v.value) : undefined;
 }
 export function struct(s: ThriftStruct, id: number): ThriftStruct | undefined {
   const v = s.get(id);
@@ -279,10 +272,6 @@ export function struct(s: ThriftStruct, id: number): ThriftStruct | undefined {
 export function structs(s: ThriftStruct, id: number): ThriftStruct[] {
   const v = s.get(id);
   return v && (v.type === 'list' || v.type === 'set') ? v.items.flatMap((i) => (i.type === 'struct' ? [i.fields] : [])) : [];
-}
-export function texts(s: ThriftStruct, id: number): string[] {
-  const v = s.get(id);
-  return v && v.type === 'list' ? v.items.flatMap((i) => (i.type === 'binary' ? [new TextDecoder().decode(i.value)] : [])) : [];
 }
 /** Set an integer field, keeping its wire type when it has one. */
 export function setInt(s: ThriftStruct, id: number, value: number | bigint, type: 'i32' | 'i64' = 'i64'): void {
