@@ -2,6 +2,7 @@
 import { auditVerify } from './audit-verify.ts';
 import { datasetsCommand, filterDatasetCommand } from './datasets.ts';
 import { plan } from './plan.ts';
+import { receiptCommand } from './receipt.ts';
 
 const USAGE = `usage: lethe <command>
 
@@ -9,6 +10,7 @@ const USAGE = `usage: lethe <command>
   audit verify    check a request's audit chain
   datasets        derived datasets and the erasures since each was rebuilt
   filter-dataset  a dataset file without the rows of erased and opted-out subjects
+  receipt         get a final request's signed receipt, or verify one offline
 
 Run lethe <command> --help for a command's options.`;
 
@@ -19,6 +21,7 @@ async function main(argv: string[]): Promise<number> {
   if (first === 'audit' && second === 'verify') return auditVerify(rest);
   if (first === 'datasets') return datasetsCommand(argv.slice(1));
   if (first === 'filter-dataset') return filterDatasetCommand(argv.slice(1));
+  if (first === 'receipt') return receiptCommand(argv.slice(1));
   console.error(USAGE);
   return first === undefined || first === '--help' || first === '-h' ? 0 : 2;
 }

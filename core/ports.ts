@@ -11,6 +11,15 @@ export interface KeyService {
   pseudonymKey(): Promise<PseudonymKey>;
 }
 
+/** Signs receipts: a KMS asymmetric key (ECC_NIST_P256) in AWS, a local key pair in local mode. */
+export interface ReceiptSigner {
+  readonly keyId: string;
+  /** ECDSA P-256 over SHA-256 of `message`, DER-encoded. */
+  sign(message: Uint8Array): Promise<Uint8Array>;
+  /** The public key, PEM (SPKI), for verifying receipts offline. */
+  publicKeyPem(): Promise<string>;
+}
+
 /** What a connector is asked to do for one subject in one system. */
 export interface ConnectorCommand {
   readonly requestId: string;

@@ -1,4 +1,4 @@
-import { type CfnElement, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import { type CfnElement, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import {
   AccessLogFormat,
   AuthorizationType,
@@ -12,7 +12,7 @@ import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/
 import { EventBus, Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
-import { Key } from 'aws-cdk-lib/aws-kms';
+import { Key, KeySpec, KeyUsage } from 'aws-cdk-lib/aws-kms';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
@@ -314,10 +314,32 @@ export class LetheStack extends Stack {
     const v1 = this.api.root.addResource('v1');
     const requests = v1.addResource('requests');
     requests.addMethod('POST', new LambdaIntegration(submit), { requestValidator: validator });
-    requests.addResource('{id}').addMethod('GET', new LambdaIntegration(status), {
+    const byId = requests.addResource('{id}');
+    byId.addMethod('GET', new LambdaIntegration(status), {
       requestValidator: validator,
       requestParameters: { 'method.request.path.id': true },
     });
+
+    // Receipts, signed by a KMS key whose private half never leaves KMS; anyone with the public key checks them offline.
+    const receiptKey = new Key(this, 'ReceiptKey', {
+      description: 'Lethe: signs the receipts of final privacy requests',
+      keySpec: KeySpec.ECC_NIST_P256,
+      keyUsage: KeyUsage.SIGN_VERIFY,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    ack(receiptKey, 'AwsSolutions-KMS5', 'An asymmetric signing key cannot rotate automatically: receipts name the key that signed them, and a new key is a new published public key.');
+    const receipts = new SecureFunction(this, 'GetReceipt', {
+      handler: 'get-receipt',
+      description: 'Lethe: GET /v1/requests/{id}/receipt and GET /v1/receipts/public-key',
+      environment: { REQUESTS_TABLE: table.tableName, RECEIPT_SIGNER: 'kms', RECEIPT_KEY_ID: receiptKey.keyArn },
+    });
+    table.grantReadData(receipts);
+    receiptKey.grant(receipts, 'kms:Sign', 'kms:GetPublicKey');
+    byId.addResource('receipt').addMethod('GET', new LambdaIntegration(receipts), {
+      requestValidator: validator,
+      requestParameters: { 'method.request.path.id': true },
+    });
+    v1.addResource('receipts').addResource('public-key').addMethod('GET', new LambdaIntegration(receipts));
 
     // Webhook services report accepted tasks here, signed with their system's secret.
     const webhooks = dataMap.systems.filter((s) => s.connector === 'webhook');

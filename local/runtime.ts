@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { secretSources } from '#connectors/secrets';
 import type { DataMap } from '#core/config';
 import { LocalKeyService } from '#functions/commons/keys';
+import { LocalReceiptSigner } from '#functions/commons/receipts';
 import { buildApp } from '#infra/app';
 import { ENTRY_METADATA, PROJECT_ROOT, SYSTEMS_METADATA } from '#infra/constructs/secure-function';
 import { loadDataMap } from '#infra/data-map';
@@ -89,6 +90,8 @@ async function start(
     writeFileSync(keyFile, JSON.stringify(LocalKeyService.generateMaterial(), null, 2), { mode: 0o600 });
     chmodSync(keyFile, 0o600);
   }
+  const receiptKeyFile = join(stateDir, 'receipt-key.pem');
+  LocalReceiptSigner.ensureKeyFile(receiptKeyFile);
   const dataMap = loadDataMap(options.configPath);
   const { app } = buildApp({ skipBundling: true, target: 'local', outdir: join(stateDir, 'cdk.out'), configPath: options.configPath });
   const template = app.synth().getStackByName('Lethe').template as CfnTemplate;
@@ -181,6 +184,8 @@ async function start(
             AWS_ENDPOINT_URL_EVENTBRIDGE: apiUrl,
             KEY_PROVIDER: 'local',
             LOCAL_KEY_FILE: keyFile,
+            RECEIPT_SIGNER: 'local',
+            LOCAL_RECEIPT_KEY_FILE: receiptKeyFile,
             POWERTOOLS_TRACE_ENABLED: 'false',
           },
         },

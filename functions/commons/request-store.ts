@@ -83,6 +83,14 @@ export class RequestStore {
     return item ? stripKeys<RequestRecord>(item) : undefined;
   }
 
+  /** The head of the request's audit chain: its last record's sequence number and hash; undefined before the first. */
+  async auditHead(requestId: string): Promise<{ seq: number; head: string } | undefined> {
+    const item = await this.#getItem(requestKey(requestId), 'read the audit head');
+    const seq = item?.['auditSeq'];
+    const head = item?.['auditHead'];
+    return typeof seq === 'number' && typeof head === 'string' ? { seq, head } : undefined;
+  }
+
   async mustGet(requestId: string): Promise<RequestRecord> {
     const record = await this.get(requestId);
     if (!record) throw new NotFoundError(`request ${requestId} does not exist`);

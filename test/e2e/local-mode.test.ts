@@ -5,6 +5,7 @@ import { ListQueuesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/cl
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { DynamoDBDocumentClient, GetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { spawnSync, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
@@ -139,6 +140,39 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect(rebuilt.status).toBe(0);
     const after = spawnSync(process.execPath, ['cli/lethe.ts', 'datasets', '--state-dir', stateDir], { encoding: 'utf8' });
     expect(after.stdout).toMatch(/churn-model +model +from app-db, analytics: up to date/);
+  });
+
+  it('gives a final request a signed receipt that verifies offline, and refuses it altered or under another key', async () => {
+    const [{ requestId }] = (await db.send(new ScanCommand({ TableName: state.requestsTable, FilterExpression: 'sk = :meta AND #s = :done', ExpressionAttributeNames: { '#s': 'status' }, ExpressionAttributeValues: { ':meta': 'META', ':done': 'completed' } }))).Items as [{ requestId: string }];
+    const dir = mkdtempSync(join(tmpdir(), 'lethe-receipt-'));
+    const lethe = (...args: string[]) => spawnSync(process.execPath, ['cli/lethe.ts', 'receipt', ...args, '--state-dir', stateDir], { encoding: 'utf8' });
+    expect(lethe('get', requestId, '--out', join(dir, 'receipt.json')).status).toBe(0);
+    expect(lethe('public-key', '--out', join(dir, 'key.pem')).status).toBe(0);
+    // The verification needs nothing of Lethe's: not even its state directory.
+    const verify = (file: string, key = join(dir, 'key.pem')) => spawnSync(process.execPath, ['cli/lethe.ts', 'receipt', 'verify', file, '--public-key', key], { encoding: 'utf8', cwd: process.cwd() });
+
+    const ok = verify(join(dir, 'receipt.json'));
+    expect(ok.stderr).toBe('');
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toContain(`receipt of ${requestId}: VALID, signed by local`);
+    expect(ok.stdout).toMatch(/app-db +delete +succeeded, 3 records/);
+    const receipt = JSON.parse(readFileSync(join(dir, 'receipt.json'), 'utf8')) as { systems: { affected: number }[]; audit: { seq: number } };
+    expect(receipt.audit.seq).toBe(14);
+    expect(JSON.stringify(receipt)).not.toContain('ada');
+
+    receipt.systems[0]!.affected += 1;
+    writeFileSync(join(dir, 'altered.json'), JSON.stringify(receipt));
+    const altered = verify(join(dir, 'altered.json'));
+    expect(altered.status).toBe(1);
+    expect(altered.stderr).toContain('receipt NOT VALID: the signature does not match');
+    writeFileSync(join(dir, 'other.pem'), generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({ format: 'pem', type: 'spki' }));
+    expect(verify(join(dir, 'receipt.json'), join(dir, 'other.pem')).status).toBe(1);
+
+    const pending = await post({ type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: 'nobody-yet@example.com' }] });
+    const { requestId: fresh } = (await pending.json()) as { requestId: string };
+    const early = await fetch(`${api}/v1/requests/${fresh}/receipt`);
+    expect([200, 409]).toContain(early.status); // 409 while it runs; it may already be done
+    await final(fresh);
   });
 
   it('makes one request of the same request sent twice', async () => {

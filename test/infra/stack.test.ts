@@ -70,7 +70,19 @@ describe('Stack: Lethe', () => {
       SSESpecification: { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: Match.anyValue() },
     });
     template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
-    template.resourceCountIs('AWS::KMS::Key', 2);
+    // The table's key, the identity key, and the receipt signing key.
+    template.resourceCountIs('AWS::KMS::Key', 3);
+  });
+
+  it('signs receipts with an ECC P-256 key that only the receipt function may use, to sign', () => {
+    template.hasResourceProperties('AWS::KMS::Key', { KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' });
+    const signers = Object.entries(template.findResources('AWS::IAM::Policy'))
+      .filter(([, p]) => JSON.stringify(p).includes('kms:Sign'))
+      .map(([id]) => id.replace(/ServiceRoleDefaultPolicy.*/, ''));
+    expect(signers).toEqual(['GetReceipt']);
+    const receiptMethods = Object.values(template.findResources('AWS::ApiGateway::Method')).filter((m) => JSON.stringify(m).includes('GetReceipt'));
+    expect(receiptMethods).toHaveLength(2);
+    for (const m of receiptMethods) expect((m as { Properties: { AuthorizationType: string } }).Properties.AuthorizationType).toBe('AWS_IAM');
   });
 
   it('lets only intake wrap and only the workers unwrap the data keys that seal raw identities', () => {
@@ -177,7 +189,7 @@ describe('Synth', () => {
     const { app } = buildApp({ outdir: dir, configPath });
     app.synth();
     const bundles = readdirSync(dir).filter((d) => d.startsWith('asset.') && existsSync(join(dir, d, 'index.mjs')));
-    expect(bundles).toHaveLength(9);
+    expect(bundles).toHaveLength(10);
   });
 
   it('compiles each worker’s systems into its bundle, not its 4 KB environment', () => {

@@ -1,0 +1,72 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { verifyReceipt } from '../core/receipt.ts';
+import { readLocalState } from './local-state.ts';
+
+const USAGE = `usage: lethe receipt verify <receipt.json> --public-key <key.pem> [--json]
+       lethe receipt get <request id> [--out <file>] [--state-dir <dir>]
+       lethe receipt public-key [--out <file>] [--state-dir <dir>]
+
+  verify      checks a receipt offline: its form, and its ECDSA P-256 signature under the public key.
+              Needs neither Lethe nor AWS. Exit 0 valid, 1 not valid, 2 usage error.
+  get         a final request's signed receipt, from local mode (<state-dir>, default .lethe); from a
+              deployed stack, GET /v1/requests/{id}/receipt with IAM (SigV4) credentials.
+  public-key  the key that verifies receipts (PEM); from a deployed stack, GET /v1/receipts/public-key,
+              or aws kms get-public-key on the stack's ReceiptKey.`;
+
+/** `lethe receipt …`. */
+export async function receiptCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      'public-key': { type: 'string' },
+      out: { type: 'string' },
+      'state-dir': { type: 'string', default: process.env['LETHE_STATE_DIR'] ?? '.lethe' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const [verb, arg] = positionals;
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (verb === 'verify' && arg && values['public-key'] && positionals.length === 2) {
+    let receipt: unknown;
+    try {
+      receipt = JSON.parse(readFileSync(arg, 'utf8')) as unknown;
+    } catch (error) {
+      console.error(`lethe receipt verify: cannot read ${arg} as JSON (${(error as Error).name})`);
+      return 2;
+    }
+    const check = verifyReceipt(receipt, readFileSync(values['public-key'], 'utf8'));
+    if (values.json) console.log(JSON.stringify(check.ok ? { ok: true, requestId: check.receipt.requestId, status: check.receipt.status } : check));
+    else if (check.ok) {
+      const r = check.receipt;
+      console.log(`receipt of ${r.requestId}: VALID, signed by ${r.keyId} at ${r.issuedAt}`);
+      console.log(`  ${r.type} under ${r.regulation}: ${r.status}${r.completedAt ? ` at ${r.completedAt}` : ''}; audit chain of ${String(r.audit.seq)} records, head ${r.audit.head.slice(0, 16)}…`);
+      for (const s of r.systems) console.log(`  ${s.system.padEnd(20)} ${s.action.padEnd(9)} ${s.status}${s.affected === null ? '' : `, ${String(s.affected)} records`}${s.errorName ? ` (${s.errorName})` : ''}`);
+    } else console.error(`receipt NOT VALID: ${check.problem}`);
+    return check.ok ? 0 : 1;
+  }
+  if ((verb === 'get' && arg && positionals.length === 2) || (verb === 'public-key' && positionals.length === 1)) {
+    const local = readLocalState(values['state-dir']);
+    if (!local) {
+      console.error(`lethe receipt ${verb}: no local mode state in ${values['state-dir']}; for a deployed stack, see lethe receipt --help`);
+      return 2;
+    }
+    const response = await fetch(verb === 'get' ? `${local.apiUrl}/v1/requests/${encodeURIComponent(arg!)}/receipt` : `${local.apiUrl}/v1/receipts/public-key`);
+    const text = await response.text();
+    if (!response.ok) {
+      console.error(`lethe receipt ${verb}: HTTP ${String(response.status)} ${text}`);
+      return response.status === 404 || response.status === 409 ? 1 : 2;
+    }
+    const out = verb === 'get' ? `${JSON.stringify(JSON.parse(text), null, 2)}\n` : text;
+    if (values.out) writeFileSync(values.out, out);
+    else process.stdout.write(out);
+    return 0;
+  }
+  console.error(USAGE);
+  return 2;
+}

@@ -1,0 +1,61 @@
+import middy from '@middy/core';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { z } from 'zod';
+import { ConflictError, NotFoundError, ValidationError } from '#core/errors';
+import { RECEIPT_VERSION, receiptMessage, type Receipt, type ReceiptBody } from '#core/receipt';
+import { isFinalRequestStatus } from '#core/request';
+import { requireEnv } from '../commons/env.ts';
+import { httpErrors, json } from '../commons/http.ts';
+import { logger, observe } from '../commons/observability.ts';
+import { receiptSignerFromEnv } from '../commons/receipts.ts';
+import { RequestStore } from '../commons/request-store.ts';
+
+const store = new RequestStore(requireEnv('REQUESTS_TABLE'));
+const signer = receiptSignerFromEnv();
+const idSchema = z.uuid();
+
+/**
+ * `GET /v1/requests/{id}/receipt`: the signed receipt of a final request (409 while it is not).
+ * `GET /v1/receipts/public-key`: the key that verifies receipts, PEM, for checking them offline.
+ */
+export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
+  .use(observe())
+  .use(httpErrors())
+  .handler(async (event) => {
+    if (event.resource === '/v1/receipts/public-key') {
+      return { statusCode: 200, headers: { 'content-type': 'application/x-pem-file' }, body: await signer.publicKeyPem() };
+    }
+    const id = idSchema.safeParse(event.pathParameters?.['id']);
+    if (!id.success) throw new ValidationError([{ path: 'id', message: 'must be a request id (UUID)' }]);
+    const requestId = id.data.toLowerCase();
+    const request = await store.get(requestId);
+    if (!request) throw new NotFoundError(`request ${requestId} does not exist`);
+    if (!isFinalRequestStatus(request.status)) throw new ConflictError(`request ${requestId} is ${request.status}: a receipt is given once it is final`);
+    const tasks = await store.tasks(requestId);
+    const head = await store.auditHead(requestId);
+    const body: ReceiptBody = {
+      v: RECEIPT_VERSION,
+      requestId,
+      type: request.type,
+      regulation: request.regulation,
+      status: request.status,
+      receivedAt: request.receivedAt,
+      dueAt: request.dueAt,
+      completedAt: request.completedAt ?? null,
+      systems: tasks.map((t) => ({
+        system: t.system,
+        action: t.action,
+        status: t.status,
+        affected: t.affected ?? null,
+        updatedAt: t.updatedAt,
+        ...(t.errorName ? { errorName: t.errorName } : {}),
+      })),
+      audit: head ?? { seq: 0, head: '0'.repeat(64) },
+      issuedAt: new Date().toISOString(),
+      keyId: signer.keyId,
+      alg: 'ECDSA_P256_SHA256',
+    };
+    const receipt: Receipt = { ...body, signature: Buffer.from(await signer.sign(receiptMessage(body))).toString('base64') };
+    logger.info('receipt issued', { requestId, status: request.status });
+    return json(200, receipt);
+  });
