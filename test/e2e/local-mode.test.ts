@@ -326,7 +326,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect(await countItems()).toBe(before);
   });
 
-  it('leaves no trace of a canary’s identifiers in anything the run produced', async () => {
+  it('leaves no trace of a canary’s identifiers in anything the run produced, its receipt included', async () => {
     // A subject with data to find, whose identifiers appear nowhere else.
     const raw = ['canary.7q9x@example.com', 'u-canary-7q9x', '+442079460123', '2079460123', 'Canary Person'];
     await sql(`INSERT INTO accounts (id, user_id, email, name) VALUES ('a-canary', 'u-canary-7q9x', 'canary.7q9x@example.com', 'Canary Person')`);
@@ -335,7 +335,9 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect((await final(requestId)).status).toBe('completed');
     expect(await sql(`SELECT id FROM accounts WHERE id = 'a-canary'`)).toEqual([]);
 
-    const produced: string[] = [readFileSync(join(stateDir, 'local.log'), 'utf8'), local.output(), JSON.stringify(await status(requestId))];
+    const receipt = await (await fetch(`${api}/v1/requests/${requestId}/receipt`)).text();
+    expect(receipt).toContain('"signature"');
+    const produced: string[] = [readFileSync(join(stateDir, 'local.log'), 'utf8'), local.output(), JSON.stringify(await status(requestId)), receipt];
     // The saga's input and output, as Step Functions keeps them.
     const template = JSON.parse(readFileSync(join(stateDir, 'cdk.out', 'Lethe.template.json'), 'utf8')) as { Resources: Record<string, { Type: string }> };
     const machine = Object.entries(template.Resources).find(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine')![0];
