@@ -21,7 +21,9 @@ export type AuditEventName =
   | 'request.completed'
   | 'request.partially_failed'
   | 'request.failed'
-  | 'request.cancelled';
+  | 'request.cancelled'
+  | 'request.shredded'
+  | 'request.shred_postponed';
 
 /** What happened, without where in the chain. */
 export interface AuditEvent {

@@ -7,7 +7,8 @@ import type { Action } from './request.ts';
  */
 export interface KeyService {
   generateDataKey(requestId: string): Promise<{ plaintext: Uint8Array; wrapped: string }>;
-  unwrapDataKey(wrapped: string, requestId: string): Promise<Uint8Array>;
+  /** Fails (permanently) once the key was destroyed: `wrapped` is then absent. */
+  unwrapDataKey(wrapped: string | undefined, requestId: string): Promise<Uint8Array>;
   pseudonymKey(): Promise<PseudonymKey>;
 }
 

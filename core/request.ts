@@ -219,3 +219,9 @@ export interface JobReport {
 
 /** The requests table's sparse index of tasks waiting on a vendor, keyed `waiting` and `nextCheckAt`. */
 export const WAITING_INDEX = 'Waiting';
+
+/** The requests table's sparse index of final requests whose data key is to be destroyed, keyed `shred` and `shredAt`. */
+export const SHRED_INDEX = 'Shred';
+
+/** How long after a request is final its raw identifiers stay decryptable (for verification), by default: 30 days. */
+export const DEFAULT_SHRED_AFTER_SECONDS = 30 * 24 * 3600;

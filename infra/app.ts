@@ -12,6 +12,8 @@ export interface BuildOptions {
   readonly skipBundling?: boolean;
   /** Object Lock default retention of audit records. @default context `auditRetentionDays`, else 730 */
   readonly auditRetentionDays?: number;
+  /** Days after a request is final until its data key is destroyed. @default context `shredAfterDays`, else 30 */
+  readonly shredAfterDays?: number;
   /**
    * `local`: the template local mode runs, where connection secrets may come from the environment
    * or a file. `aws`: a deployable template, secrets by reference only. @default 'aws'
@@ -27,11 +29,13 @@ export function buildApp(options: BuildOptions = {}): { app: App; stack: LetheSt
   });
   const configPath = options.configPath ?? (app.node.tryGetContext('letheConfig') as string | undefined) ?? 'lethe.config.yaml';
   const retention = options.auditRetentionDays ?? (app.node.tryGetContext('auditRetentionDays') as string | number | undefined);
+  const shredAfter = options.shredAfterDays ?? (app.node.tryGetContext('shredAfterDays') as string | number | undefined);
   const dataMap = loadDataMap(configPath);
   if (options.target !== 'local') assertDeployable(dataMap);
   const stack = new LetheStack(app, 'Lethe', {
     dataMap,
     ...(retention === undefined ? {} : { auditRetentionDays: Number(retention) }),
+    ...(shredAfter === undefined ? {} : { shredAfterDays: Number(shredAfter) }),
   });
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app), new ServerlessChecks(app));
   return { app, stack };

@@ -19,7 +19,7 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import type { DataMap, SystemConfig } from '#core/config';
-import { WAITING_INDEX } from '#core/request';
+import { SHRED_INDEX, WAITING_INDEX } from '#core/request';
 import { cognitoSettingsSchema } from '#connectors/cognito/settings';
 import { CONNECTOR_KINDS } from '#connectors/kinds';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
@@ -39,6 +39,8 @@ export interface LetheStackProps extends StackProps {
   readonly dataMap: DataMap;
   /** Default Object Lock retention of audit records, COMPLIANCE mode. @default 730 */
   readonly auditRetentionDays?: number;
+  /** Days after a request is final (its verification window) until its data key is destroyed. @default 30 */
+  readonly shredAfterDays?: number;
 }
 
 const WORKER_TIMEOUT = Duration.minutes(2);
@@ -93,6 +95,12 @@ export class LetheStack extends Stack {
       indexName: WAITING_INDEX,
       partitionKey: { name: 'waiting', type: AttributeType.STRING },
       sortKey: { name: 'nextCheckAt', type: AttributeType.STRING },
+    });
+    // Final requests whose data key is due to be destroyed (sparse: only they have `shred`).
+    table.addGlobalSecondaryIndex({
+      indexName: SHRED_INDEX,
+      partitionKey: { name: 'shred', type: AttributeType.STRING },
+      sortKey: { name: 'shredAt', type: AttributeType.STRING },
     });
     ack(
       this,
@@ -199,10 +207,11 @@ export class LetheStack extends Stack {
       },
     });
     writesAudit(plan);
+    const shredEnv = { SHRED_AFTER_SECONDS: String((props.shredAfterDays ?? 30) * 24 * 3600) };
     const finalize = new SecureFunction(this, 'FinalizeRequest', {
       handler: 'finalize-request',
       description: 'Lethe saga: settle the outcome of a request',
-      environment: stateEnv,
+      environment: { ...stateEnv, ...shredEnv },
     });
     writesAudit(finalize);
 
@@ -230,7 +239,7 @@ export class LetheStack extends Stack {
     const failRequest = new SecureFunction(this, 'FailRequest', {
       handler: 'fail-request',
       description: 'Lethe: mark the request of a failed saga execution failed',
-      environment: stateEnv,
+      environment: { ...stateEnv, ...shredEnv },
     });
     writesAudit(failRequest);
     const target = (fn: IFunction) =>
@@ -263,6 +272,19 @@ export class LetheStack extends Stack {
       description: 'Lethe: check tasks waiting on vendor jobs',
       schedule: Schedule.rate(Duration.minutes(1)),
       targets: [target(poller)],
+    });
+
+    // Crypto-shredding: data keys of final requests past their verification window, once a day.
+    const shredder = new SecureFunction(this, 'ShredKeys', {
+      handler: 'shred-keys',
+      description: 'Lethe: destroy the data keys of final requests past their verification window',
+      environment: { ...stateEnv, ...shredEnv },
+    });
+    writesAudit(shredder);
+    new Rule(this, 'ShredKeysSchedule', {
+      description: 'Lethe: crypto-shredding of raw identifiers',
+      schedule: Schedule.rate(Duration.days(1)),
+      targets: [target(shredder)],
     });
 
     this.bus = new EventBus(this, 'Bus', { description: 'Lethe: privacy requests from product backends, and what Lethe announces' });

@@ -1,10 +1,10 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { taintedDatasets, type DatasetConfig } from '#core/config';
 import { InvalidTransitionError } from '#core/errors';
-import { isFinalTaskStatus, outcomeOf, type RequestStatus, type TaskRecord, type TaskStatus } from '#core/request';
+import { DEFAULT_SHRED_AFTER_SECONDS, isFinalTaskStatus, outcomeOf, type RequestStatus, type TaskRecord, type TaskStatus } from '#core/request';
 import type { AuditLog } from './audit-log.ts';
 import { logger, metrics } from './observability.ts';
-import type { RequestStore } from './request-store.ts';
+import { SHRED_DUE, type RequestStore } from './request-store.ts';
 
 const OUTCOME_METRIC = {
   completed: 'RequestsCompleted',
@@ -24,7 +24,7 @@ export interface OpenTaskFailure {
  */
 export async function finishRequest(
   requestId: string,
-  deps: { store: RequestStore; audit: AuditLog; datasets?: DatasetDeps },
+  deps: { store: RequestStore; audit: AuditLog; datasets?: DatasetDeps; shredAfterSeconds?: number },
   options: { actor: string; failureOf: (system: string, action: string) => OpenTaskFailure; force?: 'failed' },
 ): Promise<RequestStatus> {
   const { store, audit } = deps;
@@ -55,7 +55,9 @@ export async function finishRequest(
   // Before the request is final, so that a failed announcement is retried with it.
   if (deps.datasets) await taintDatasets(requestId, await store.tasks(requestId), store, deps.datasets, now);
   try {
-    await store.transition(requestId, outcome, { completedAt: now });
+    // Its data key is destroyed once the verification window has passed (a scheduled job, through the Shred index).
+    const shredAt = new Date(Date.parse(now) + (deps.shredAfterSeconds ?? DEFAULT_SHRED_AFTER_SECONDS) * 1000).toISOString();
+    await store.transition(requestId, outcome, { completedAt: now, shred: SHRED_DUE, shredAt });
   } catch (error) {
     if (!(error instanceof InvalidTransitionError)) throw error;
     const current = (await store.mustGet(requestId)).status;

@@ -27,7 +27,8 @@ export class AwsKeyService implements KeyService {
     return { plaintext: out.Plaintext, wrapped: Buffer.from(out.CiphertextBlob).toString('base64') };
   }
 
-  async unwrapDataKey(wrapped: string, requestId: string): Promise<Uint8Array> {
+  async unwrapDataKey(wrapped: string | undefined, requestId: string): Promise<Uint8Array> {
+    if (!wrapped) throw shredded(requestId);
     const out = await kms.send(
       new DecryptCommand({
         KeyId: this.#keyId,
@@ -92,7 +93,8 @@ export class LocalKeyService implements KeyService {
     return Promise.resolve({ plaintext, wrapped: Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64') });
   }
 
-  unwrapDataKey(wrapped: string, requestId: string): Promise<Uint8Array> {
+  unwrapDataKey(wrapped: string | undefined, requestId: string): Promise<Uint8Array> {
+    if (!wrapped) return Promise.reject(shredded(requestId));
     const raw = Buffer.from(wrapped, 'base64');
     const decipher = createDecipheriv('aes-256-gcm', this.#master, raw.subarray(0, 12)).setAAD(Buffer.from(requestId));
     decipher.setAuthTag(raw.subarray(12, 28));
@@ -103,6 +105,9 @@ export class LocalKeyService implements KeyService {
     return Promise.resolve(this.#pseudonym);
   }
 }
+
+/** A request whose data key was destroyed: what was sealed under it can no longer be opened. */
+const shredded = (requestId: string) => new PermanentError(`the data key of request ${requestId} was destroyed (crypto-shredded)`);
 
 /** `KEY_PROVIDER=kms` (what the stack sets) or `local` (what local mode sets). */
 export function keyServiceFromEnv(): KeyService {

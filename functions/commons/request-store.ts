@@ -13,6 +13,7 @@ import {
   type TaskStatus,
   type JobReport,
   WAITING_INDEX,
+  SHRED_INDEX,
 } from '#core/request';
 import { dynamo } from './clients.ts';
 
@@ -30,6 +31,8 @@ export const taskKey = (requestId: string, system: string, action: TaskKind) => 
 });
 
 const WAITING = 'WAITING';
+/** The value of `shred` on requests due for shredding (the Shred index's partition key). */
+export const SHRED_DUE = 'DUE';
 
 const subjectKey = (p: PseudonymousIdentity) => `SUBJECT#${p.type}:${p.pseudonym}`;
 const restrictionKey = (requestId: string, system: string) => ({ pk: `REQ#${requestId}`, sk: `RESTRICTION#${system}` });
@@ -396,6 +399,61 @@ export class RequestStore {
     return out;
   }
 
+  /** Final requests whose data key is due to be destroyed by `now`, soonest first, through the sparse Shred index. */
+  async dueForShredding(now: string, limit = 100): Promise<RequestRecord[]> {
+    try {
+      const out = await dynamo.send(
+        new QueryCommand({
+          TableName: this.#table,
+          IndexName: SHRED_INDEX,
+          KeyConditionExpression: 'shred = :due AND shredAt <= :now',
+          ExpressionAttributeValues: { ':due': SHRED_DUE, ':now': now },
+          Limit: limit,
+        }),
+      );
+      return (out.Items ?? []).map((item) => stripKeys<RequestRecord>(item));
+    } catch (error) {
+      throw wrap('read the requests due for shredding', error);
+    }
+  }
+
+  /**
+   * Destroy a request's data key: its sealed identities (and everything else sealed under it) can
+   * no longer be opened by anyone. False when it was destroyed already.
+   */
+  async shredDataKey(requestId: string, at: string): Promise<boolean> {
+    try {
+      await dynamo.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: requestKey(requestId),
+          UpdateExpression: 'REMOVE wrappedDataKey, shred, shredAt SET shreddedAt = :at',
+          ConditionExpression: 'attribute_exists(wrappedDataKey)',
+          ExpressionAttributeValues: { ':at': at },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw wrap('destroy a data key', error);
+    }
+  }
+
+  /** Check a request again later for shredding. */
+  async postponeShredding(requestId: string, until: string): Promise<void> {
+    try {
+      await dynamo.send(new UpdateCommand({ TableName: this.#table, Key: requestKey(requestId), UpdateExpression: 'SET shredAt = :until', ExpressionAttributeValues: { ':until': until } }));
+    } catch (error) {
+      throw wrap('postpone shredding', error);
+    }
+  }
+
+  /** The systems where this (restrict) request recorded a restriction that no withdraw has lifted. */
+  async unliftedRestrictions(requestId: string): Promise<string[]> {
+    const items = await this.#itemsUnder(requestId, 'RESTRICTION#', 'read restrictions');
+    return items.filter((i) => i['liftedBy'] === undefined).map((i) => (i['sk'] as string).slice('RESTRICTION#'.length));
+  }
+
   // Batches: tasks of a system that wait to be done together (a data lake rewrite), under
   // `pk = BATCH#<system>`: `M#<requestId>#<action>` per member, `LOCK` while a worker runs the batch.
 
@@ -573,6 +631,6 @@ function wrap(what: string, error: unknown): RetryableError | PermanentError {
 }
 
 function stripKeys<T>(item: Record<string, unknown>): T {
-  const { pk: _pk, sk: _sk, auditSeq: _s, auditHead: _h, waiting: _w, nextCheckAt: _c, ...rest } = item;
+  const { pk: _pk, sk: _sk, auditSeq: _s, auditHead: _h, waiting: _w, nextCheckAt: _c, shred: _d, shredAt: _a, ...rest } = item;
   return rest as T;
 }

@@ -10,7 +10,13 @@ import { RequestStore } from '../commons/request-store.ts';
 
 const table = requireEnv('REQUESTS_TABLE');
 const datasets = datasetDepsFromEnv();
-const deps = { store: new RequestStore(table), audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')), ...(datasets && { datasets }) };
+const shredAfter = process.env['SHRED_AFTER_SECONDS'];
+const deps = {
+  store: new RequestStore(table),
+  audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')),
+  ...(datasets && { datasets }),
+  ...(shredAfter && { shredAfterSeconds: Number(shredAfter) }),
+};
 
 const detailSchema = z.object({
   executionArn: z.string(),

@@ -10,7 +10,13 @@ import { RequestStore } from '../commons/request-store.ts';
 
 const table = requireEnv('REQUESTS_TABLE');
 const datasets = datasetDepsFromEnv();
-const deps = { store: new RequestStore(table), audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')), ...(datasets && { datasets }) };
+const shredAfter = process.env['SHRED_AFTER_SECONDS'];
+const deps = {
+  store: new RequestStore(table),
+  audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')),
+  ...(datasets && { datasets }),
+  ...(shredAfter && { shredAfterSeconds: Number(shredAfter) }),
+};
 
 /** One entry per task from the saga's Map: the worker's output, or the error the saga caught. */
 const taskResult = z.object({

@@ -74,6 +74,20 @@ describe('Stack: Lethe', () => {
     template.resourceCountIs('AWS::KMS::Key', 3);
   });
 
+  it('destroys data keys once a day, 30 days after a request is final by default, finding them through a sparse index', () => {
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      GlobalSecondaryIndexes: Match.arrayWith([Match.objectLike({ IndexName: 'Shred', KeySchema: [{ AttributeName: 'shred', KeyType: 'HASH' }, { AttributeName: 'shredAt', KeyType: 'RANGE' }] })]),
+    });
+    template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 day)', Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^ShredKeys'), 'Arn'] } })] });
+    for (const fn of ['FinalizeRequest', 'FailRequest', 'ShredKeys']) {
+      const f = Object.entries(template.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith(fn))![1] as { Properties: { Environment: { Variables: Record<string, unknown> } } };
+      expect(f.Properties.Environment.Variables['SHRED_AFTER_SECONDS']).toBe('2592000');
+    }
+    const { stack } = buildApp({ skipBundling: true, outdir: outdir(), configPath, shredAfterDays: 7 });
+    const finalize = Object.entries(Template.fromStack(stack).findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith('FinalizeRequest'))![1] as { Properties: { Environment: { Variables: Record<string, unknown> } } };
+    expect(finalize.Properties.Environment.Variables['SHRED_AFTER_SECONDS']).toBe('604800');
+  });
+
   it('signs receipts with an ECC P-256 key that only the receipt function may use, to sign', () => {
     template.hasResourceProperties('AWS::KMS::Key', { KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' });
     const signers = Object.entries(template.findResources('AWS::IAM::Policy'))
@@ -189,7 +203,7 @@ describe('Synth', () => {
     const { app } = buildApp({ outdir: dir, configPath });
     app.synth();
     const bundles = readdirSync(dir).filter((d) => d.startsWith('asset.') && existsSync(join(dir, d, 'index.mjs')));
-    expect(bundles).toHaveLength(10);
+    expect(bundles).toHaveLength(11);
   });
 
   it('compiles each worker’s systems into its bundle, not its 4 KB environment', () => {
