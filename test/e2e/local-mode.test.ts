@@ -369,6 +369,12 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
   });
 
   it('has lethe audit verify exit non-zero, saying where, once a record is altered', async () => {
+    const all = (...args: string[]) => spawnSync(process.execPath, ['cli/lethe.ts', 'audit', 'verify', '--all', ...args, '--state-dir', stateDir], { encoding: 'utf8' });
+    const intact = all();
+    expect(intact.stderr).toBe('');
+    expect(intact.stdout).toMatch(/^\d+ audit chains checked: all intact\n$/);
+    expect(all('--since', '2099-01-01').stdout).toBe('0 audit chains checked: all intact\n');
+
     const requestId = 'c0ffee00-0000-4000-8000-000000000001';
     const s3 = new S3Client({ endpoint: state.s3Endpoint, region: state.region, credentials, forcePathStyle: true });
     const Key = `audit/${requestId}/0000000002.json`;
@@ -380,6 +386,16 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect(verify.status).toBe(1);
     expect(verify.stderr).toContain('BROKEN');
     expect(verify.stderr).toContain('record #2 (expected seq 2): content does not match its hash');
+
+    // Over everything: the altered chain, and a chain forged for a request that never was.
+    const forged = 'f0f0f0f0-0000-4000-8000-000000000000';
+    await s3.send(new PutObjectCommand({ Bucket: state.auditBucket, Key: `audit/${forged}/0000000001.json`, Body: JSON.stringify({ ...record, requestId: forged, seq: 1 }) }));
+    const broken = all('--json');
+    expect(broken.status).toBe(1);
+    const report = JSON.parse(broken.stdout) as { checked: number; broken: { requestId: string; problems: string[] }[] };
+    expect(report.broken.map((b) => b.requestId).sort()).toEqual([requestId, forged].sort());
+    expect(report.broken.find((b) => b.requestId === forged)!.problems[0]).toBe('the bucket holds a chain for a request the table does not know');
+    expect(report.checked).toBeGreaterThan(5);
   });
 
   it('stops everything on Ctrl-C, leaving nothing behind', async () => {
