@@ -1,7 +1,10 @@
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import type { DatasetConfig } from '#core/config';
 import { RetryableError } from '#core/errors';
-import type { DatasetDeps } from './finish.ts';
+import { AuditLog } from './audit-log.ts';
+import { requireEnv } from './env.ts';
+import type { DatasetDeps, FinishDeps } from './finish.ts';
+import { RequestStore } from './request-store.ts';
 
 /** The `Dataset Retrain Required` event's source and detail type, as rules match them. */
 export const DATASET_EVENT = { source: 'lethe', detailType: 'Dataset Retrain Required' } as const;
@@ -27,5 +30,18 @@ export function datasetDepsFromEnv(): DatasetDeps | undefined {
         if (out.FailedEntryCount) throw new RetryableError(`${String(out.FailedEntryCount)} Dataset Retrain Required events were not accepted`);
       }
     },
+  };
+}
+
+/** What the functions that finish requests need, from the environment the stack gives them. */
+export function finishDepsFromEnv(): FinishDeps {
+  const table = requireEnv('REQUESTS_TABLE');
+  const datasets = datasetDepsFromEnv();
+  const shredAfter = process.env['SHRED_AFTER_SECONDS'];
+  return {
+    store: new RequestStore(table),
+    audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')),
+    ...(datasets && { datasets }),
+    ...(shredAfter && { shredAfterSeconds: Number(shredAfter) }),
   };
 }

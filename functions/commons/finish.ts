@@ -24,7 +24,7 @@ export interface OpenTaskFailure {
  */
 export async function finishRequest(
   requestId: string,
-  deps: { store: RequestStore; audit: AuditLog; datasets?: DatasetDeps; shredAfterSeconds?: number },
+  deps: FinishDeps,
   options: { actor: string; failureOf: (system: string, action: string) => OpenTaskFailure; force?: 'failed' },
 ): Promise<RequestStatus> {
   const { store, audit } = deps;
@@ -53,7 +53,7 @@ export async function finishRequest(
   }
   const outcome = options.force ?? outcomeOf(statuses);
   // Before the request is final, so that a failed announcement is retried with it.
-  if (deps.datasets) await taintDatasets(requestId, await store.tasks(requestId), store, deps.datasets, now);
+  if (deps.datasets) await taintDatasets(requestId, tasks, store, deps.datasets, now);
   try {
     // Its data key is destroyed once the verification window has passed (a scheduled job, through the Shred index).
     const shredAt = new Date(Date.parse(now) + (deps.shredAfterSeconds ?? DEFAULT_SHRED_AFTER_SECONDS) * 1000).toISOString();
@@ -68,6 +68,14 @@ export async function finishRequest(
   logger.info('request finished', { requestId, status: outcome, tasks: tasks.length });
   metrics.addMetric(OUTCOME_METRIC[outcome], MetricUnit.Count, 1);
   return outcome;
+}
+
+export interface FinishDeps {
+  readonly store: RequestStore;
+  readonly audit: AuditLog;
+  readonly datasets?: DatasetDeps;
+  /** How long after it is final a request's data key is destroyed. @default DEFAULT_SHRED_AFTER_SECONDS */
+  readonly shredAfterSeconds?: number;
 }
 
 /** The datasets of the data map, and where to say that one must be rebuilt. */

@@ -1,22 +1,11 @@
 import middy from '@middy/core';
 import { z } from 'zod';
 import type { EventBridgeEvent } from 'aws-lambda';
-import { AuditLog } from '../commons/audit-log.ts';
-import { requireEnv } from '../commons/env.ts';
-import { datasetDepsFromEnv } from '../commons/datasets.ts';
+import { finishDepsFromEnv } from '../commons/datasets.ts';
 import { finishRequest } from '../commons/finish.ts';
 import { logger, observe } from '../commons/observability.ts';
-import { RequestStore } from '../commons/request-store.ts';
 
-const table = requireEnv('REQUESTS_TABLE');
-const datasets = datasetDepsFromEnv();
-const shredAfter = process.env['SHRED_AFTER_SECONDS'];
-const deps = {
-  store: new RequestStore(table),
-  audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')),
-  ...(datasets && { datasets }),
-  ...(shredAfter && { shredAfterSeconds: Number(shredAfter) }),
-};
+const deps = finishDepsFromEnv();
 
 const detailSchema = z.object({
   executionArn: z.string(),
