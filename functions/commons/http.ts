@@ -1,5 +1,6 @@
 import type { MiddlewareObj } from '@middy/core';
-import type { APIGatewayProxyResult } from 'aws-lambda';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { z } from 'zod';
 import { ConflictError, IdempotencyConflictError, NotFoundError, UnauthorizedError, ValidationError } from '#core/errors';
 import { errorFields, logger } from './observability.ts';
 
@@ -38,4 +39,13 @@ export function parseJsonBody(body: string | null | undefined, isBase64Encoded =
   } catch {
     throw new ValidationError([{ path: '', message: 'the body is not valid JSON' }]);
   }
+}
+
+const idSchema = z.uuid();
+
+/** The request id of a `/v1/requests/{id}…` path, lower-cased; a 400 naming `id` when it is not one. */
+export function requestIdFrom(event: Pick<APIGatewayProxyEvent, 'pathParameters'>): string {
+  const id = idSchema.safeParse(event.pathParameters?.['id']);
+  if (!id.success) throw new ValidationError([{ path: 'id', message: 'must be a request id (UUID)' }]);
+  return id.data.toLowerCase();
 }

@@ -82,16 +82,16 @@ export class RequestStore {
   }
 
   async get(requestId: string): Promise<RequestRecord | undefined> {
-    const item = await this.#getItem(requestKey(requestId), 'read request');
-    return item ? stripKeys<RequestRecord>(item) : undefined;
+    return (await this.getWithAuditHead(requestId))?.request;
   }
 
-  /** The head of the request's audit chain: its last record's sequence number and hash; undefined before the first. */
-  async auditHead(requestId: string): Promise<{ seq: number; head: string } | undefined> {
-    const item = await this.#getItem(requestKey(requestId), 'read the audit head');
-    const seq = item?.['auditSeq'];
-    const head = item?.['auditHead'];
-    return typeof seq === 'number' && typeof head === 'string' ? { seq, head } : undefined;
+  /** The request, with the head of its audit chain (its last record's sequence number and hash) when it has one: one read. */
+  async getWithAuditHead(requestId: string): Promise<{ request: RequestRecord; auditHead?: { seq: number; head: string } } | undefined> {
+    const item = await this.#getItem(requestKey(requestId), 'read request');
+    if (!item) return undefined;
+    const seq = item['auditSeq'];
+    const head = item['auditHead'];
+    return { request: stripKeys<RequestRecord>(item), ...(typeof seq === 'number' && typeof head === 'string' && { auditHead: { seq, head } }) };
   }
 
   async mustGet(requestId: string): Promise<RequestRecord> {

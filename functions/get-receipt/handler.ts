@@ -1,18 +1,16 @@
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { z } from 'zod';
-import { ConflictError, NotFoundError, ValidationError } from '#core/errors';
+import { ConflictError, NotFoundError } from '#core/errors';
 import { RECEIPT_VERSION, receiptMessage, type Receipt, type ReceiptBody } from '#core/receipt';
 import { isFinalRequestStatus } from '#core/request';
 import { requireEnv } from '../commons/env.ts';
-import { httpErrors, json } from '../commons/http.ts';
+import { httpErrors, json, requestIdFrom } from '../commons/http.ts';
 import { logger, observe } from '../commons/observability.ts';
 import { receiptSignerFromEnv } from '../commons/receipts.ts';
 import { RequestStore } from '../commons/request-store.ts';
 
 const store = new RequestStore(requireEnv('REQUESTS_TABLE'));
 const signer = receiptSignerFromEnv();
-const idSchema = z.uuid();
 
 /**
  * `GET /v1/requests/{id}/receipt`: the signed receipt of a final request (409 while it is not).
@@ -25,14 +23,12 @@ export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
     if (event.resource === '/v1/receipts/public-key') {
       return { statusCode: 200, headers: { 'content-type': 'application/x-pem-file' }, body: await signer.publicKeyPem() };
     }
-    const id = idSchema.safeParse(event.pathParameters?.['id']);
-    if (!id.success) throw new ValidationError([{ path: 'id', message: 'must be a request id (UUID)' }]);
-    const requestId = id.data.toLowerCase();
-    const request = await store.get(requestId);
-    if (!request) throw new NotFoundError(`request ${requestId} does not exist`);
+    const requestId = requestIdFrom(event);
+    const found = await store.getWithAuditHead(requestId);
+    if (!found) throw new NotFoundError(`request ${requestId} does not exist`);
+    const { request, auditHead } = found;
     if (!isFinalRequestStatus(request.status)) throw new ConflictError(`request ${requestId} is ${request.status}: a receipt is given once it is final`);
     const tasks = await store.tasks(requestId);
-    const head = await store.auditHead(requestId);
     const body: ReceiptBody = {
       v: RECEIPT_VERSION,
       requestId,
@@ -50,7 +46,7 @@ export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
         updatedAt: t.updatedAt,
         ...(t.errorName ? { errorName: t.errorName } : {}),
       })),
-      audit: head ?? { seq: 0, head: '0'.repeat(64) },
+      audit: auditHead ?? { seq: 0, head: '0'.repeat(64) },
       issuedAt: new Date().toISOString(),
       keyId: signer.keyId,
       alg: 'ECDSA_P256_SHA256',

@@ -1,23 +1,19 @@
 import middy from '@middy/core';
-import { z } from 'zod';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { NotFoundError, ValidationError } from '#core/errors';
+import { NotFoundError } from '#core/errors';
 import { requireEnv } from '../commons/env.ts';
-import { httpErrors, json } from '../commons/http.ts';
+import { httpErrors, json, requestIdFrom } from '../commons/http.ts';
 import { observe } from '../commons/observability.ts';
 import { RequestStore } from '../commons/request-store.ts';
 
 const store = new RequestStore(requireEnv('REQUESTS_TABLE'));
-const idSchema = z.uuid();
 
 /** GET /v1/requests/{id}: where a request stands, per system. No identities, no pseudonyms. */
 export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
   .use(observe())
   .use(httpErrors())
   .handler(async (event) => {
-    const id = idSchema.safeParse(event.pathParameters?.['id']);
-    if (!id.success) throw new ValidationError([{ path: 'id', message: 'must be a request id (UUID)' }]);
-    const requestId = id.data.toLowerCase();
+    const requestId = requestIdFrom(event);
     const request = await store.get(requestId);
     if (!request) throw new NotFoundError(`request ${requestId} does not exist`);
     const tasks = await store.tasks(request.requestId);

@@ -110,7 +110,7 @@ describe.skipIf(unavailable)('Function: shred-keys handler', () => {
     const chain = await readAuditChain(s3, 'audit', requestId);
     expect(chain.map((r) => r.event)).toEqual(['request.received', 'request.completed', 'request.shredded']);
     expect(chain.at(-1)).toMatchObject({ event: 'request.shredded', actor: 'lethe:shredder' });
-    expect(verifyChain(requestId, chain, await store.auditHead(requestId).then((h) => h && { seq: h.seq, hash: h.head }))).toEqual([]);
+    expect(verifyChain(requestId, chain, await store.getWithAuditHead(requestId).then((r) => r?.auditHead && { seq: r.auditHead.seq, hash: r.auditHead.head }))).toEqual([]);
 
     expect(await shred({}, lambdaContext())).toMatchObject({ shredded: 0 });
   });
