@@ -478,6 +478,31 @@ export class RequestStore {
     return items.map((i) => ({ requestId: i['requestId'] as string, action: i['action'] as TaskKind, joinedAt: i['joinedAt'] as string })).sort((a, b) => a.joinedAt.localeCompare(b.joinedAt));
   }
 
+  /** Whether at least `n` members wait in the batch: counted a page at a time, not read. */
+  async batchHasAtLeast(system: string, n: number): Promise<boolean> {
+    let count = 0;
+    let start: Record<string, unknown> | undefined;
+    try {
+      do {
+        const out = await dynamo.send(
+          new QueryCommand({
+            TableName: this.#table,
+            KeyConditionExpression: 'pk = :pk AND begins_with(sk, :m)',
+            ExpressionAttributeValues: { ':pk': `BATCH#${system}`, ':m': 'M#' },
+            Select: 'COUNT', // no Limit: DynamoDB Local fails COUNT with a Limit; a page is counted, not returned
+            ConsistentRead: true,
+            ...(start && { ExclusiveStartKey: start }),
+          }),
+        );
+        count += out.Count ?? 0;
+        start = out.LastEvaluatedKey;
+      } while (start && count < n);
+    } catch (error) {
+      throw wrap('count a batch', error);
+    }
+    return count >= n;
+  }
+
   async leaveBatch(system: string, requestId: string, action: TaskKind): Promise<void> {
     try {
       await dynamo.send(new DeleteCommand({ TableName: this.#table, Key: { pk: `BATCH#${system}`, sk: `M#${requestId}#${action}` } }));

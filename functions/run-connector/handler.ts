@@ -262,8 +262,8 @@ async function joinBatch(message: TaskMessage, system: SystemConfig, record: SQS
   // Waiting (with its token) before it joins: a batch run only ever finds members it can settle.
   await waitOnVendor(message, system, [job], 0, dataKey);
   await store.joinBatch(system.name, message.requestId, message.action);
-  const members = (await store.batchMembers(system.name)).length;
-  await triggerBatch(record, system.name, members >= batch.maxSubjects ? 0 : batch.windowSeconds);
+  const full = await store.batchHasAtLeast(system.name, batch.maxSubjects);
+  await triggerBatch(record, system.name, full ? 0 : batch.windowSeconds);
 }
 
 async function triggerBatch(record: SQSRecord, system: string, delaySeconds: number): Promise<void> {

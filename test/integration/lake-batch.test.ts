@@ -110,6 +110,7 @@ describe.skipIf(unavailable)('Function: run-connector handler, lake batches', ()
     }
     for (const requestId of requests) expect(await store.task(requestId, 'analytics', 'delete')).toMatchObject({ status: 'waiting_on_vendor', jobs: 'lake job batch' });
     expect(await store.batchMembers('analytics')).toHaveLength(2);
+    expect([await store.batchHasAtLeast('analytics', 2), await store.batchHasAtLeast('analytics', 3)]).toEqual([true, false]);
     expect(sfn).not.toHaveReceivedCommand(SendTaskSuccessCommand);
     const triggers = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, WaitTimeSeconds: 2, MaxNumberOfMessages: 10 }));
     expect(triggers.Messages?.map((m) => m.Body)).toContain(JSON.stringify({ batch: true, system: 'analytics' }));
