@@ -1,5 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { consistencyProof, inclusionProof, leafHash, rootOf, verifyConsistency, verifyInclusion } from '#core/merkle';
+import {
+  appendLeaves,
+  compactRoot,
+  consistencyProof,
+  consistencyRanges,
+  inclusionProof,
+  inclusionRanges,
+  leafHash,
+  nodesOf,
+  rangeHash,
+  rootOf,
+  verifyConsistency,
+  verifyInclusion,
+  type CompactTree,
+} from '#core/merkle';
 
 /**
  * The Merkle log's hashing against the Certificate Transparency reference vectors (RFC 6962 test
@@ -100,5 +114,48 @@ const SIZES = 40;
       }
       expect(verifyConsistency(n, n - 1, root2, rootOf(many.slice(0, n - 1)), [])).toBe(false);
     }
+  });
+});
+
+describe('Module: merkle, as a stored log keeps it', () => {
+  const many = Array.from({ length: 300 }, (_, i) => leafHash(Uint8Array.of(i & 0xff, i >> 8)));
+  const key = (level: number, index: number) => `${String(level)}:${String(index)}`;
+
+  it('appends in batches of any size to the same roots, and stores every perfect subtree exactly once', () => {
+    for (const step of [1, 2, 3, 7, 64, 99]) {
+      let tree: CompactTree = { size: 0, frontier: [] };
+      const stored = new Map<string, Uint8Array>();
+      for (let at = 0; at < many.length; at += step) {
+        const appended = appendLeaves(tree, many.slice(at, at + step));
+        for (const n of appended.nodes) {
+          expect(stored.has(key(n.level, n.index)), `node ${key(n.level, n.index)} written twice`).toBe(false);
+          stored.set(key(n.level, n.index), n.hash);
+        }
+        tree = appended.tree;
+        expect(hex(compactRoot(tree)), `size ${String(tree.size)} in steps of ${String(step)}`).toBe(hex(rootOf(many.slice(0, tree.size))));
+      }
+      // 300 leaves: 300 + 150 + 75 + 37 + 18 + 9 + 4 + 2 + 1 perfect subtrees.
+      expect(stored.size).toBe(596);
+    }
+    expect(() => appendLeaves({ size: 3, frontier: [] }, [])).toThrow(RangeError);
+  });
+
+  it('builds the same proofs from stored perfect subtrees as from the leaves', () => {
+    const stored = new Map(appendLeaves({ size: 0, frontier: [] }, many).nodes.map((n) => [key(n.level, n.index), n.hash]));
+    const fromStore = (level: number, index: number) => {
+      const hash = stored.get(key(level, index));
+      if (!hash) throw new Error(`node ${key(level, index)} is not stored`);
+      return hash;
+    };
+    for (const n of [1, 2, 5, 64, 65, 211, 300]) {
+      for (const i of [0, 1, Math.floor(n / 2), n - 1].filter((x) => x < n)) {
+        expect(inclusionRanges(i, n).map((r) => hex(rangeHash(r, fromStore)))).toEqual(inclusionProof(i, many.slice(0, n)).map(hex));
+      }
+      for (const m of [0, 1, 3, Math.floor(n / 2), n]) {
+        if (m > n) continue;
+        expect(consistencyRanges(m, n).map((r) => hex(rangeHash(r, fromStore)))).toEqual(consistencyProof(m, many.slice(0, n)).map(hex));
+      }
+    }
+    expect(nodesOf([256, 300])).toEqual([{ level: 5, index: 8 }, { level: 3, index: 36 }, { level: 2, index: 74 }]);
   });
 });
