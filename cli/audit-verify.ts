@@ -1,20 +1,40 @@
-import { DynamoDBClient, GetItemCommand, paginateScan } from '@aws-sdk/client-dynamodb';
-import { paginateListObjectsV2, S3Client } from '@aws-sdk/client-s3';
+import { DynamoDBClient, GetItemCommand, paginateQuery, paginateScan } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { verifyChain } from '../core/audit.ts';
-import { readAuditChain } from '../functions/commons/audit-log.ts';
-import { readLocalState } from './local-state.ts';
+import { verifyChain, type AuditRecord } from '../core/audit.ts';
+import { recordKey, UNLOGGED_INDEX, UNLOGGED_SHARDS, verifyLog } from '../core/log.ts';
+import { p256PublicKey } from '../core/signing.ts';
+import { auditPrefix, readAuditLog, readAuditRecords } from '../functions/commons/audit-log.ts';
+import { LocalReceiptSigner } from '../functions/commons/receipts.ts';
+import { localCredentials, readLocalState } from './local-state.ts';
 
 const USAGE = `usage: lethe audit verify --request <id> | --all [--since <date>] [--until <date>]
-                          [--bucket <name> --table <name>] [--endpoint <url>] [--state-dir <dir>] [--json]
+                          [--known-head <file>]... [--bucket <name> --table <name> --public-key <key.pem>]
+                          [--endpoint <url>] [--state-dir <dir>] [--json]
 
-  Verifies the hash chain of one request's audit records against the chain head recorded in the
-  requests table, and exits 0 when it is intact, 1 when it is broken or missing, 2 on a usage
-  error. --all verifies every request's chain, or those received from --since until before
-  --until (ISO dates): every request the table knows, and every chain the bucket holds, so a
-  deleted chain and a chain of no request are found too. Without --bucket it reads local mode's state (<state-dir>/local.json, default .lethe);
-  with --bucket and --table it reads them in AWS through the standard credential chain
-  (--endpoint overrides the S3 endpoint).`;
+  Verifies the audit store and says where it was altered. Exits 0 when all is intact, 1 when
+  anything is broken or missing, 2 on a usage error.
+
+  --request <id>  that request's hash chain, against the chain head the requests table recorded,
+                  and the audit log: each of its records is a leaf (or waiting to become one).
+  --all           every request's chain, or those received from --since until before --until
+                  (ISO dates): every request the table knows and every chain the bucket holds, so
+                  a deleted chain and a chain of no request are found too.
+
+  Both check the whole audit log: each batch of leaves follows the one before, names records the
+  bucket holds with their hashes; each tree head is signed by the receipt key, has the root of
+  the leaves before it, and is consistent with the head before it; the newest is the one the
+  table recorded; and every record is a leaf or waiting to be one.
+
+  --known-head <file>  a tree head kept outside the bucket (a tree head JSON, or a receipt, whose
+                  tree head is taken): the log must be consistent with it (RFC 9162 consistency
+                  proof), so a log rewritten and re-signed since is found. Repeatable.
+
+  Without --bucket it reads local mode's state (<state-dir>/local.json, default .lethe) and key.
+  With --bucket, --table and --public-key (lethe receipt public-key) it reads them in AWS through
+  the standard credential chain (--endpoint overrides the S3 endpoint).`;
 
 /** `lethe audit verify`. Exit codes: 0 intact, 1 broken or missing, 2 usage or setup error. */
 export async function auditVerify(argv: string[]): Promise<number> {
@@ -28,6 +48,8 @@ export async function auditVerify(argv: string[]): Promise<number> {
       until: { type: 'string' },
       bucket: { type: 'string' },
       table: { type: 'string' },
+      'public-key': { type: 'string' },
+      'known-head': { type: 'string', multiple: true, default: [] },
       endpoint: { type: 'string' },
       'state-dir': { type: 'string', default: process.env['LETHE_STATE_DIR'] ?? '.lethe' },
       json: { type: 'boolean', default: false },
@@ -44,36 +66,79 @@ export async function auditVerify(argv: string[]): Promise<number> {
     console.error(badDate === undefined ? USAGE : `lethe audit verify: ${badDate} is not a date\n\n${USAGE}`);
     return 2;
   }
-  const target = resolveTarget(values.bucket, values.table, values.endpoint, values['state-dir']);
+  const target = await resolveTarget(values);
   if (typeof target === 'string') {
     console.error(target);
     return 2;
   }
-  if (values.all) return verifyAll(target, period, values.json);
-  const requestId = (values.request ?? '').toLowerCase();
-  const records = await readAuditChain(target.s3, target.bucket, requestId);
-  const head = await readHead(target.dynamo, target.table, requestId);
-  const problems = verifyChain(requestId, records, head);
-  if (values.json) {
-    console.log(JSON.stringify({ requestId, records: records.length, ok: problems.length === 0, problems }, null, 2));
-  } else if (problems.length === 0) {
-    const last = records.at(-1);
-    console.log(`audit chain of ${requestId}: ${String(records.length)} records, intact (head ${last?.hash.slice(0, 16) ?? ''}…, last event ${last?.event ?? ''})`);
-  } else {
-    console.error(`audit chain of ${requestId}: BROKEN (${String(records.length)} records)`);
-    for (const p of problems) console.error(`  record #${String(p.index + 1)} (expected seq ${String(p.expectedSeq)}): ${p.problem}`);
+  const known: { source: string; head: unknown }[] = [];
+  for (const file of values['known-head']) {
+    try {
+      const saved = JSON.parse(readFileSync(file, 'utf8')) as { log?: { treeHead?: unknown } };
+      known.push({ source: file, head: saved.log?.treeHead ?? saved });
+    } catch (error) {
+      console.error(`lethe audit verify: cannot read ${file} as JSON (${(error as Error).name})`);
+      return 2;
+    }
   }
-  return problems.length === 0 ? 0 : 1;
+  // Records first, then what waits to be logged, then the log: a record the sequencer takes meanwhile is in the log read last.
+  const { chains, records } = await readAuditRecords(target.s3, target.bucket);
+  const pending = await readPending(target.dynamo, target.table);
+  const log = verifyLog({ ...(await readAuditLog(target.s3, target.bucket)), records, pending, latest: await readLatest(target.dynamo, target.table), publicKey: target.publicKey, known });
+  const requestId = values.request?.toLowerCase();
+  const logProblems = requestId === undefined ? log.problems : log.problems.filter((p) => !p.where.startsWith('audit/') || p.where.startsWith(auditPrefix(requestId)));
+  const { checked, broken } = requestId === undefined ? await verifyAll(target, chains, period) : await verifyOne(target, chains, requestId);
+  const ok = broken.length === 0 && logProblems.length === 0;
+  if (values.json) {
+    console.log(
+      JSON.stringify(
+        { ok, checked, broken, log: { leaves: log.leaves, heads: log.heads, treeSize: log.latest?.treeSize ?? 0, rootHash: log.latest?.rootHash ?? null, ok: logProblems.length === 0, problems: logProblems } },
+        null,
+        2,
+      ),
+    );
+    return ok ? 0 : 1;
+  }
+  for (const b of broken) {
+    console.error(`audit chain of ${b.requestId}: BROKEN`);
+    for (const p of b.problems) console.error(`  ${p}`);
+  }
+  if (requestId !== undefined && broken.length === 0) {
+    const last = chains.get(requestId)?.at(-1);
+    console.log(`audit chain of ${requestId}: ${String(chains.get(requestId)?.length ?? 0)} records, intact (head ${last?.hash.slice(0, 16) ?? ''}…, last event ${last?.event ?? ''})`);
+  } else if (requestId === undefined) {
+    const line = `${String(checked)} audit chains checked: ${broken.length === 0 ? 'all intact' : `${String(broken.length)} broken`}`;
+    if (broken.length === 0) console.log(line);
+    else console.error(line);
+  }
+  const newest = log.latest ? `, newest of ${String(log.latest.treeSize)} leaves (root ${log.latest.rootHash.slice(0, 16)}…, ${log.latest.timestamp})` : '';
+  const summary = `audit log: ${String(log.leaves)} leaves, ${String(log.heads)} signed tree heads${newest}, ${String(pending.size)} records waiting to be logged`;
+  if (logProblems.length === 0) console.log(`${summary}: intact`);
+  else {
+    console.error(`${summary}: BROKEN`);
+    for (const p of logProblems) console.error(`  ${p.where}: ${p.problem}`);
+  }
+  return ok ? 0 : 1;
 }
 
-type Target = Exclude<ReturnType<typeof resolveTarget>, string>;
+type Target = Exclude<Awaited<ReturnType<typeof resolveTarget>>, string>;
+type Chains = ReadonlyMap<string, AuditRecord[]>;
+type Broken = { requestId: string; problems: string[] }[];
+
+const chainProblems = (requestId: string, records: readonly AuditRecord[], head: { seq: number; hash: string } | undefined) =>
+  verifyChain(requestId, records, head).map((p) => `${recordKey(requestId, p.at)}: ${p.problem}`);
+
+async function verifyOne(target: Target, chains: Chains, requestId: string): Promise<{ checked: number; broken: Broken }> {
+  const problems = chainProblems(requestId, chains.get(requestId) ?? [], await readHead(target.dynamo, target.table, requestId));
+  return { checked: 1, broken: problems.length > 0 ? [{ requestId, problems }] : [] };
+}
 
 /**
  * Every chain at once: the requests the table knows (with when they were received) and the chains
  * the bucket holds, each verified against its recorded head. Reads the table with a Scan: an
  * auditor's occasional check, not a request path.
  */
-async function verifyAll(target: Target, period: { since?: string | undefined; until?: string | undefined }, json: boolean): Promise<number> {
+async function verifyAll(target: Target, chains: Chains, period: { since?: string | undefined; until?: string | undefined }): Promise<{ checked: number; broken: Broken }> {
   const known = new Map<string, { receivedAt: string; head?: { seq: number; hash: string } }>();
   for await (const page of paginateScan(
     { client: target.dynamo },
@@ -82,36 +147,47 @@ async function verifyAll(target: Target, period: { since?: string | undefined; u
     for (const item of page.Items ?? []) {
       const seq = item['auditSeq']?.N;
       const hash = item['auditHead']?.S;
-      known.set(item['requestId']!.S!, { receivedAt: item['receivedAt']?.S ?? '', ...(seq && hash ? { head: { seq: Number(seq), hash } } : {}) });
+      if (!item['requestId']?.S) continue;
+      known.set(item['requestId'].S, { receivedAt: item['receivedAt']?.S ?? '', ...(seq && hash ? { head: { seq: Number(seq), hash } } : {}) });
     }
   }
-  const stored = new Set<string>();
-  for await (const page of paginateListObjectsV2({ client: target.s3 }, { Bucket: target.bucket, Prefix: 'audit/', Delimiter: '/' })) {
-    for (const p of page.CommonPrefixes ?? []) if (p.Prefix) stored.add(p.Prefix.slice('audit/'.length, -1));
-  }
   const inPeriod = (at: string) => (!period.since || at >= new Date(period.since).toISOString()) && (!period.until || at < new Date(period.until).toISOString());
-  const broken: { requestId: string; problems: string[] }[] = [];
+  const broken: Broken = [];
   let checked = 0;
-  for (const requestId of [...new Set([...known.keys(), ...stored])].sort()) {
+  for (const requestId of [...new Set([...known.keys(), ...chains.keys()])].sort()) {
     const request = known.get(requestId);
-    const records = stored.has(requestId) ? await readAuditChain(target.s3, target.bucket, requestId) : [];
+    const records = chains.get(requestId) ?? [];
     if (!inPeriod(request?.receivedAt ?? records[0]?.at ?? '')) continue;
     checked += 1;
-    const problems = verifyChain(requestId, records, request?.head).map((p) => `record #${String(p.index + 1)} (expected seq ${String(p.expectedSeq)}): ${p.problem}`);
+    const problems = chainProblems(requestId, records, request?.head);
     if (!request) problems.unshift('the bucket holds a chain for a request the table does not know');
     if (problems.length > 0) broken.push({ requestId, problems });
   }
-  if (json) console.log(JSON.stringify({ checked, ok: broken.length === 0, broken }, null, 2));
-  else {
-    for (const b of broken) {
-      console.error(`audit chain of ${b.requestId}: BROKEN`);
-      for (const p of b.problems) console.error(`  ${p}`);
+  return { checked, broken };
+}
+
+/** Object keys of the records Lethe has staged and not yet logged: the Unlogged index, every shard. */
+async function readPending(dynamo: DynamoDBClient, table: string): Promise<Set<string>> {
+  const pending = new Set<string>();
+  for (let shard = 0; shard < UNLOGGED_SHARDS; shard += 1) {
+    for await (const page of paginateQuery(
+      { client: dynamo },
+      { TableName: table, IndexName: UNLOGGED_INDEX, KeyConditionExpression: '#shard = :s', ExpressionAttributeNames: { '#shard': 'unlogged' }, ExpressionAttributeValues: { ':s': { S: `U#${String(shard)}` } } },
+    )) {
+      for (const item of page.Items ?? []) {
+        const [, requestId, seq] = (item['unloggedAt']?.S ?? '').split('#');
+        if (requestId && seq) pending.add(recordKey(requestId, Number(seq)));
+      }
     }
-    const line = `${String(checked)} audit chains checked: ${broken.length === 0 ? 'all intact' : `${String(broken.length)} broken`}`;
-    if (broken.length === 0) console.log(line);
-    else console.error(line);
   }
-  return broken.length === 0 ? 0 : 1;
+  return pending;
+}
+
+/** The newest tree head Lethe recorded publishing. */
+async function readLatest(dynamo: DynamoDBClient, table: string): Promise<{ treeSize: number; rootHash: string } | undefined> {
+  const out = await dynamo.send(new GetItemCommand({ TableName: table, Key: { pk: { S: 'LOG' }, sk: { S: 'HEAD' } }, ProjectionExpression: 'treeHead', ConsistentRead: true }));
+  const head = out.Item?.['treeHead']?.M;
+  return head?.['treeSize']?.N && head['rootHash']?.S ? { treeSize: Number(head['treeSize'].N), rootHash: head['rootHash'].S } : undefined;
 }
 
 /** The chain head Lethe recorded for the request, if the request exists. */
@@ -129,20 +205,30 @@ async function readHead(dynamo: DynamoDBClient, table: string, requestId: string
   return seq && hash ? { seq: Number(seq), hash } : undefined;
 }
 
-function resolveTarget(bucket: string | undefined, table: string | undefined, endpoint: string | undefined, stateDir: string) {
+async function resolveTarget(options: { bucket?: string | undefined; table?: string | undefined; endpoint?: string | undefined; 'public-key'?: string | undefined; 'state-dir': string }) {
+  const { bucket, table, endpoint } = options;
+  const keyFile = options['public-key'];
+  let pem: string;
+  let place: { bucket: string; table: string; s3: S3Client; dynamo: DynamoDBClient };
   if (bucket || table) {
-    if (!bucket || !table) return 'name both --bucket (the audit bucket) and --table (the requests table)';
-    return { bucket, table, s3: new S3Client(endpoint ? { endpoint, forcePathStyle: true } : {}), dynamo: new DynamoDBClient({}) };
+    if (!bucket || !table || !keyFile) return 'name --bucket (the audit bucket), --table (the requests table) and --public-key (the receipt key, PEM)';
+    place = { bucket, table, s3: new S3Client(endpoint ? { endpoint, forcePathStyle: true } : {}), dynamo: new DynamoDBClient({}) };
+  } else {
+    const state = readLocalState(options['state-dir']);
+    if (!state) return `no --bucket given and no local mode state in ${options['state-dir']}: start local mode (npm start) or name the audit bucket`;
+    place = {
+      bucket: state.auditBucket,
+      table: state.requestsTable,
+      s3: new S3Client({ endpoint: endpoint ?? state.s3Endpoint, region: state.region, forcePathStyle: true, credentials: localCredentials }),
+      dynamo: new DynamoDBClient({ endpoint: state.dynamoDbEndpoint, region: state.region, credentials: localCredentials }),
+    };
   }
-  const state = readLocalState(stateDir);
-  if (!state) {
-    return `no --bucket given and no local mode state in ${stateDir}: start local mode (npm start) or name the audit bucket`;
+  try {
+    pem = keyFile ? readFileSync(keyFile, 'utf8') : await LocalReceiptSigner.fromFile(join(options['state-dir'], 'receipt-key.pem')).publicKeyPem();
+  } catch (error) {
+    return `cannot read the public key (${(error as Error).message})`;
   }
-  const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
-  return {
-    bucket: state.auditBucket,
-    table: state.requestsTable,
-    s3: new S3Client({ endpoint: endpoint ?? state.s3Endpoint, region: state.region, forcePathStyle: true, credentials }),
-    dynamo: new DynamoDBClient({ endpoint: state.dynamoDbEndpoint, region: state.region, credentials }),
-  };
+  const publicKey = p256PublicKey(pem);
+  if (typeof publicKey === 'string') return publicKey;
+  return { ...place, publicKey };
 }

@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { verifyReceipt } from '../core/receipt.ts';
 import { readLocalState } from './local-state.ts';
@@ -7,10 +8,13 @@ const USAGE = `usage: lethe receipt verify <receipt.json> --public-key <key.pem>
        lethe receipt get <request id> [--out <file>] [--state-dir <dir>]
        lethe receipt public-key [--out <file>] [--state-dir <dir>]
 
-  verify      checks a receipt offline: its form, and its ECDSA P-256 signature under the public key.
-              Needs neither Lethe nor AWS. Exit 0 valid, 1 not valid, 2 usage error.
-  get         a final request's signed receipt, from local mode (<state-dir>, default .lethe); from a
-              deployed stack, GET /v1/requests/{id}/receipt with IAM (SigV4) credentials.
+  verify      checks a receipt offline: its form, its ECDSA P-256 signature under the public key, the
+              signature of the audit log's tree head it carries, and the proof that the request's
+              last audit record is a leaf of that tree. Needs neither Lethe nor AWS.
+              Exit 0 valid, 1 not valid, 2 usage error.
+  get         a final request's signed receipt, from local mode (<state-dir>, default .lethe), waiting
+              while the audit log has yet to take the request's last record (503); from a deployed
+              stack, GET /v1/requests/{id}/receipt with IAM (SigV4) credentials.
   public-key  the key that verifies receipts (PEM); from a deployed stack, GET /v1/receipts/public-key,
               or aws kms get-public-key on the stack's ReceiptKey.`;
 
@@ -46,6 +50,7 @@ export async function receiptCommand(argv: string[]): Promise<number> {
       const r = check.receipt;
       console.log(`receipt of ${r.requestId}: VALID, signed by ${r.keyId} at ${r.issuedAt}`);
       console.log(`  ${r.type} under ${r.regulation}: ${r.status}${r.completedAt ? ` at ${r.completedAt}` : ''}; audit chain of ${String(r.audit.seq)} records, head ${r.audit.head.slice(0, 16)}…`);
+      console.log(`  audit log: the head is leaf ${String(r.log.leafIndex)} of the tree of ${String(r.log.treeHead.treeSize)} leaves signed at ${r.log.treeHead.timestamp} (root ${r.log.treeHead.rootHash.slice(0, 16)}…)`);
       for (const s of r.systems) console.log(`  ${s.system.padEnd(20)} ${s.action.padEnd(9)} ${s.status}${s.affected === null ? '' : `, ${String(s.affected)} records`}${s.errorName ? ` (${s.errorName})` : ''}`);
     } else console.error(`receipt NOT VALID: ${check.problem}`);
     return check.ok ? 0 : 1;
@@ -56,7 +61,16 @@ export async function receiptCommand(argv: string[]): Promise<number> {
       console.error(`lethe receipt ${verb}: no local mode state in ${values['state-dir']}; for a deployed stack, see lethe receipt --help`);
       return 2;
     }
-    const response = await fetch(verb === 'get' ? `${local.apiUrl}/v1/requests/${encodeURIComponent(arg!)}/receipt` : `${local.apiUrl}/v1/receipts/public-key`);
+    const url = verb === 'get' ? `${local.apiUrl}/v1/requests/${encodeURIComponent(arg!)}/receipt` : `${local.apiUrl}/v1/receipts/public-key`;
+    let response = await fetch(url);
+    // 503: the audit log has yet to sign a tree head holding the request's last record; it says when to ask again.
+    for (let waited = 0; response.status === 503 && waited < 180; ) {
+      const after = Math.min(Math.max(Number(response.headers.get('retry-after')) || 5, 1), 60);
+      if (waited === 0) console.error(`lethe receipt get: waiting for the audit log to sign the request's last record (up to 3 minutes)…`);
+      await sleep(after * 1000);
+      waited += after;
+      response = await fetch(url);
+    }
     const text = await response.text();
     if (!response.ok) {
       console.error(`lethe receipt ${verb}: HTTP ${String(response.status)} ${text}`);

@@ -80,6 +80,8 @@ export interface ChainProblem {
   /** Position in the list as stored (0-based) and the sequence number it should have had. */
   readonly index: number;
   readonly expectedSeq: number;
+  /** Where the problem is: the sequence number whose object (`audit/<requestId>/<seq>.json`) is altered, missing or extra. */
+  readonly at: number;
   readonly problem: string;
 }
 
@@ -94,22 +96,23 @@ export function verifyChain(
   expectedHead?: { readonly seq: number; readonly hash: string },
 ): ChainProblem[] {
   const problems: ChainProblem[] = [];
-  if (records.length === 0) return [{ index: 0, expectedSeq: 1, problem: 'no audit records found' }];
+  if (records.length === 0) return [{ index: 0, expectedSeq: 1, at: 1, problem: 'no audit records found' }];
   let prevHash = GENESIS_HASH;
   records.forEach((record, index) => {
     const expectedSeq = index + 1;
+    const at = expectedSeq;
     const { hash, ...body } = record;
     if (record.requestId !== requestId) {
-      problems.push({ index, expectedSeq, problem: `belongs to request ${String(record.requestId)}` });
+      problems.push({ index, expectedSeq, at, problem: `belongs to request ${String(record.requestId)}` });
     }
     if (record.seq !== expectedSeq) {
-      problems.push({ index, expectedSeq, problem: `has seq ${String(record.seq)}: a record is missing, inserted or reordered` });
+      problems.push({ index, expectedSeq, at, problem: `has seq ${String(record.seq)}: a record is missing, inserted or reordered` });
     }
     if (record.prevHash !== prevHash) {
-      problems.push({ index, expectedSeq, problem: 'prevHash does not match the hash of the record before it' });
+      problems.push({ index, expectedSeq, at, problem: 'prevHash does not match the hash of the record before it' });
     }
-    if (hashRecord(body) !== hash) {
-      problems.push({ index, expectedSeq, problem: 'content does not match its hash: the record was modified' });
+    if (!hashes(body, hash)) {
+      problems.push({ index, expectedSeq, at, problem: 'content does not match its hash: the record was modified' });
     }
     prevHash = hash;
   });
@@ -117,10 +120,20 @@ export function verifyChain(
     problems.push({
       index: records.length,
       expectedSeq: expectedHead.seq,
+      at: records.length > expectedHead.seq ? expectedHead.seq + 1 : records.length < expectedHead.seq ? records.length + 1 : expectedHead.seq,
       problem: `the chain ends at record ${String(records.length)} but its recorded head is record ${String(expectedHead.seq)}: records are missing or were replaced at the end`,
     });
   }
   return problems;
+}
+
+/** Does the body hash to `hash`? False, not a crash, for a body canonical JSON cannot hold (a corrupt object read as NaN). */
+function hashes(body: Omit<AuditRecord, 'hash'>, hash: string): boolean {
+  try {
+    return hashRecord(body) === hash;
+  } catch {
+    return false;
+  }
 }
 
 function stripUndefined<T extends object>(value: T): T {

@@ -58,6 +58,16 @@ export class NotFoundError extends PermanentError {}
 /** A state change that the lifecycle forbids (backwards, or out of a terminal state). */
 export class InvalidTransitionError extends PermanentError {}
 
+/** What is asked for is not there yet, and will be (a receipt whose last audit record the log has yet to sign). */
+export class NotReadyError extends RetryableError {
+  readonly retryAfterSeconds: number;
+
+  constructor(message: string, retryAfterSeconds: number, options?: ErrorOptions) {
+    super(message, options);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
 /** A connector's target answered in a way that may pass (throttled, timed out, 5xx). */
 export class ConnectorRetryableError extends RetryableError {}
 

@@ -8,7 +8,7 @@ import {
   RequestValidator,
   RestApi,
 } from 'aws-cdk-lib/aws-apigateway';
-import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
+import { AttributeType, BillingMode, ProjectionType, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
 import { EventBus, Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
@@ -20,6 +20,7 @@ import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import type { DataMap, SystemConfig } from '#core/config';
 import { SHRED_INDEX, WAITING_INDEX } from '#core/request';
+import { UNLOGGED_INDEX } from '#core/log';
 import { cognitoSettingsSchema } from '#connectors/cognito/settings';
 import { CONNECTOR_KINDS } from '#connectors/kinds';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
@@ -102,6 +103,13 @@ export class LetheStack extends Stack {
       partitionKey: { name: 'shred', type: AttributeType.STRING },
       sortKey: { name: 'shredAt', type: AttributeType.STRING },
     });
+    // Audit records not yet leaves of the audit log (sparse: staged records keep `unlogged` until then).
+    table.addGlobalSecondaryIndex({
+      indexName: UNLOGGED_INDEX,
+      partitionKey: { name: 'unlogged', type: AttributeType.STRING },
+      sortKey: { name: 'unloggedAt', type: AttributeType.STRING },
+      projectionType: ProjectionType.KEYS_ONLY,
+    });
     ack(
       this,
       `AwsSolutions-IAM5[Resource::<${this.getLogicalId(table.node.defaultChild as CfnElement)}.Arn>/index/*]`,
@@ -112,6 +120,11 @@ export class LetheStack extends Stack {
       this,
       `AwsSolutions-IAM5[Resource::${arnRef(audit.bucket)}/audit/*]`,
       'Write-only (s3:PutObject) access to the audit prefix; object keys are per request and not known in advance.',
+    );
+    ack(
+      this,
+      `AwsSolutions-IAM5[Resource::${arnRef(audit.bucket)}/log/*]`,
+      "Write-only (s3:PutObject) access to the audit log's prefix, for its sequencer alone; object keys name leaf positions and tree sizes.",
     );
     const intakeBuffer = new SecureQueue(this, 'IntakeBuffer', { visibilityTimeout: Duration.minutes(3) });
 
@@ -274,6 +287,31 @@ export class LetheStack extends Stack {
       targets: [target(poller)],
     });
 
+    // Receipts and the audit log's tree heads, signed by a KMS key whose private half never leaves KMS; anyone with the public key checks them offline.
+    const receiptKey = new Key(this, 'ReceiptKey', {
+      description: 'Lethe: signs receipts of final privacy requests and tree heads of the audit log',
+      keySpec: KeySpec.ECC_NIST_P256,
+      keyUsage: KeyUsage.SIGN_VERIFY,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    ack(receiptKey, 'AwsSolutions-KMS5', 'An asymmetric signing key cannot rotate automatically: receipts name the key that signed them, and a new key is a new published public key.');
+
+    // The audit log: every minute, new audit records become leaves of one Merkle tree under a signed tree head.
+    const sequencer = new SecureFunction(this, 'SequenceAudit', {
+      handler: 'sequence-audit',
+      description: 'Lethe: append new audit records to the audit log and publish a signed tree head',
+      timeout: Duration.minutes(5),
+      environment: { ...stateEnv, RECEIPT_SIGNER: 'kms', RECEIPT_KEY_ID: receiptKey.keyArn },
+    });
+    table.grantReadWriteData(sequencer);
+    sequencer.addToRolePolicy(new PolicyStatement({ actions: ['s3:PutObject'], resources: [audit.bucket.arnForObjects('log/*')] }));
+    receiptKey.grant(sequencer, 'kms:Sign');
+    new Rule(this, 'SequenceAuditSchedule', {
+      description: 'Lethe: sequence the audit log',
+      schedule: Schedule.rate(Duration.minutes(1)),
+      targets: [target(sequencer)],
+    });
+
     // Crypto-shredding: data keys of final requests past their verification window, once a day.
     const shredder = new SecureFunction(this, 'ShredKeys', {
       handler: 'shred-keys',
@@ -342,18 +380,11 @@ export class LetheStack extends Stack {
       requestParameters: { 'method.request.path.id': true },
     });
 
-    // Receipts, signed by a KMS key whose private half never leaves KMS; anyone with the public key checks them offline.
-    const receiptKey = new Key(this, 'ReceiptKey', {
-      description: 'Lethe: signs the receipts of final privacy requests',
-      keySpec: KeySpec.ECC_NIST_P256,
-      keyUsage: KeyUsage.SIGN_VERIFY,
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
-    ack(receiptKey, 'AwsSolutions-KMS5', 'An asymmetric signing key cannot rotate automatically: receipts name the key that signed them, and a new key is a new published public key.');
+    // Receipts, signed with the ReceiptKey; anyone with the public key checks them offline.
     const receipts = new SecureFunction(this, 'GetReceipt', {
       handler: 'get-receipt',
       description: 'Lethe: GET /v1/requests/{id}/receipt and GET /v1/receipts/public-key',
-      environment: { REQUESTS_TABLE: table.tableName, RECEIPT_SIGNER: 'kms', RECEIPT_KEY_ID: receiptKey.keyArn },
+      environment: { ...stateEnv, RECEIPT_SIGNER: 'kms', RECEIPT_KEY_ID: receiptKey.keyArn },
     });
     table.grantReadData(receipts);
     receiptKey.grant(receipts, 'kms:Sign', 'kms:GetPublicKey');

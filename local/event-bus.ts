@@ -33,12 +33,16 @@ export class LocalEventBus {
   readonly #invoke: (functionArn: string, event: BusEvent) => Promise<unknown>;
   readonly #deadLetter: (queueUrl: string, body: string) => Promise<void>;
   readonly #inFlight = new Set<Promise<void>>();
+  readonly #archive: ((bus: string, event: BusEvent) => void) | undefined;
 
   constructor(options: {
     rules: readonly RuleSpec[];
     invokeFunction: (functionArn: string, event: BusEvent) => Promise<unknown>;
     deadLetter: (queueUrl: string, body: string) => Promise<void>;
+    /** Sees every event on every bus before it is routed, as an EventBridge archive would keep it. */
+    archive?: (bus: string, event: BusEvent) => void;
   }) {
+    this.#archive = options.archive;
     this.#rules = options.rules;
     this.#invoke = options.invokeFunction;
     this.#deadLetter = options.deadLetter;
@@ -97,6 +101,7 @@ export class LocalEventBus {
   }
 
   #route(bus: string, event: BusEvent): void {
+    this.#archive?.(bus, event);
     for (const rule of this.#rules) {
       if (rule.bus !== bus || !matches(rule.pattern, event)) continue;
       for (const target of rule.targets) {

@@ -3,7 +3,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { startFauxqs } from 'fauxqs';
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -91,6 +91,8 @@ async function start(
     chmodSync(keyFile, 0o600);
   }
   const receiptKeyFile = join(stateDir, 'receipt-key.pem');
+  const eventsFile = join(stateDir, 'events.jsonl');
+  writeFileSync(eventsFile, '');
   LocalReceiptSigner.ensureKeyFile(receiptKeyFile);
   const dataMap = loadDataMap(options.configPath);
   const { app } = buildApp({ skipBundling: true, target: 'local', outdir: join(stateDir, 'cdk.out'), configPath: options.configPath });
@@ -107,6 +109,7 @@ async function start(
   const queueUrl = (name: string) => `http://sqs.${REGION}.localhost:${String(fauxqs.port)}/${ACCOUNT}/${name}`;
   const resolver = new Resolver(template, queueUrl);
 
+  const scheduleSeconds = Number(process.env['LETHE_SCHEDULE_SECONDS'] ?? 5);
   // Tables, queues (dead-letter queues first) and buckets, as declared.
   for (const [id, table] of resolver.resources('AWS::DynamoDB::Table')) {
     const p = table.Properties ?? {};
@@ -186,6 +189,7 @@ async function start(
             LOCAL_KEY_FILE: keyFile,
             RECEIPT_SIGNER: 'local',
             LOCAL_RECEIPT_KEY_FILE: receiptKeyFile,
+            LOG_SEQUENCE_SECONDS: String(scheduleSeconds),
             POWERTOOLS_TRACE_ENABLED: 'false',
           },
         },
@@ -224,7 +228,6 @@ async function start(
       })),
     }));
   // Local mode runs schedules at least every LETHE_SCHEDULE_SECONDS (default 5), one run at a time.
-  const scheduleSeconds = Number(process.env['LETHE_SCHEDULE_SECONDS'] ?? 5);
   for (const { id, p } of ruleResources.filter(({ p }) => p.ScheduleExpression)) {
     const every = Math.min(rateSeconds(p.ScheduleExpression!), scheduleSeconds);
     let running = false;
@@ -240,6 +243,11 @@ async function start(
     rules,
     invokeFunction: (arn, event) => invoke(arn, event),
     deadLetter: async (url, body) => void (await sqs.send(new SendMessageCommand({ QueueUrl: url, MessageBody: body }))),
+    // What Lethe itself announces (and Step Functions' status changes), kept as an archive would keep it:
+    // <stateDir>/events.jsonl. Product backends' intake events carry identities by design and are not kept.
+    archive: (busName, event) => {
+      if (event.source === 'lethe' || event.source.startsWith('aws.')) appendFileSync(eventsFile, `${JSON.stringify({ bus: busName, ...event })}\n`);
+    },
   });
   stops.push(() => Promise.race([bus.drain(), sleep(5000)]).then(() => undefined));
 

@@ -1,7 +1,7 @@
 import type { MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { z } from 'zod';
-import { ConflictError, IdempotencyConflictError, NotFoundError, UnauthorizedError, ValidationError } from '#core/errors';
+import { ConflictError, IdempotencyConflictError, NotFoundError, NotReadyError, UnauthorizedError, ValidationError } from '#core/errors';
 import { errorFields, logger } from './observability.ts';
 
 export function json(statusCode: number, body: unknown): APIGatewayProxyResult {
@@ -21,6 +21,9 @@ export function httpErrors(): MiddlewareObj<unknown, APIGatewayProxyResult> {
         request.response = json(409, { error: 'IdempotencyConflict', message: error.message });
       } else if (error instanceof ConflictError) {
         request.response = json(409, { error: 'Conflict', message: error.message });
+      } else if (error instanceof NotReadyError) {
+        const answer = json(503, { error: 'NotReady', message: error.message });
+        request.response = { ...answer, headers: { ...answer.headers, 'retry-after': String(error.retryAfterSeconds) } };
       } else if (error instanceof UnauthorizedError) {
         request.response = json(401, { error: 'Unauthorized', message: error.message });
       } else {

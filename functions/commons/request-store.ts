@@ -86,12 +86,14 @@ export class RequestStore {
   }
 
   /** The request, with the head of its audit chain (its last record's sequence number and hash) when it has one: one read. */
-  async getWithAuditHead(requestId: string): Promise<{ request: RequestRecord; auditHead?: { seq: number; head: string } } | undefined> {
+  async getWithAuditHead(requestId: string): Promise<{ request: RequestRecord; auditHead?: { seq: number; head: string; eventId: string } } | undefined> {
     const item = await this.#getItem(requestKey(requestId), 'read request');
     if (!item) return undefined;
-    const seq = item['auditSeq'];
-    const head = item['auditHead'];
-    return { request: stripKeys<RequestRecord>(item), ...(typeof seq === 'number' && typeof head === 'string' && { auditHead: { seq, head } }) };
+    const { auditSeq: seq, auditHead: head, auditHeadEvent: eventId } = item;
+    return {
+      request: stripKeys<RequestRecord>(item),
+      ...(typeof seq === 'number' && typeof head === 'string' && typeof eventId === 'string' && { auditHead: { seq, head, eventId } }),
+    };
   }
 
   async mustGet(requestId: string): Promise<RequestRecord> {

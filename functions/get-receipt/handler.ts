@@ -1,6 +1,6 @@
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { ConflictError, NotFoundError } from '#core/errors';
+import { ConflictError, NotFoundError, NotReadyError } from '#core/errors';
 import { RECEIPT_VERSION, receiptMessage, type Receipt, type ReceiptBody } from '#core/receipt';
 import { isFinalRequestStatus } from '#core/request';
 import { requireEnv } from '../commons/env.ts';
@@ -8,12 +8,17 @@ import { httpErrors, json, requestIdFrom } from '../commons/http.ts';
 import { logger, observe } from '../commons/observability.ts';
 import { receiptSignerFromEnv } from '../commons/receipts.ts';
 import { RequestStore } from '../commons/request-store.ts';
+import { TransparencyLog } from '../commons/transparency-log.ts';
 
 const store = new RequestStore(requireEnv('REQUESTS_TABLE'));
 const signer = receiptSignerFromEnv();
+const log = new TransparencyLog(requireEnv('REQUESTS_TABLE'), requireEnv('AUDIT_BUCKET'), signer);
+/** How often the sequencer runs (the stack's schedule): how long to wait for the log to take a record. */
+const retryAfter = Number(process.env['LOG_SEQUENCE_SECONDS'] ?? 60);
 
 /**
- * `GET /v1/requests/{id}/receipt`: the signed receipt of a final request (409 while it is not).
+ * `GET /v1/requests/{id}/receipt`: the signed receipt of a final request (409 while it is not;
+ * 503 with `Retry-After` until the log has signed a tree head holding the chain's last record).
  * `GET /v1/receipts/public-key`: the key that verifies receipts, PEM, for checking them offline.
  */
 export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
@@ -28,6 +33,12 @@ export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
     if (!found) throw new NotFoundError(`request ${requestId} does not exist`);
     const { request, auditHead } = found;
     if (!isFinalRequestStatus(request.status)) throw new ConflictError(`request ${requestId} is ${request.status}: a receipt is given once it is final`);
+    if (!auditHead) throw new NotFoundError(`request ${requestId} has no audit records`);
+    const leafIndex = await log.leafIndexOf(requestId, auditHead.eventId);
+    const included = leafIndex === undefined ? undefined : await log.inclusion(leafIndex);
+    if (leafIndex === undefined || !included) {
+      throw new NotReadyError(`the last audit record of request ${requestId} is not yet under a signed tree head; the log signs one every ${String(retryAfter)} s`, retryAfter);
+    }
     const tasks = await store.tasks(requestId);
     const body: ReceiptBody = {
       v: RECEIPT_VERSION,
@@ -46,7 +57,8 @@ export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
         updatedAt: t.updatedAt,
         ...(t.errorName ? { errorName: t.errorName } : {}),
       })),
-      audit: auditHead ?? { seq: 0, head: '0'.repeat(64) },
+      audit: { seq: auditHead.seq, head: auditHead.head },
+      log: { leafIndex, ...included },
       issuedAt: new Date().toISOString(),
       keyId: signer.keyId,
       alg: 'ECDSA_P256_SHA256',

@@ -13,7 +13,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parquetReadObjects } from 'hyparquet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withoutSignature, type LogProblem, type TreeHead } from '#core/log';
 import { requestIdFor } from '#core/request';
+import { canonicalBytes } from '#core/signing';
+import { LocalReceiptSigner } from '#functions/commons/receipts';
 import type { LocalState } from '#local/runtime';
 import { startLocalMode, waitFor, type RunningLocalMode } from '../fixtures/local-mode.ts';
 import { credentials, dynamoUnavailable } from '../fixtures/servers.ts';
@@ -47,7 +50,9 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
   const metaItems = async (id: string) =>
     (await db.send(new QueryCommand({ TableName: state.requestsTable, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': `REQ#${id}` } })))
       .Items ?? [];
-  const countItems = async () => (await db.send(new ScanCommand({ TableName: state.requestsTable, Select: 'COUNT' }))).Count;
+  /** Items of requests (the audit log's sequencer adds its own, `LOG…`, on its schedule). */
+  const countItems = async () =>
+    (await db.send(new ScanCommand({ TableName: state.requestsTable, Select: 'COUNT', FilterExpression: 'NOT begins_with(pk, :log)', ExpressionAttributeValues: { ':log': 'LOG' } }))).Count;
   const user = async (userId: string) => (await db.send(new GetCommand({ TableName: 'users', Key: { userId }, ConsistentRead: true }))).Item;
   const exportsOf = async (userId: string) =>
     ((await s3().send(new ListObjectsV2Command({ Bucket: 'lethe-sample-exports', Prefix: `exports/${userId}/` }))).Contents ?? []).map((o) => o.Key);
@@ -155,6 +160,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect(ok.stderr).toBe('');
     expect(ok.status).toBe(0);
     expect(ok.stdout).toContain(`receipt of ${requestId}: VALID, signed by local`);
+    expect(ok.stdout).toMatch(/audit log: the head is leaf \d+ of the tree of \d+ leaves signed at /);
     expect(ok.stdout).toMatch(/app-db +delete +succeeded, 3 records/);
     const receipt = JSON.parse(readFileSync(join(dir, 'receipt.json'), 'utf8')) as { systems: { affected: number }[]; audit: { seq: number } };
     expect(receipt.audit.seq).toBe(14);
@@ -335,9 +341,16 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect((await final(requestId)).status).toBe('completed');
     expect(await sql(`SELECT id FROM accounts WHERE id = 'a-canary'`)).toEqual([]);
 
-    const receipt = await (await fetch(`${api}/v1/requests/${requestId}/receipt`)).text();
-    expect(receipt).toContain('"signature"');
-    const produced: string[] = [readFileSync(join(stateDir, 'local.log'), 'utf8'), local.output(), JSON.stringify(await status(requestId)), receipt];
+    // The receipt is given once the audit log holds the request's last record (503 until then).
+    const receipt = await waitFor('the canary’s receipt', async () => {
+      const answer = await fetch(`${api}/v1/requests/${requestId}/receipt`);
+      return answer.status === 200 ? answer.text() : undefined;
+    }, 30_000);
+    expect(receipt).toContain('"inclusionProof"');
+    // What the bus carried of Lethe's own: its announcements and the saga's status changes, as an archive keeps them.
+    const events = readFileSync(join(stateDir, 'events.jsonl'), 'utf8');
+    expect(events).toContain(requestId);
+    const produced: string[] = [readFileSync(join(stateDir, 'local.log'), 'utf8'), local.output(), JSON.stringify(await status(requestId)), receipt, events];
     // The saga's input and output, as Step Functions keeps them.
     const template = JSON.parse(readFileSync(join(stateDir, 'cdk.out', 'Lethe.template.json'), 'utf8')) as { Resources: Record<string, { Type: string }> };
     const machine = Object.entries(template.Resources).find(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine')![0];
@@ -372,8 +385,8 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     const all = (...args: string[]) => spawnSync(process.execPath, ['cli/lethe.ts', 'audit', 'verify', '--all', ...args, '--state-dir', stateDir], { encoding: 'utf8' });
     const intact = all();
     expect(intact.stderr).toBe('');
-    expect(intact.stdout).toMatch(/^\d+ audit chains checked: all intact\n$/);
-    expect(all('--since', '2099-01-01').stdout).toBe('0 audit chains checked: all intact\n');
+    expect(intact.stdout).toMatch(/^\d+ audit chains checked: all intact\naudit log: \d+ leaves, \d+ signed tree heads, newest of \d+ leaves .*: intact\n$/);
+    expect(all('--since', '2099-01-01').stdout).toMatch(/^0 audit chains checked: all intact\naudit log: .*: intact\n$/);
 
     const requestId = 'c0ffee00-0000-4000-8000-000000000001';
     const s3 = new S3Client({ endpoint: state.s3Endpoint, region: state.region, credentials, forcePathStyle: true });
@@ -385,17 +398,29 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
 
     expect(verify.status).toBe(1);
     expect(verify.stderr).toContain('BROKEN');
-    expect(verify.stderr).toContain('record #2 (expected seq 2): content does not match its hash');
+    expect(verify.stderr).toContain(`${Key}: content does not match its hash`);
 
     // Over everything: the altered chain, and a chain forged for a request that never was.
     const forged = 'f0f0f0f0-0000-4000-8000-000000000000';
     await s3.send(new PutObjectCommand({ Bucket: state.auditBucket, Key: `audit/${forged}/0000000001.json`, Body: JSON.stringify({ ...record, requestId: forged, seq: 1 }) }));
     const broken = all('--json');
     expect(broken.status).toBe(1);
-    const report = JSON.parse(broken.stdout) as { checked: number; broken: { requestId: string; problems: string[] }[] };
+    const report = JSON.parse(broken.stdout) as { checked: number; broken: { requestId: string; problems: string[] }[]; log: { problems: LogProblem[] } };
     expect(report.broken.map((b) => b.requestId).sort()).toEqual([requestId, forged].sort());
     expect(report.broken.find((b) => b.requestId === forged)!.problems[0]).toBe('the bucket holds a chain for a request the table does not know');
     expect(report.checked).toBeGreaterThan(5);
+    // The forged record is in no leaf of the audit log either; the edited one is (its hash field was kept).
+    expect(report.log.problems).toEqual([{ where: `audit/${forged}/0000000001.json`, problem: expect.stringMatching(/^is in no leaf of the log/) as string }]);
+
+    // A tree head replaced by one with another root, even signed with the receipt key itself.
+    const heads = await s3.send(new ListObjectsV2Command({ Bucket: state.auditBucket, Prefix: 'log/heads/' }));
+    const headKey = heads.Contents![0]!.Key!;
+    const head = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: state.auditBucket, Key: headKey }))).Body!.transformToString()) as TreeHead;
+    const forgedHead = { ...withoutSignature(head), rootHash: 'ee'.repeat(32) };
+    const signature = Buffer.from(await LocalReceiptSigner.fromFile(join(stateDir, 'receipt-key.pem')).sign(canonicalBytes(forgedHead))).toString('base64');
+    await s3.send(new PutObjectCommand({ Bucket: state.auditBucket, Key: headKey, Body: JSON.stringify({ ...forgedHead, signature }) }));
+    const replaced = all('--json');
+    expect((JSON.parse(replaced.stdout) as typeof report).log.problems).toContainEqual({ where: headKey, problem: expect.stringMatching(/^its root is not the root of the first \d+ logged leaves/) as string });
   });
 
   it('stops everything on Ctrl-C, leaving nothing behind', async () => {

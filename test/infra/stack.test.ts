@@ -64,6 +64,19 @@ describe('Stack: Lethe', () => {
     expect(new Set(s3Actions)).toEqual(new Set(['s3:PutObject']));
   });
 
+  it('sequences the audit log every minute, from a sparse index, and lets only the sequencer write the log', () => {
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      GlobalSecondaryIndexes: Match.arrayWith([
+        Match.objectLike({ IndexName: 'Unlogged', KeySchema: [{ AttributeName: 'unlogged', KeyType: 'HASH' }, { AttributeName: 'unloggedAt', KeyType: 'RANGE' }], Projection: { ProjectionType: 'KEYS_ONLY' } }),
+      ]),
+    });
+    template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 minute)', Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^SequenceAudit'), 'Arn'] } })] });
+    const logWriters = Object.entries(template.findResources('AWS::IAM::Policy'))
+      .filter(([, p]) => JSON.stringify(p).includes('/log/*'))
+      .map(([id]) => id.replace(/ServiceRoleDefaultPolicy.*/, ''));
+    expect(logWriters).toEqual(['SequenceAudit']);
+  });
+
   it('encrypts the requests table with its own key and keeps point-in-time recovery', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', {
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
@@ -88,12 +101,12 @@ describe('Stack: Lethe', () => {
     expect(finalize.Properties.Environment.Variables['SHRED_AFTER_SECONDS']).toBe('604800');
   });
 
-  it('signs receipts with an ECC P-256 key that only the receipt function may use, to sign', () => {
+  it('signs receipts and tree heads with an ECC P-256 key that only the receipt function and the sequencer may use, to sign', () => {
     template.hasResourceProperties('AWS::KMS::Key', { KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' });
     const signers = Object.entries(template.findResources('AWS::IAM::Policy'))
       .filter(([, p]) => JSON.stringify(p).includes('kms:Sign'))
       .map(([id]) => id.replace(/ServiceRoleDefaultPolicy.*/, ''));
-    expect(signers).toEqual(['GetReceipt']);
+    expect(signers.sort()).toEqual(['GetReceipt', 'SequenceAudit']);
     const receiptMethods = Object.values(template.findResources('AWS::ApiGateway::Method')).filter((m) => JSON.stringify(m).includes('GetReceipt'));
     expect(receiptMethods).toHaveLength(2);
     for (const m of receiptMethods) expect((m as { Properties: { AuthorizationType: string } }).Properties.AuthorizationType).toBe('AWS_IAM');
@@ -203,7 +216,7 @@ describe('Synth', () => {
     const { app } = buildApp({ outdir: dir, configPath });
     app.synth();
     const bundles = readdirSync(dir).filter((d) => d.startsWith('asset.') && existsSync(join(dir, d, 'index.mjs')));
-    expect(bundles).toHaveLength(11);
+    expect(bundles).toHaveLength(12);
   });
 
   it('compiles each worker’s systems into its bundle, not its 4 KB environment', () => {

@@ -30,6 +30,7 @@ describe.skipIf(unavailable)('Function: shred-keys handler', () => {
   let finish: typeof import('#functions/commons/finish').finishRequest;
   let shred: (e: unknown, c: unknown) => Promise<{ shredded: number; postponed: number }>;
   let receiptOf: (e: APIGatewayProxyEvent, c: unknown) => Promise<APIGatewayProxyResult>;
+  let sequence: (e: unknown, c: unknown) => Promise<unknown>;
   let s3: S3Client;
   let keys: LocalKeyService;
 
@@ -54,6 +55,7 @@ describe.skipIf(unavailable)('Function: shred-keys handler', () => {
     ({ finishRequest: finish } = await import('#functions/commons/finish'));
     ({ handler: shred } = (await import('#functions/shred-keys/handler')) as unknown as { handler: typeof shred });
     ({ handler: receiptOf } = (await import('#functions/get-receipt/handler')) as unknown as { handler: typeof receiptOf });
+    ({ handler: sequence } = (await import('#functions/sequence-audit/handler')) as unknown as { handler: typeof sequence });
   });
   afterAll(async () => {
     await fauxqs.stop();
@@ -84,8 +86,11 @@ describe.skipIf(unavailable)('Function: shred-keys handler', () => {
     await finish(requestId, { store, audit, shredAfterSeconds: -1 }, { actor: 'test', failureOf: () => ({ errorName: 'X', errorMessage: 'x' }) });
     return { requestId, dataKey };
   };
-  const receipt = async (requestId: string) =>
-    JSON.parse((await receiptOf({ pathParameters: { id: requestId }, resource: '/v1/requests/{id}/receipt', headers: {}, requestContext: { identity: {} } } as unknown as APIGatewayProxyEvent, lambdaContext())).body) as unknown;
+  /** The receipt, once the audit log holds the request's last record (the sequencer runs first, as its schedule would). */
+  const receipt = async (requestId: string) => {
+    await sequence({}, lambdaContext());
+    return JSON.parse((await receiptOf({ pathParameters: { id: requestId }, resource: '/v1/requests/{id}/receipt', headers: {}, requestContext: { identity: {} } } as unknown as APIGatewayProxyEvent, lambdaContext())).body) as unknown;
+  };
   const publicKey = () => LocalReceiptSigner.fromFile(process.env['LOCAL_RECEIPT_KEY_FILE']!).publicKeyPem();
 
   it('destroys the data key of a request past its window, and keeps its status, receipt and audit chain valid', async () => {

@@ -35,14 +35,14 @@ describe('Function: verifyChain', () => {
   });
 
   it('reports a missing chain', () => {
-    expect(verifyChain(requestId, [])).toEqual([{ index: 0, expectedSeq: 1, problem: 'no audit records found' }]);
+    expect(verifyChain(requestId, [])).toEqual([{ index: 0, expectedSeq: 1, at: 1, problem: 'no audit records found' }]);
   });
 
   it('detects an edited field', () => {
     const records = chain(4);
     records[2] = { ...records[2]!, affected: 99 };
     expect(verifyChain(requestId, records)).toEqual([
-      { index: 2, expectedSeq: 3, problem: 'content does not match its hash: the record was modified' },
+      { index: 2, expectedSeq: 3, at: 3, problem: 'content does not match its hash: the record was modified' },
     ]);
   });
 
