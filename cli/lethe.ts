@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { auditConsistency } from './audit-consistency.ts';
 import { auditVerify } from './audit-verify.ts';
 import { datasetsCommand, filterDatasetCommand } from './datasets.ts';
 import { plan } from './plan.ts';
@@ -7,7 +8,8 @@ import { receiptCommand } from './receipt.ts';
 const USAGE = `usage: lethe <command>
 
   plan            what a request would do, system by system, without changing anything
-  audit verify    check a request's audit chain
+  audit verify    check audit chains and the audit log, saying where anything was altered
+  audit consistency  check that the audit log only grew between two tree heads (or receipts)
   datasets        derived datasets and the erasures since each was rebuilt
   filter-dataset  a dataset file without the rows of erased and opted-out subjects
   receipt         get a final request's signed receipt, or verify one offline
@@ -19,6 +21,7 @@ async function main(argv: string[]): Promise<number> {
   const [first, second, ...rest] = argv;
   if (first === 'plan') return plan(argv.slice(1));
   if (first === 'audit' && second === 'verify') return auditVerify(rest);
+  if (first === 'audit' && second === 'consistency') return auditConsistency(rest);
   if (first === 'datasets') return datasetsCommand(argv.slice(1));
   if (first === 'filter-dataset') return filterDatasetCommand(argv.slice(1));
   if (first === 'receipt') return receiptCommand(argv.slice(1));

@@ -217,6 +217,35 @@ export function verifyLog(input: LogInput): LogCheck {
   return { leaves: tree.size, heads: headsChecked, ...(latest && { latest }), problems };
 }
 
+/** A tree head from a tree head file or from a receipt (its `log.treeHead`). */
+export function treeHeadOf(input: unknown): unknown {
+  const log = (input as { log?: { treeHead?: unknown } } | null)?.log;
+  return log?.treeHead ?? input;
+}
+
+export type HeadsCheck = { readonly ok: true; readonly older: TreeHead; readonly newer: TreeHead } | { readonly ok: false; readonly problem: string };
+
+/**
+ * Is the newer tree head an append-only extension of the older? Both signed by `key`, and the
+ * consistency proof (RFC 9162 §2.1.4, hex hashes) from the older size to the newer verifies.
+ * Needs nothing but the two heads, the proof and the key: a log that rewrote anything the older
+ * head covered cannot produce such a proof.
+ */
+export function verifyHeadsConsistent(olderInput: unknown, newerInput: unknown, proof: readonly string[], key: KeyObject): HeadsCheck {
+  const heads: TreeHead[] = [];
+  for (const [name, input] of [['first', olderInput], ['second', newerInput]] as const) {
+    const parsed = treeHeadSchema.safeParse(treeHeadOf(input));
+    if (!parsed.success) return { ok: false, problem: `the ${name} is not a tree head or a receipt (${issues(parsed.error)})` };
+    if (!verifySigned(withoutSignature(parsed.data), parsed.data.signature, key)) return { ok: false, problem: `the ${name} tree head is not signed by this key` };
+    heads.push(parsed.data);
+  }
+  const [older, newer] = heads as [TreeHead, TreeHead];
+  if (older.treeSize > newer.treeSize) return { ok: false, problem: `the first tree head (${String(older.treeSize)} leaves) is larger than the second (${String(newer.treeSize)}): give the older first` };
+  if (!proof.every((h) => /^[0-9a-f]{64}$/.test(h))) return { ok: false, problem: 'the proof is not a list of 64-digit hex hashes' };
+  const ok = verifyConsistency(older.treeSize, newer.treeSize, bytesOf(older.rootHash), bytesOf(newer.rootHash), proof.map(bytesOf));
+  return ok ? { ok: true, older, newer } : { ok: false, problem: `the proof does not show the tree of ${String(newer.treeSize)} leaves extending the tree of ${String(older.treeSize)}: the log was rewritten, or the proof is for other heads` };
+}
+
 export function withoutSignature<T extends { signature: string }>(signed: T): Omit<T, 'signature'> {
   const { signature: _, ...body } = signed;
   return body;

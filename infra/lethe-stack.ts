@@ -383,7 +383,7 @@ export class LetheStack extends Stack {
     // Receipts, signed with the ReceiptKey; anyone with the public key checks them offline.
     const receipts = new SecureFunction(this, 'GetReceipt', {
       handler: 'get-receipt',
-      description: 'Lethe: GET /v1/requests/{id}/receipt and GET /v1/receipts/public-key',
+      description: 'Lethe: GET /v1/requests/{id}/receipt, GET /v1/receipts/public-key, GET /v1/log/consistency',
       environment: { ...stateEnv, RECEIPT_SIGNER: 'kms', RECEIPT_KEY_ID: receiptKey.keyArn },
     });
     table.grantReadData(receipts);
@@ -393,6 +393,10 @@ export class LetheStack extends Stack {
       requestParameters: { 'method.request.path.id': true },
     });
     v1.addResource('receipts').addResource('public-key').addMethod('GET', new LambdaIntegration(receipts));
+    v1.addResource('log').addResource('consistency').addMethod('GET', new LambdaIntegration(receipts), {
+      requestValidator: validator,
+      requestParameters: { 'method.request.querystring.from': true, 'method.request.querystring.to': false },
+    });
 
     // Webhook services report accepted tasks here, signed with their system's secret.
     const webhooks = dataMap.systems.filter((s) => s.connector === 'webhook');

@@ -17,7 +17,7 @@ import {
   type TreeHead,
   type TreeHeadBody,
 } from '#core/log';
-import { appendLeaves, compactRoot, inclusionRanges, nodesOf, rangeHash, type CompactTree, type Hash } from '#core/merkle';
+import { appendLeaves, compactRoot, consistencyRanges, inclusionRanges, nodesOf, rangeHash, type CompactTree, type Hash, type Range } from '#core/merkle';
 import type { ReceiptSigner } from '#core/ports';
 import { canonicalBytes, SIGNATURE_ALG } from '#core/signing';
 import { dynamo, s3 } from './clients.ts';
@@ -149,7 +149,11 @@ export class TransparencyLog {
   async inclusion(leafIndex: number): Promise<{ treeHead: TreeHead; inclusionProof: string[] } | undefined> {
     const treeHead = await this.latest();
     if (!treeHead || leafIndex >= treeHead.treeSize) return undefined;
-    const ranges = inclusionRanges(leafIndex, treeHead.treeSize);
+    return { treeHead, inclusionProof: await this.#proof(inclusionRanges(leafIndex, treeHead.treeSize)) };
+  }
+
+  /** The roots of these ranges of leaves, from the stored perfect subtrees, hex. */
+  async #proof(ranges: readonly Range[]): Promise<string[]> {
     const nodes = await this.#nodes(ranges.flatMap(nodesOf));
     const proof = ranges.map((r) =>
       rangeHash(r, (level, index) => {
@@ -158,7 +162,15 @@ export class TransparencyLog {
         return hash;
       }),
     );
-    return { treeHead, inclusionProof: proof.map(hexOf) };
+    return proof.map(hexOf);
+  }
+
+  /** The consistency proof from the tree of `from` leaves to the tree of `to` (default: the newest published head's size). */
+  async consistency(from: number, to?: number): Promise<{ treeHead: TreeHead; from: number; to: number; proof: string[] } | undefined> {
+    const treeHead = await this.latest();
+    const size = to ?? treeHead?.treeSize;
+    if (!treeHead || size === undefined || size > treeHead.treeSize || from > size) return undefined;
+    return { treeHead, from, to: size, proof: await this.#proof(consistencyRanges(from, size)) };
   }
 
   /** Records waiting to be logged, read back consistently (the index lags), oldest first. */

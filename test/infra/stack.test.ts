@@ -108,7 +108,7 @@ describe('Stack: Lethe', () => {
       .map(([id]) => id.replace(/ServiceRoleDefaultPolicy.*/, ''));
     expect(signers.sort()).toEqual(['GetReceipt', 'SequenceAudit']);
     const receiptMethods = Object.values(template.findResources('AWS::ApiGateway::Method')).filter((m) => JSON.stringify(m).includes('GetReceipt'));
-    expect(receiptMethods).toHaveLength(2);
+    expect(receiptMethods).toHaveLength(3);
     for (const m of receiptMethods) expect((m as { Properties: { AuthorizationType: string } }).Properties.AuthorizationType).toBe('AWS_IAM');
   });
 

@@ -6,7 +6,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bytesOf, recordLeafHash, treeHeadSchema, verifyLog, type LeafBatch, type TreeHead } from '#core/log';
+import { bytesOf, recordLeafHash, treeHeadSchema, verifyHeadsConsistent, verifyLog, type LeafBatch, type TreeHead } from '#core/log';
 import { verifyInclusion } from '#core/merkle';
 import { LocalReceiptSigner } from '#functions/commons/receipts';
 import { handlerEnvironment, lambdaContext } from '../fixtures/lambda.ts';
@@ -139,5 +139,28 @@ describe.skipIf(unavailable)('Class: TransparencyLog, and the sequence-audit han
     expect(verifyInclusion(index!, treeHead.treeSize, recordLeafHash(record!.hash), inclusionProof.map(bytesOf), bytesOf(treeHead.rootHash))).toBe(true);
     expect(verifyInclusion(index!, treeHead.treeSize, recordLeafHash('00'.repeat(32)), inclusionProof.map(bytesOf), bytesOf(treeHead.rootHash))).toBe(false);
     expect(await log.inclusion(treeHead.treeSize)).toBeUndefined();
+  });
+
+  it('serves consistency proofs between published tree heads from the stored nodes, and refuses bad sizes with a 400', async () => {
+    const { handler } = (await import('#functions/get-receipt/handler')) as unknown as { handler: (e: unknown, c: unknown) => Promise<{ statusCode: number; body: string }> };
+    const ask = async (query: Record<string, string>) => handler({ resource: '/v1/log/consistency', queryStringParameters: query, headers: {}, requestContext: { identity: {} } }, lambdaContext());
+    const stored = await commons.audit.readAuditLog(s3, 'audit');
+    const heads = stored.heads.map((h) => h.body as TreeHead);
+    const key = createPublicKey(await signer.publicKeyPem());
+    for (const [older, newer] of [[heads[0]!, heads.at(-1)!], [heads[1]!, heads[2]!]] as const) {
+      const answer = await ask({ from: String(older.treeSize), to: String(newer.treeSize) });
+      expect(answer.statusCode).toBe(200);
+      const { proof } = JSON.parse(answer.body) as { proof: string[] };
+      expect(verifyHeadsConsistent(older, newer, proof, key)).toMatchObject({ ok: true });
+      expect(verifyHeadsConsistent(older, { ...newer, treeSize: newer.treeSize - 1 }, proof, key).ok).toBe(false);
+    }
+    const latest = JSON.parse((await ask({ from: '1' })).body) as { treeHead: TreeHead; to: number };
+    expect(latest.to).toBe(latest.treeHead.treeSize);
+    for (const [query, field] of [[{ from: 'x' }, 'from'], [{}, 'from'], [{ from: '5', to: '4' }, 'from'], [{ from: '1', to: '-1' }, 'to']] as const) {
+      const refused = await ask(query);
+      expect(refused.statusCode).toBe(400);
+      expect((JSON.parse(refused.body) as { issues: { path: string }[] }).issues[0]!.path).toBe(field);
+    }
+    expect((await ask({ from: '1', to: String(latest.to + 1) })).statusCode).toBe(404);
   });
 });
