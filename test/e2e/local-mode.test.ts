@@ -350,7 +350,10 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     // What the bus carried of Lethe's own: its announcements and the saga's status changes, as an archive keeps them.
     const events = readFileSync(join(stateDir, 'events.jsonl'), 'utf8');
     expect(events).toContain(requestId);
-    const produced: string[] = [readFileSync(join(stateDir, 'local.log'), 'utf8'), local.output(), JSON.stringify(await status(requestId)), receipt, events];
+    // The handlers' log holds their metrics too (CloudWatch embedded metric format).
+    const handlerLog = readFileSync(join(stateDir, 'local.log'), 'utf8');
+    expect(handlerLog).toContain('"CloudWatchMetrics"');
+    const produced: string[] = [handlerLog, local.output(), JSON.stringify(await status(requestId)), receipt, events];
     // The saga's input and output, as Step Functions keeps them.
     const template = JSON.parse(readFileSync(join(stateDir, 'cdk.out', 'Lethe.template.json'), 'utf8')) as { Resources: Record<string, { Type: string }> };
     const machine = Object.entries(template.Resources).find(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine')![0];
