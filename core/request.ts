@@ -5,7 +5,8 @@ import { ValidationError, type FieldIssue } from './errors.ts';
 export const REQUEST_TYPES = ['erasure', 'anonymize', 'restrict', 'opt_out', 'withdraw'] as const;
 export type RequestType = (typeof REQUEST_TYPES)[number];
 
-export const REGULATIONS = ['gdpr', 'ccpa'] as const;
+/** GDPR, CCPA as amended by the CPRA, Virginia's VCDPA, Brazil's LGPD: deadlines in `deadlines.ts`. */
+export const REGULATIONS = ['gdpr', 'ccpa', 'vcdpa', 'lgpd'] as const;
 export type Regulation = (typeof REGULATIONS)[number];
 
 export const ACTIONS = ['delete', 'anonymize', 'restrict', 'suppress', 'lift'] as const;
@@ -80,33 +81,6 @@ export function outcomeOf(taskStatuses: readonly TaskStatus[]): 'completed' | 'p
 }
 
 // ---------------------------------------------------------------------------------------------
-// Deadlines
-
-/**
- * GDPR Art. 12(3): one month from receipt. Per Regulation 1182/71 the month ends on the same date
- * of the next month, or on that month's last day when it has no such date (31 Jan -> 28/29 Feb).
- * CCPA (Cal. Civ. Code 1798.130): 45 calendar days.
- */
-export function dueDate(regulation: Regulation, receivedAt: Date): Date {
-  switch (regulation) {
-    case 'gdpr':
-      return addCalendarMonths(receivedAt, 1);
-    case 'ccpa':
-      return new Date(receivedAt.getTime() + 45 * 24 * 60 * 60 * 1000);
-  }
-}
-
-export function addCalendarMonths(from: Date, months: number): Date {
-  const y = from.getUTCFullYear();
-  const m = from.getUTCMonth() + months;
-  const lastDay = new Date(Date.UTC(y, m + 1, 0)).getUTCDate();
-  const day = Math.min(from.getUTCDate(), lastDay);
-  return new Date(
-    Date.UTC(y, m, day, from.getUTCHours(), from.getUTCMinutes(), from.getUTCSeconds(), from.getUTCMilliseconds()),
-  );
-}
-
-// ---------------------------------------------------------------------------------------------
 // Submission: what a product backend sends (HTTP body or EventBridge detail)
 
 const identityTypeSchema = z
@@ -173,6 +147,11 @@ export interface RequestRecord {
   readonly status: RequestStatus;
   readonly receivedAt: string;
   readonly dueAt: string;
+  /** By when receipt must be acknowledged, where the law says (CCPA: 10 business days). */
+  readonly acknowledgeBy?: string | undefined;
+  /** When the deadline was extended, and why (once, within the law's allowance). */
+  readonly extendedAt?: string | undefined;
+  readonly extensionReason?: string | undefined;
   readonly completedAt?: string | undefined;
   readonly source?: string | undefined;
   readonly sourceEventId?: string | undefined;

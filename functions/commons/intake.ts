@@ -6,7 +6,8 @@ import { sealIdentities } from '#core/envelope';
 import { IdempotencyConflictError, RetryableError } from '#core/errors';
 import { normalizeIdentities, pseudonymize } from '#core/identity';
 import type { KeyService } from '#core/ports';
-import { dueDate, parseSubmission, requestIdFor, type RequestRecord, type RequestStatus } from '#core/request';
+import { deadlinesFor } from '#core/deadlines';
+import { parseSubmission, requestIdFor, type RequestRecord, type RequestStatus } from '#core/request';
 import { AuditLog } from './audit-log.ts';
 import { sqs } from './clients.ts';
 import { requireEnv } from './env.ts';
@@ -67,13 +68,15 @@ export async function submitRequest(input: unknown, actor: string, deps: IntakeD
 
   const dataKey = await deps.keys.generateDataKey(requestId);
   const receivedAt = new Date();
+  const deadlines = deadlinesFor(submission.regulation, submission.type, receivedAt);
   const record: RequestRecord = {
     requestId,
     type: submission.type,
     regulation: submission.regulation,
     status: 'received',
     receivedAt: receivedAt.toISOString(),
-    dueAt: dueDate(submission.regulation, receivedAt).toISOString(),
+    dueAt: deadlines.dueAt,
+    ...(deadlines.acknowledgeBy && { acknowledgeBy: deadlines.acknowledgeBy }),
     source: submission.source,
     sourceEventId: submission.sourceEventId,
     pseudonyms,

@@ -1,5 +1,6 @@
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { isOverdue } from '#core/deadlines';
 import { NotFoundError } from '#core/errors';
 import { requireEnv } from '../commons/env.ts';
 import { httpErrors, json, requestIdFrom } from '../commons/http.ts';
@@ -24,6 +25,9 @@ export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
       status: request.status,
       receivedAt: request.receivedAt,
       dueAt: request.dueAt,
+      overdue: isOverdue(request, new Date()),
+      ...(request.acknowledgeBy && { acknowledgeBy: request.acknowledgeBy }),
+      ...(request.extendedAt && { extendedAt: request.extendedAt }),
       completedAt: request.completedAt ?? null,
       systems: tasks.map((t) => ({
         system: t.system,

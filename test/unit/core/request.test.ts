@@ -1,8 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '#core/errors';
 import {
-  addCalendarMonths,
-  dueDate,
   FINAL_REQUEST_STATUSES,
   FINAL_TASK_STATUSES,
   outcomeOf,
@@ -13,22 +11,6 @@ import {
   TASK_STATUSES,
   taskStatusesBefore,
 } from '#core/request';
-
-describe('Function: dueDate', () => {
-  it('gives GDPR one calendar month from receipt', () => {
-    expect(dueDate('gdpr', new Date('2026-03-15T10:00:00Z')).toISOString()).toBe('2026-04-15T10:00:00.000Z');
-  });
-
-  it('ends a GDPR month on the last day of a shorter month', () => {
-    expect(addCalendarMonths(new Date('2026-01-31T08:00:00Z'), 1).toISOString()).toBe('2026-02-28T08:00:00.000Z');
-    expect(addCalendarMonths(new Date('2028-01-31T08:00:00Z'), 1).toISOString()).toBe('2028-02-29T08:00:00.000Z');
-    expect(addCalendarMonths(new Date('2026-12-31T23:59:00Z'), 1).toISOString()).toBe('2027-01-31T23:59:00.000Z');
-  });
-
-  it('gives CCPA 45 calendar days', () => {
-    expect(dueDate('ccpa', new Date('2026-11-23T00:00:00Z')).toISOString()).toBe('2027-01-07T00:00:00.000Z');
-  });
-});
 
 describe('Function: requestStatusesBefore', () => {
   it('moves requests forward only', () => {

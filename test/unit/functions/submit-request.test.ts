@@ -39,6 +39,29 @@ const erasure = {
 };
 
 describe('Function: submit-request handler', () => {
+  it('sets the deadline and the acknowledgement by the law and the request type', async () => {
+    dynamo.on(GetCommand).resolves({});
+    dynamo.on(PutCommand).resolves({});
+    dynamo.on(TransactWriteCommand).resolves({});
+    const at = Date.now();
+    const stored = async (body: object) => {
+      dynamo.resetHistory();
+      expect((await post(body)).statusCode).toBe(202);
+      return dynamo.commandCalls(PutCommand)[0]!.args[0].input.Item as { dueAt: string; acknowledgeBy?: string };
+    };
+    const days = (iso: string) => (Date.parse(iso) - at) / 86_400_000;
+    const ccpa = await stored({ ...erasure, requestId: undefined, regulation: 'ccpa' });
+    expect(days(ccpa.dueAt)).toBeCloseTo(45, 1);
+    expect(days(ccpa.acknowledgeBy!)).toBeGreaterThanOrEqual(12); // 10 business days: 12 to 14 days, by the weekday
+    expect(days(ccpa.acknowledgeBy!)).toBeLessThan(14.1);
+    const optOut = await stored({ ...erasure, requestId: undefined, type: 'opt_out', regulation: 'ccpa' });
+    expect(days(optOut.dueAt)).toBeGreaterThanOrEqual(19); // 15 business days: 19 to 21 days
+    expect(days(optOut.dueAt)).toBeLessThan(21.1);
+    expect(optOut.acknowledgeBy).toBeUndefined();
+    expect(days((await stored({ ...erasure, requestId: undefined, regulation: 'lgpd' })).dueAt)).toBeCloseTo(15, 1);
+    expect(days((await stored({ ...erasure, requestId: undefined, regulation: 'vcdpa' })).dueAt)).toBeCloseTo(45, 1);
+  });
+
   it('answers 202 and stores, audits and enqueues the request without the raw identity', async () => {
     dynamo.on(GetCommand).resolves({});
     dynamo.on(PutCommand).resolves({});
