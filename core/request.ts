@@ -199,6 +199,13 @@ export interface JobReport {
 /** The requests table's sparse index of tasks waiting on a vendor, keyed `waiting` and `nextCheckAt`. */
 export const WAITING_INDEX = 'Waiting';
 
+/** The requests table's index of requests by month of receipt, keyed `month` (`REQ#yyyy-mm`) and `receivedAt`. */
+export const BY_MONTH_INDEX = 'ByMonth';
+/** The requests table's sparse index of requests not yet final, keyed `open` and `dueAt`: the overdue are its oldest. */
+export const OPEN_INDEX = 'Open';
+/** What both list indexes project: enough to list a request without reading it. */
+export const LISTED_ATTRIBUTES = ['requestId', 'type', 'regulation', 'status', 'dueAt', 'completedAt', 'acknowledgeBy', 'extendedAt', 'receivedAt'] as const;
+
 /** The requests table's sparse index of final requests whose data key is to be destroyed, keyed `shred` and `shredAt`. */
 export const SHRED_INDEX = 'Shred';
 

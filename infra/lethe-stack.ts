@@ -19,7 +19,7 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import type { DataMap, SystemConfig } from '#core/config';
-import { SHRED_INDEX, WAITING_INDEX } from '#core/request';
+import { BY_MONTH_INDEX, LISTED_ATTRIBUTES, OPEN_INDEX, SHRED_INDEX, WAITING_INDEX } from '#core/request';
 import { UNLOGGED_INDEX } from '#core/log';
 import { cognitoSettingsSchema } from '#connectors/cognito/settings';
 import { CONNECTOR_KINDS } from '#connectors/kinds';
@@ -102,6 +102,22 @@ export class LetheStack extends Stack {
       indexName: SHRED_INDEX,
       partitionKey: { name: 'shred', type: AttributeType.STRING },
       sortKey: { name: 'shredAt', type: AttributeType.STRING },
+    });
+    // Requests by month of receipt, and the open ones by deadline: the compliance list, never a scan.
+    const listed = (key: string) => LISTED_ATTRIBUTES.filter((a) => a !== key);
+    table.addGlobalSecondaryIndex({
+      indexName: BY_MONTH_INDEX,
+      partitionKey: { name: 'month', type: AttributeType.STRING },
+      sortKey: { name: 'receivedAt', type: AttributeType.STRING },
+      projectionType: ProjectionType.INCLUDE,
+      nonKeyAttributes: listed('receivedAt'),
+    });
+    table.addGlobalSecondaryIndex({
+      indexName: OPEN_INDEX,
+      partitionKey: { name: 'open', type: AttributeType.STRING },
+      sortKey: { name: 'dueAt', type: AttributeType.STRING },
+      projectionType: ProjectionType.INCLUDE,
+      nonKeyAttributes: listed('dueAt'),
     });
     // Audit records not yet leaves of the audit log (sparse: staged records keep `unlogged` until then).
     table.addGlobalSecondaryIndex({
@@ -344,7 +360,7 @@ export class LetheStack extends Stack {
     // HTTP API, IAM-authorized on every method.
     const status = new SecureFunction(this, 'GetRequest', {
       handler: 'get-request',
-      description: 'Lethe: GET /v1/requests/{id}',
+      description: 'Lethe: GET /v1/requests/{id} and GET /v1/requests',
       environment: { REQUESTS_TABLE: table.tableName },
     });
     table.grantReadData(status);
@@ -374,6 +390,7 @@ export class LetheStack extends Stack {
     const v1 = this.api.root.addResource('v1');
     const requests = v1.addResource('requests');
     requests.addMethod('POST', new LambdaIntegration(submit), { requestValidator: validator });
+    requests.addMethod('GET', new LambdaIntegration(status), { requestValidator: validator });
     const byId = requests.addResource('{id}');
     byId.addMethod('GET', new LambdaIntegration(status), {
       requestValidator: validator,

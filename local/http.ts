@@ -29,7 +29,9 @@ export function createFrontDoor(routes: readonly Route[], services: readonly Aws
     ...r,
     pattern: new RegExp(`^${r.resource.replace(/\{([^}]+)\}/g, '(?<$1>[^/]+)')}$`),
   }));
-  return createServer((req, res) => {
+  // Idle connections are kept a minute, as API Gateway keeps them, rather than Node's 5 s: a client
+  // busy longer than that (a CLI run in between) would otherwise reuse a socket the server just closed.
+  return createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
     serve(req, res).catch((error: unknown) => {
       if (!res.headersSent) send(res, 500, { message: 'internal error in local mode' });
       process.stderr.write(`local front door: ${(error as Error).name}\n`);

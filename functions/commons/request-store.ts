@@ -1,9 +1,15 @@
-import { DeleteCommand, GetCommand, paginateQuery, paginateScan, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, GetCommand, paginateQuery, paginateScan, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import { describeAwsError, isRetryableAwsError } from '#connectors/aws-errors';
 import type { PseudonymousIdentity } from '#core/identity';
-import { InvalidTransitionError, NotFoundError, PermanentError, RetryableError } from '#core/errors';
+import { isOverdue } from '#core/deadlines';
+import { InvalidTransitionError, NotFoundError, PermanentError, RetryableError, ValidationError } from '#core/errors';
 import {
+  BY_MONTH_INDEX,
+  FINAL_REQUEST_STATUSES,
+  isFinalRequestStatus,
+  OPEN_INDEX,
   requestStatusesBefore,
+  type Regulation,
   taskStatusesBefore,
   type TaskKind,
   type RequestRecord,
@@ -70,7 +76,7 @@ export class RequestStore {
       await dynamo.send(
         new PutCommand({
           TableName: this.#table,
-          Item: { ...requestKey(record.requestId), ...record },
+          Item: { ...requestKey(record.requestId), ...record, month: monthOf(record.receivedAt), ...(!isFinalRequestStatus(record.status) && { open: OPEN }) },
           ConditionExpression: 'attribute_not_exists(pk)',
         }),
       );
@@ -107,7 +113,76 @@ export class RequestStore {
    * is there already; throws InvalidTransitionError when it is somewhere `to` cannot follow.
    */
   async transition(requestId: string, to: RequestStatus, extra: Extra = {}): Promise<boolean> {
-    return this.#transition(requestKey(requestId), to, requestStatusesBefore(to), extra, `request ${requestId}`);
+    return this.#transition(requestKey(requestId), to, requestStatusesBefore(to), extra, `request ${requestId}`, { close: isFinalRequestStatus(to) });
+  }
+
+  /**
+   * Requests, newest first, month by month of receipt through the ByMonth index, or, for the
+   * overdue, most overdue first through the sparse Open index; filtered on what the indexes hold.
+   * Never a scan. A page may hold fewer than `limit` while a cursor says there is more.
+   */
+  async list(query: ListQuery, now = new Date()): Promise<{ requests: ListedRequest[]; cursor?: string }> {
+    const filters: string[] = [];
+    const names: Record<string, string> = {};
+    const values: Record<string, unknown> = {};
+    for (const field of ['status', 'type', 'regulation'] as const) {
+      const wanted = query[field];
+      if (wanted === undefined) continue;
+      names[`#${field}`] = field;
+      values[`:${field}`] = wanted;
+      filters.push(`#${field} = :${field}`);
+    }
+    const until = query.until ?? now.toISOString();
+    const since = query.since ?? new Date(Date.UTC(now.getUTCFullYear() - 2, now.getUTCMonth(), 1)).toISOString();
+    const position = decodeCursor(query.cursor);
+    const requests: ListedRequest[] = [];
+    let calls = 0;
+    const page = async (input: Omit<QueryCommandInput, 'TableName'>) => {
+      calls += 1;
+      try {
+        return await dynamo.send(new QueryCommand({ TableName: this.#table, ...input }));
+      } catch (error) {
+        throw wrap('list requests', error);
+      }
+    };
+    if (query.overdue === true) {
+      const out = await page({
+        IndexName: OPEN_INDEX,
+        KeyConditionExpression: '#open = :open AND dueAt < :now',
+        FilterExpression: [...filters, 'receivedAt BETWEEN :since AND :until'].join(' AND '),
+        ExpressionAttributeNames: { ...names, '#open': 'open' },
+        ExpressionAttributeValues: { ...values, ':open': OPEN, ':now': now.toISOString(), ':since': since, ':until': until },
+        Limit: query.limit,
+        ...(position?.key && { ExclusiveStartKey: position.key }),
+      });
+      requests.push(...(out.Items ?? []).map((item) => listed(item, now)));
+      return { requests, ...(out.LastEvaluatedKey && { cursor: encodeCursor({ key: out.LastEvaluatedKey }) }) };
+    }
+    if (query.overdue === false) {
+      filters.push(`(#status IN (${FINAL_REQUEST_STATUSES.map((_, i) => `:final${String(i)}`).join(', ')}) OR dueAt >= :now)`);
+      names['#status'] = 'status';
+      FINAL_REQUEST_STATUSES.forEach((status, i) => (values[`:final${String(i)}`] = status));
+      values[':now'] = now.toISOString();
+    }
+    let month = position?.month ?? monthOf(until);
+    let key = position?.key;
+    while (month >= monthOf(since) && requests.length < query.limit && calls < 24) {
+      const out = await page({
+        IndexName: BY_MONTH_INDEX,
+        KeyConditionExpression: '#month = :month AND receivedAt BETWEEN :since AND :until',
+        ...(filters.length > 0 && { FilterExpression: filters.join(' AND ') }),
+        ExpressionAttributeNames: { ...names, '#month': 'month' },
+        ExpressionAttributeValues: { ...values, ':month': month, ':since': since, ':until': until },
+        ScanIndexForward: false,
+        Limit: query.limit - requests.length,
+        ...(key && { ExclusiveStartKey: key }),
+      });
+      requests.push(...(out.Items ?? []).map((item) => listed(item, now)));
+      key = out.LastEvaluatedKey;
+      if (!key) month = previousMonth(month);
+    }
+    const more = key !== undefined || month >= monthOf(since);
+    return { requests, ...(more && { cursor: encodeCursor({ month, ...(key && { key }) }) }) };
   }
 
   async putTaskIfAbsent(task: TaskRecord): Promise<void> {
@@ -597,7 +672,7 @@ export class RequestStore {
     from: readonly string[],
     extra: Extra,
     what: string,
-    options: { attempts?: boolean; waiting?: boolean; unwait?: boolean } = {},
+    options: { attempts?: boolean; waiting?: boolean; unwait?: boolean; close?: boolean } = {},
   ): Promise<boolean> {
     if (from.length === 0) {
       // Nothing may move to `to` (it is an initial status): it is either where the record is, or wrong.
@@ -608,7 +683,7 @@ export class RequestStore {
     }
     const sets = ['#status = :to', 'updatedAt = :now'];
     const values: Record<string, unknown> = { ':to': to, ':now': new Date().toISOString() };
-    const names: Record<string, string> = { '#status': 'status' };
+    const names: Record<string, string> = { '#status': 'status', ...(options.close && { '#open': 'open' }) };
     Object.entries(extra).forEach(([name, value], i) => {
       if (value === undefined) return;
       names[`#x${String(i)}`] = name;
@@ -630,7 +705,7 @@ export class RequestStore {
         new UpdateCommand({
           TableName: this.#table,
           Key: key,
-          UpdateExpression: `SET ${sets.join(', ')}${options.unwait ? ' REMOVE waiting, nextCheckAt' : ''}`,
+          UpdateExpression: `SET ${sets.join(', ')}${options.unwait ? ' REMOVE waiting, nextCheckAt' : ''}${options.close ? ' REMOVE #open' : ''}`,
           ConditionExpression: `attribute_exists(pk) AND #status IN (${from.map((_, i) => `:from${String(i)}`).join(', ')})`,
           ExpressionAttributeNames: names,
           ExpressionAttributeValues: values,
@@ -658,6 +733,68 @@ function wrap(what: string, error: unknown): RetryableError | PermanentError {
 }
 
 function stripKeys<T>(item: Record<string, unknown>): T {
-  const { pk: _pk, sk: _sk, auditSeq: _s, auditHead: _h, waiting: _w, nextCheckAt: _c, shred: _d, shredAt: _a, ...rest } = item;
+  const { pk: _pk, sk: _sk, auditSeq: _s, auditHead: _h, auditHeadEvent: _e, waiting: _w, nextCheckAt: _c, shred: _d, shredAt: _a, month: _m, open: _o, ...rest } = item;
   return rest as T;
+}
+
+/** A query of `GET /v1/requests`. */
+export interface ListQuery {
+  readonly status?: RequestStatus | undefined;
+  readonly type?: RequestType | undefined;
+  readonly regulation?: Regulation | undefined;
+  readonly overdue?: boolean | undefined;
+  /** Received at or after (ISO 8601); default: two years back, to the first of the month. */
+  readonly since?: string | undefined;
+  /** Received at or before (ISO 8601); default: now. */
+  readonly until?: string | undefined;
+  readonly limit: number;
+  readonly cursor?: string | undefined;
+}
+
+export type ListedRequest = Pick<RequestRecord, 'requestId' | 'type' | 'regulation' | 'status' | 'receivedAt' | 'dueAt'> & {
+  readonly overdue: boolean;
+  readonly completedAt: string | null;
+  readonly acknowledgeBy?: string;
+  readonly extendedAt?: string;
+};
+
+const OPEN = 'OPEN';
+const monthOf = (iso: string) => `REQ#${iso.slice(0, 7)}`;
+function previousMonth(month: string): string {
+  const [y, m] = month.slice(4).split('-').map(Number) as [number, number];
+  return monthOf(new Date(Date.UTC(y, m - 2, 1)).toISOString());
+}
+
+function listed(item: Record<string, unknown>, now: Date): ListedRequest {
+  const r = item as unknown as RequestRecord;
+  return {
+    requestId: r.requestId,
+    type: r.type,
+    regulation: r.regulation,
+    status: r.status,
+    receivedAt: r.receivedAt,
+    dueAt: r.dueAt,
+    overdue: !isFinalRequestStatus(r.status) && isOverdue(r, now),
+    completedAt: r.completedAt ?? null,
+    ...(r.acknowledgeBy && { acknowledgeBy: r.acknowledgeBy }),
+    ...(r.extendedAt && { extendedAt: r.extendedAt }),
+  };
+}
+
+/** Where a listing stopped: the month it was in and DynamoDB's key there, opaque to callers. */
+function encodeCursor(position: { month?: string; key?: Record<string, unknown> }): string {
+  return Buffer.from(JSON.stringify(position)).toString('base64url');
+}
+
+function decodeCursor(cursor: string | undefined): { month?: string; key?: Record<string, unknown> } | undefined {
+  if (cursor === undefined) return undefined;
+  try {
+    const position = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { month?: unknown; key?: unknown };
+    if ((position.month === undefined || (typeof position.month === 'string' && /^REQ#\d{4}-\d{2}$/.test(position.month))) && (position.key === undefined || (typeof position.key === 'object' && position.key !== null))) {
+      return position as { month?: string; key?: Record<string, unknown> };
+    }
+  } catch {
+    // fall through
+  }
+  throw new ValidationError([{ path: 'cursor', message: 'is not a cursor this API gave' }]);
 }

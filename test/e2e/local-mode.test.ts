@@ -41,7 +41,14 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
 
   const post = (body: unknown) =>
     fetch(`${api}/v1/requests`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  const status = async (id: string) => (await (await fetch(`${api}/v1/requests/${id}`)).json()) as Status;
+  /** A request's status, its systems without their attempt counts and times (which vary run to run) and the verified remainder (0). */
+  const status = async (id: string) => {
+    const s = (await (await fetch(`${api}/v1/requests/${id}`)).json()) as Omit<Status, 'systems'> & {
+      systems: (Status['systems'][number] & { attempts?: number; updatedAt?: string; remaining?: number })[];
+    };
+    expect(s.systems.every((t) => typeof t.attempts === 'number' && typeof t.updatedAt === 'string' && (t.remaining ?? 0) === 0)).toBe(true);
+    return { ...s, systems: s.systems.map(({ attempts: _a, updatedAt: _u, remaining: _r, ...rest }) => rest) };
+  };
   const final = (id: string) =>
     waitFor(`request ${id} to finish`, async () => {
       const s = await status(id);
@@ -371,6 +378,19 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     }
     expect(produced.join('\n')).toContain(requestId);
     for (const text of produced) for (const value of raw) for (const form of [value, value.toLowerCase(), encodeURIComponent(value)]) expect(text).not.toContain(form);
+  });
+
+  it('lists requests for compliance work through the API, filtered and paged', async () => {
+    const page = async (query: string) => (await (await fetch(`${api}/v1/requests?${query}`)).json()) as { requests: { requestId: string; status: string; overdue: boolean }[]; cursor?: string };
+    const completed = await page('status=completed&regulation=gdpr&limit=100');
+    expect(completed.requests.length).toBeGreaterThan(3);
+    expect(completed.requests.every((r) => r.status === 'completed' && !r.overdue)).toBe(true);
+    const first = await page('limit=2');
+    expect(first.requests).toHaveLength(2);
+    const second = await page(`limit=2&cursor=${first.cursor!}`);
+    expect(second.requests.map((r) => r.requestId)).not.toContain(first.requests[0]!.requestId);
+    expect((await page('overdue=true')).requests).toEqual([]);
+    expect((await fetch(`${api}/v1/requests?overdue=maybe`)).status).toBe(400);
   });
 
   it('logged no raw identifier anywhere', () => {

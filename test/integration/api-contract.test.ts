@@ -1,0 +1,168 @@
+import { Validator } from '@seriousme/openapi-schema-validator';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { deadlinesFor } from '#core/deadlines';
+import type { Regulation, RequestRecord, RequestStatus, RequestType } from '#core/request';
+import { handlerEnvironment, lambdaContext } from '../fixtures/lambda.ts';
+import { createRequestsTable, dynamoDb, dynamoUnavailable, type DynamoEndpoint } from '../fixtures/servers.ts';
+
+/**
+ * The API's contract, docs/openapi.yaml: a valid OpenAPI 3.1 document, and what the handlers answer
+ * on DynamoDB Local matches its schemas. Listing goes through the ByMonth and Open indexes, never a
+ * scan: filters, months, pagination, the overdue most overdue first.
+ */
+const document = parse(readFileSync('docs/openapi.yaml', 'utf8')) as { components: { schemas: Record<string, unknown> } };
+const ajv = new Ajv2020({ strict: false, allErrors: true });
+addFormats.default(ajv);
+ajv.addSchema({ ...document, $id: 'openapi' });
+const matches = (schema: string, body: unknown) => {
+  const validate = ajv.getSchema(`openapi#/components/schemas/${schema}`)!;
+  return validate(body) ? [] : validate.errors;
+};
+
+const unavailable = dynamoUnavailable();
+if (unavailable) console.warn(`skipping the API contract test: ${unavailable}`);
+
+describe('The OpenAPI document', () => {
+  it('is a valid OpenAPI 3.1 document', async () => {
+    const result = await new Validator().validate(document);
+    expect(JSON.stringify(result.errors ?? [])).toBe('[]');
+    expect(result.valid).toBe(true);
+  });
+});
+
+describe.skipIf(unavailable)('Function: get-request handler, against the OpenAPI document', () => {
+  let server: DynamoEndpoint;
+  let handler: (e: APIGatewayProxyEvent, c: unknown) => Promise<APIGatewayProxyResult>;
+  let store: import('#functions/commons/request-store').RequestStore;
+  const commands: string[] = [];
+  const now = Date.now();
+  const day = 86_400_000;
+
+  beforeAll(async () => {
+    server = await dynamoDb();
+    handlerEnvironment({ AWS_ENDPOINT_URL_DYNAMODB: server.endpoint });
+    await createRequestsTable(server.client);
+    const { dynamo } = await import('#functions/commons/clients');
+    dynamo.middlewareStack.add((next, context) => (args) => (commands.push(context.commandName ?? ''), next(args)), { step: 'initialize' });
+    store = new (await import('#functions/commons/request-store')).RequestStore('requests');
+    ({ handler } = (await import('#functions/get-request/handler')) as unknown as { handler: typeof handler });
+    // Thirty requests over 60 days (two or three months); every fifth still open and past its deadline.
+    for (let i = 0; i < 30; i += 1) await create(i);
+  });
+  afterAll(async () => {
+    await server.stop();
+  });
+
+  const ids: string[] = [];
+  async function create(i: number): Promise<void> {
+    const receivedAt = new Date(now - i * 2 * day - 1000);
+    const regulation: Regulation = (['gdpr', 'ccpa', 'vcdpa', 'lgpd'] as const)[i % 4]!;
+    const type: RequestType = i % 3 === 0 ? 'opt_out' : 'erasure';
+    const overdue = i % 5 === 4;
+    const record: RequestRecord = {
+      requestId: randomUUID(),
+      type,
+      regulation,
+      status: 'received',
+      receivedAt: receivedAt.toISOString(),
+      ...deadlinesFor(regulation, type, receivedAt),
+      ...(overdue && { dueAt: new Date(now - i * 1000).toISOString() }),
+      pseudonyms: [],
+      keyVersion: 'v1',
+      bodyHash: 'x',
+      sealedIdentities: 'x',
+      wrappedDataKey: 'x',
+    };
+    await store.create(record);
+    ids.push(record.requestId);
+    if (!overdue) {
+      await store.transition(record.requestId, 'in_progress');
+      if (i % 2 === 0) await store.transition(record.requestId, 'completed', { completedAt: new Date(receivedAt.getTime() + day).toISOString() });
+    }
+  }
+
+  const get = async (resource: string, query: Record<string, string> = {}, id?: string) => {
+    const response = await handler(
+      { resource, pathParameters: id ? { id } : null, queryStringParameters: Object.keys(query).length ? query : null, headers: {}, requestContext: { identity: {} } } as unknown as APIGatewayProxyEvent,
+      lambdaContext(),
+    );
+    return { status: response.statusCode, body: JSON.parse(response.body) as Record<string, unknown> };
+  };
+  const list = async (query: Record<string, string> = {}) => {
+    const { status, body } = await get('/v1/requests', query);
+    expect(status).toBe(200);
+    expect(matches('RequestList', body)).toEqual([]);
+    return body as { requests: { requestId: string; status: RequestStatus; receivedAt: string; dueAt: string; overdue: boolean; regulation: string; type: string }[]; cursor?: string };
+  };
+
+  it('lists every request once, newest first, across months and pages, without a scan', async () => {
+    commands.length = 0;
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const page = await list({ limit: '7', ...(cursor && { cursor }) });
+      seen.push(...page.requests.map((r) => r.requestId));
+      expect(page.requests.map((r) => r.receivedAt)).toEqual(page.requests.map((r) => r.receivedAt).sort().reverse());
+      cursor = page.cursor;
+      pages += 1;
+    } while (cursor && pages < 20);
+    expect(seen).toEqual(ids);
+    expect(new Set(commands)).toEqual(new Set(['QueryCommand']));
+  });
+
+  it('filters by status, type, regulation, time of receipt and overdue', async () => {
+    const all = (await list({ limit: '100' })).requests;
+    expect(all).toHaveLength(30);
+    const completed = await list({ status: 'completed', limit: '100' });
+    expect(completed.requests.map((r) => r.requestId).sort()).toEqual(all.filter((r) => r.status === 'completed').map((r) => r.requestId).sort());
+    expect(completed.requests.length).toBeGreaterThan(5);
+    const ccpaOptOuts = await list({ regulation: 'ccpa', type: 'opt_out', limit: '100' });
+    expect(ccpaOptOuts.requests.length).toBeGreaterThan(0);
+    expect(ccpaOptOuts.requests.every((r) => r.regulation === 'ccpa' && r.type === 'opt_out')).toBe(true);
+    const since = new Date(now - 10 * day).toISOString();
+    expect((await list({ since, limit: '100' })).requests.map((r) => r.requestId)).toEqual(all.filter((r) => r.receivedAt >= since).map((r) => r.requestId));
+
+    // Six were made overdue; requests still in progress past their law's deadline (LGPD's 15 days) are too.
+    const overdue = await list({ overdue: 'true', limit: '100' });
+    const late = all.filter((r) => r.overdue);
+    expect(late.length).toBeGreaterThan(6);
+    expect(overdue.requests.map((r) => r.requestId).sort()).toEqual(late.map((r) => r.requestId).sort());
+    expect(overdue.requests.every((r) => r.overdue && r.status !== 'completed')).toBe(true);
+    expect(overdue.requests.map((r) => r.dueAt)).toEqual(overdue.requests.map((r) => r.dueAt).sort()); // most overdue first
+    const onTime = await list({ overdue: 'false', limit: '100' });
+    expect(onTime.requests).toHaveLength(30 - late.length);
+    expect(onTime.requests.some((r) => r.overdue)).toBe(false);
+  });
+
+  it('answers bad filters with a 400 naming each field, and an unknown cursor too', async () => {
+    const refused = await get('/v1/requests', { status: 'done', overdue: 'yes', limit: '500', since: 'yesterday' });
+    expect(refused.status).toBe(400);
+    expect(matches('ValidationError', refused.body)).toEqual([]);
+    expect((refused.body['issues'] as { path: string }[]).map((i) => i.path).sort()).toEqual(['limit', 'overdue', 'since', 'status']);
+    const badCursor = await get('/v1/requests', { cursor: 'bm90IGEgY3Vyc29y' });
+    expect(badCursor.status).toBe(400);
+    expect(badCursor.body['issues']).toEqual([{ path: 'cursor', message: 'is not a cursor this API gave' }]);
+  });
+
+  it('describes one request as the document says, overdue and per-system detail included', async () => {
+    const overdueId = (await list({ overdue: 'true', limit: '1' })).requests[0]!.requestId;
+    const one = await get('/v1/requests/{id}', {}, overdueId);
+    expect(one.status).toBe(200);
+    expect(matches('Request', one.body)).toEqual([]);
+    expect(one.body).toMatchObject({ requestId: overdueId, overdue: true, systems: [] });
+    await store.putTaskIfAbsent({ requestId: overdueId, system: 'crm', action: 'delete', connector: 'http', status: 'failed', attempts: 3, errorName: 'ConnectorPermanentError', errorMessage: 'crm: 403', updatedAt: new Date().toISOString() });
+    const withTask = await get('/v1/requests/{id}', {}, overdueId);
+    expect(matches('Request', withTask.body)).toEqual([]);
+    expect(withTask.body['systems']).toEqual([{ system: 'crm', action: 'delete', status: 'failed', affected: null, attempts: 3, updatedAt: expect.any(String) as string, error: { name: 'ConnectorPermanentError', message: 'crm: 403' } }]);
+    const missing = await get('/v1/requests/{id}', {}, randomUUID());
+    expect(missing.status).toBe(404);
+    expect(matches('Error', missing.body)).toEqual([]);
+  });
+});
