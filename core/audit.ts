@@ -22,6 +22,7 @@ export type AuditEventName =
   | 'request.partially_failed'
   | 'request.failed'
   | 'request.cancelled'
+  | 'request.extended'
   | 'request.shredded'
   | 'request.shred_postponed';
 
@@ -45,6 +46,8 @@ export interface AuditEvent {
   readonly jobs?: string | undefined;
   readonly pseudonyms?: readonly PseudonymousIdentity[];
   readonly keyVersion?: string;
+  /** The new deadline of an extension. (Its reason is free text, kept with the request, never here.) */
+  readonly dueAt?: string;
 }
 
 export interface AuditRecord extends AuditEvent {

@@ -1,4 +1,4 @@
-import { type CfnElement, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { type CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import {
   AccessLogFormat,
   AuthorizationType,
@@ -11,7 +11,7 @@ import {
 import { AttributeType, BillingMode, ProjectionType, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
 import { EventBus, Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
-import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { AccountRootPrincipal, PolicyStatement, Role } from 'aws-cdk-lib/aws-iam';
 import { Key, KeySpec, KeyUsage } from 'aws-cdk-lib/aws-kms';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -58,6 +58,10 @@ export class LetheStack extends Stack {
   readonly api: RestApi;
   readonly bus: EventBus;
   readonly saga: ErasureSaga;
+  /** Read-only access to the API, for compliance teams. */
+  readonly complianceRole: Role;
+  /** Compliance's access, and acting on requests (extending deadlines), for operators. */
+  readonly operatorRole: Role;
 
   constructor(scope: Construct, id: string, props: LetheStackProps) {
     super(scope, id, props);
@@ -396,6 +400,38 @@ export class LetheStack extends Stack {
       requestValidator: validator,
       requestParameters: { 'method.request.path.id': true },
     });
+    // Acting on a request: POST /v1/requests/{id}:extend (the path parameter holds the verb).
+    const act = new SecureFunction(this, 'ActOnRequest', {
+      handler: 'act-on-request',
+      description: 'Lethe: POST /v1/requests/{id}:extend',
+      environment: stateEnv,
+    });
+    writesAudit(act);
+    byId.addMethod('POST', new LambdaIntegration(act), {
+      requestValidator: validator,
+      requestParameters: { 'method.request.path.id': true },
+    });
+
+    // Two roles for people: compliance reads everything; operators also act on requests. Neither submits.
+    const read = new PolicyStatement({ actions: ['execute-api:Invoke'], resources: [this.api.arnForExecuteApi('GET', '/v1/*')] });
+    this.complianceRole = new Role(this, 'ComplianceRole', {
+      assumedBy: new AccountRootPrincipal(),
+      description: 'Lethe: read privacy requests, receipts and audit log proofs',
+    });
+    this.complianceRole.addToPolicy(read);
+    this.operatorRole = new Role(this, 'OperatorRole', {
+      assumedBy: new AccountRootPrincipal(),
+      description: 'Lethe: read privacy requests, and extend their deadlines',
+    });
+    this.operatorRole.addToPolicy(read);
+    this.operatorRole.addToPolicy(new PolicyStatement({ actions: ['execute-api:Invoke'], resources: [this.api.arnForExecuteApi('POST', '/v1/requests/*')] }));
+    const apiRef = `arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<${this.getLogicalId(this.api.node.defaultChild as CfnElement)}>`;
+    const why = "Invoke on the API's paths by method, in any stage: GET on /v1/* for reading, POST on /v1/requests/* (actions on one request) for operators; request ids are not known in advance.";
+    for (const role of [this.complianceRole, this.operatorRole]) {
+      ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/GET/v1/*]`, why);
+      if (role === this.operatorRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/POST/v1/requests/*]`, why);
+      new CfnOutput(this, `${role.node.id}Arn`, { value: role.roleArn, description: role.node.id === 'OperatorRole' ? 'Assume to read and act on requests' : 'Assume to read requests' });
+    }
 
     // Receipts, signed with the ReceiptKey; anyone with the public key checks them offline.
     const receipts = new SecureFunction(this, 'GetReceipt', {

@@ -117,6 +117,29 @@ export class RequestStore {
   }
 
   /**
+   * Extend a request's deadline: only from the deadline it has, only once, only while it is open.
+   * False when another change came first (nothing is changed then).
+   */
+  async extendDeadline(requestId: string, change: { from: string; to: string; at: string; reason: string }): Promise<boolean> {
+    try {
+      await dynamo.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: requestKey(requestId),
+          UpdateExpression: 'SET dueAt = :to, extendedAt = :at, extensionReason = :reason, updatedAt = :at',
+          ConditionExpression: 'attribute_exists(#open) AND dueAt = :from AND attribute_not_exists(extendedAt)',
+          ExpressionAttributeNames: { '#open': 'open' },
+          ExpressionAttributeValues: { ':to': change.to, ':from': change.from, ':at': change.at, ':reason': change.reason },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw wrap('extend a deadline', error);
+    }
+  }
+
+  /**
    * Requests, newest first, month by month of receipt through the ByMonth index, or, for the
    * overdue, most overdue first through the sparse Open index; filtered on what the indexes hold.
    * Never a scan. A page may hold fewer than `limit` while a cursor says there is more.

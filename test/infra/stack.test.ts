@@ -77,6 +77,18 @@ describe('Stack: Lethe', () => {
     expect(logWriters).toEqual(['SequenceAudit']);
   });
 
+  it('gives people two roles: compliance may only read; operators may also act on a request; neither may submit', () => {
+    const invokes = (role: string) =>
+      Object.entries(template.findResources('AWS::IAM::Policy'))
+        .filter(([id]) => id.startsWith(role))
+        .flatMap(([, p]) => (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties.PolicyDocument.Statement)
+        .map((st) => `${actions(st).join(',')} ${JSON.stringify(st.Resource).replace(/.*:execute-api:[^/]*\/\*(\/[^"]*)".*$/, '$1')}`);
+    expect(invokes('ComplianceRole')).toEqual(['execute-api:Invoke /GET/v1/*']);
+    expect(invokes('OperatorRole')).toEqual(['execute-api:Invoke /GET/v1/*', 'execute-api:Invoke /POST/v1/requests/*']);
+    template.hasOutput('OperatorRoleArn', {});
+    template.hasOutput('ComplianceRoleArn', {});
+  });
+
   it('encrypts the requests table with its own key and keeps point-in-time recovery', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', {
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
@@ -216,7 +228,7 @@ describe('Synth', () => {
     const { app } = buildApp({ outdir: dir, configPath });
     app.synth();
     const bundles = readdirSync(dir).filter((d) => d.startsWith('asset.') && existsSync(join(dir, d, 'index.mjs')));
-    expect(bundles).toHaveLength(12);
+    expect(bundles).toHaveLength(13);
   });
 
   it('compiles each worker’s systems into its bundle, not its 4 KB environment', () => {
