@@ -127,6 +127,19 @@ export function reminders(receivedAt: string, dueAt: string): { readonly kind: R
   ];
 }
 
+const REMINDER_ORDER: readonly ReminderKind[] = ['half_time', 'four_fifths', 'due'];
+
+/**
+ * The reminder to send now, if any: the latest one whose time has come and that is later than
+ * the one last sent (a sweep that comes late sends the latest only, not every one it missed).
+ */
+export function dueReminder(request: { readonly receivedAt: string; readonly dueAt: string; readonly reminded?: ReminderKind | undefined }, now: Date): ReminderKind | undefined {
+  const sent = request.reminded ? REMINDER_ORDER.indexOf(request.reminded) : -1;
+  const due = reminders(request.receivedAt, request.dueAt).filter((r) => Date.parse(r.at) <= now.getTime());
+  const latest = due.at(-1)?.kind;
+  return latest && REMINDER_ORDER.indexOf(latest) > sent ? latest : undefined;
+}
+
 export function isOverdue(request: { readonly dueAt: string; readonly completedAt?: string | undefined }, now: Date): boolean {
   return request.completedAt === undefined && now.getTime() > Date.parse(request.dueAt);
 }

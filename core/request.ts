@@ -152,6 +152,8 @@ export interface RequestRecord {
   /** When the deadline was extended, and why (once, within the law's allowance). */
   readonly extendedAt?: string | undefined;
   readonly extensionReason?: string | undefined;
+  /** The last deadline reminder sent (`half_time`, `four_fifths`, `due`). */
+  readonly reminded?: 'half_time' | 'four_fifths' | 'due' | undefined;
   readonly completedAt?: string | undefined;
   readonly source?: string | undefined;
   readonly sourceEventId?: string | undefined;
@@ -203,8 +205,8 @@ export const WAITING_INDEX = 'Waiting';
 export const BY_MONTH_INDEX = 'ByMonth';
 /** The requests table's sparse index of requests not yet final, keyed `open` and `dueAt`: the overdue are its oldest. */
 export const OPEN_INDEX = 'Open';
-/** What both list indexes project: enough to list a request without reading it. */
-export const LISTED_ATTRIBUTES = ['requestId', 'type', 'regulation', 'status', 'dueAt', 'completedAt', 'acknowledgeBy', 'extendedAt', 'receivedAt'] as const;
+/** What both list indexes project: enough to list a request without reading it (and, for the Open index, to remind of it). */
+export const LISTED_ATTRIBUTES = ['requestId', 'type', 'regulation', 'status', 'dueAt', 'completedAt', 'acknowledgeBy', 'extendedAt', 'receivedAt', 'reminded'] as const;
 
 /** The requests table's sparse index of final requests whose data key is to be destroyed, keyed `shred` and `shredAt`. */
 export const SHRED_INDEX = 'Shred';

@@ -354,6 +354,19 @@ export class LetheStack extends Stack {
         this.bus.grantPutEventsTo(fn);
       }
     }
+    // Deadlines: reminders at half and four fifths of the time, and overdue alerts, on the bus.
+    const deadlines = new SecureFunction(this, 'CheckDeadlines', {
+      handler: 'check-deadlines',
+      description: 'Lethe: announce approaching and passed deadlines of open requests',
+      environment: { REQUESTS_TABLE: table.tableName, EVENT_BUS_NAME: this.bus.eventBusName },
+    });
+    table.grantReadWriteData(deadlines);
+    this.bus.grantPutEventsTo(deadlines);
+    new Rule(this, 'CheckDeadlinesSchedule', {
+      description: 'Lethe: deadline reminders and overdue alerts',
+      schedule: Schedule.rate(Duration.minutes(15)),
+      targets: [target(deadlines)],
+    });
     new Rule(this, 'RequestSubmitted', {
       eventBus: this.bus,
       description: 'Lethe: Privacy Request Submitted events to intake',

@@ -1,7 +1,7 @@
 import { DeleteCommand, GetCommand, paginateQuery, paginateScan, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import { describeAwsError, isRetryableAwsError } from '#connectors/aws-errors';
 import type { PseudonymousIdentity } from '#core/identity';
-import { isOverdue } from '#core/deadlines';
+import { isOverdue, type ReminderKind } from '#core/deadlines';
 import { InvalidTransitionError, NotFoundError, PermanentError, RetryableError, ValidationError } from '#core/errors';
 import {
   BY_MONTH_INDEX,
@@ -116,6 +116,42 @@ export class RequestStore {
     return this.#transition(requestKey(requestId), to, requestStatusesBefore(to), extra, `request ${requestId}`, { close: isFinalRequestStatus(to) });
   }
 
+  /** Every request not yet final, by deadline, through the sparse Open index (what it projects). */
+  async openRequests(): Promise<(ListedRequest & { reminded?: ReminderKind })[]> {
+    const found: (ListedRequest & { reminded?: ReminderKind })[] = [];
+    try {
+      for await (const page of paginateQuery(
+        { client: dynamo },
+        { TableName: this.#table, IndexName: OPEN_INDEX, KeyConditionExpression: '#open = :open', ExpressionAttributeNames: { '#open': 'open' }, ExpressionAttributeValues: { ':open': OPEN } },
+      )) {
+        for (const item of page.Items ?? []) found.push({ ...listed(item, new Date()), ...(item['reminded'] ? { reminded: item['reminded'] as ReminderKind } : {}) });
+      }
+    } catch (error) {
+      throw wrap('read open requests', error);
+    }
+    return found;
+  }
+
+  /** Record the reminder sent, unless another was recorded meanwhile or the request became final. */
+  async markReminded(requestId: string, kind: ReminderKind, previous: ReminderKind | undefined): Promise<boolean> {
+    try {
+      await dynamo.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: requestKey(requestId),
+          UpdateExpression: 'SET reminded = :kind',
+          ConditionExpression: `attribute_exists(#open) AND ${previous ? 'reminded = :previous' : 'attribute_not_exists(reminded)'}`,
+          ExpressionAttributeNames: { '#open': 'open' },
+          ExpressionAttributeValues: { ':kind': kind, ...(previous && { ':previous': previous }) },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw wrap('record a reminder', error);
+    }
+  }
+
   /**
    * Extend a request's deadline: only from the deadline it has, only once, only while it is open.
    * False when another change came first (nothing is changed then).
@@ -126,7 +162,7 @@ export class RequestStore {
         new UpdateCommand({
           TableName: this.#table,
           Key: requestKey(requestId),
-          UpdateExpression: 'SET dueAt = :to, extendedAt = :at, extensionReason = :reason, updatedAt = :at',
+          UpdateExpression: 'SET dueAt = :to, extendedAt = :at, extensionReason = :reason, updatedAt = :at REMOVE reminded',
           ConditionExpression: 'attribute_exists(#open) AND dueAt = :from AND attribute_not_exists(extendedAt)',
           ExpressionAttributeNames: { '#open': 'open' },
           ExpressionAttributeValues: { ':to': change.to, ':from': change.from, ':at': change.at, ':reason': change.reason },

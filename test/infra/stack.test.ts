@@ -228,7 +228,7 @@ describe('Synth', () => {
     const { app } = buildApp({ outdir: dir, configPath });
     app.synth();
     const bundles = readdirSync(dir).filter((d) => d.startsWith('asset.') && existsSync(join(dir, d, 'index.mjs')));
-    expect(bundles).toHaveLength(13);
+    expect(bundles).toHaveLength(14);
   });
 
   it('compiles each worker’s systems into its bundle, not its 4 KB environment', () => {

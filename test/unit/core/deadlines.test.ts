@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addBusinessDays, addCalendarMonths, deadlinesFor, extendDeadline, isOverdue, reminders } from '#core/deadlines';
+import { addBusinessDays, addCalendarMonths, deadlinesFor, dueReminder, extendDeadline, isOverdue, reminders } from '#core/deadlines';
 
 /**
  * Deadlines by law, against a table of dates worked out by hand (and by Python's datetime): month
@@ -66,6 +66,16 @@ describe('Function: reminders and isOverdue', () => {
       { kind: 'four_fifths', at: z('2026-12-25T00:00:00') },
       { kind: 'due', at: z('2027-01-02T00:00:00') },
     ]);
+  });
+
+  it('gives the latest reminder due and not yet sent', () => {
+    const r = { receivedAt: z('2026-11-01T00:00:00'), dueAt: z('2026-11-11T00:00:00') };
+    expect(dueReminder(r, new Date(z('2026-11-05T23:59:59')))).toBeUndefined();
+    expect(dueReminder(r, new Date(z('2026-11-06T00:00:00')))).toBe('half_time');
+    expect(dueReminder({ ...r, reminded: 'half_time' }, new Date(z('2026-11-07T00:00:00')))).toBeUndefined();
+    expect(dueReminder(r, new Date(z('2026-11-09T00:00:00')))).toBe('four_fifths');
+    expect(dueReminder({ ...r, reminded: 'four_fifths' }, new Date(z('2026-12-01T00:00:00')))).toBe('due');
+    expect(dueReminder({ ...r, reminded: 'due' }, new Date(z('2026-12-01T00:00:00')))).toBeUndefined();
   });
 
   it('calls a request overdue once past its deadline and not complete', () => {
