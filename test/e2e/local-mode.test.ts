@@ -391,6 +391,18 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect(second.requests.map((r) => r.requestId)).not.toContain(first.requests[0]!.requestId);
     expect((await page('overdue=true')).requests).toEqual([]);
     expect((await fetch(`${api}/v1/requests?overdue=maybe`)).status).toBe(400);
+    // The same through the CLI.
+    const lethe = (...args: string[]) => spawnSync(process.execPath, ['cli/lethe.ts', ...args, '--state-dir', stateDir], { encoding: 'utf8' });
+    const listed = lethe('list', '--status', 'completed', '--regulation', 'gdpr', '--all');
+    expect(listed.status).toBe(0);
+    expect(listed.stdout).toContain(`${completed.requests[0]!.requestId}  erasure   gdpr  completed`);
+    expect(listed.stdout).toMatch(new RegExp(`^${String(completed.requests.length)} requests$`, 'm'));
+    expect(JSON.parse(lethe('list', '--overdue', '--json').stdout)).toEqual([]);
+    expect(lethe('list', '--status', 'done')).toMatchObject({ status: 2, stderr: expect.stringMatching(/^lethe list: --status /) as string });
+    const shown = lethe('status', completed.requests[0]!.requestId);
+    expect(shown.status).toBe(0);
+    expect(shown.stdout).toMatch(/: completed at .*\n  received .*, due .*\n  \S+ +\w+ +succeeded/);
+    expect(lethe('status', 'c0ffee00-0000-4000-8000-0000000000ff')).toMatchObject({ status: 1, stderr: expect.stringContaining('does not exist') as string });
   });
 
   it('logged no raw identifier anywhere', () => {
