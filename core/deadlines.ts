@@ -1,4 +1,4 @@
-import type { Regulation, RequestType } from './request.ts';
+import { isFinalRequestStatus, type Regulation, type RequestStatus, type RequestType } from './request.ts';
 
 /**
  * Legal deadlines, by law and request type. Every clock starts at receipt. Calendar months end
@@ -140,6 +140,7 @@ export function dueReminder(request: { readonly receivedAt: string; readonly due
   return latest && REMINDER_ORDER.indexOf(latest) > sent ? latest : undefined;
 }
 
-export function isOverdue(request: { readonly dueAt: string; readonly completedAt?: string | undefined }, now: Date): boolean {
-  return request.completedAt === undefined && now.getTime() > Date.parse(request.dueAt);
+/** Past its deadline and not final: what the status, the list and its `overdue` filter all mean by overdue. */
+export function isOverdue(request: { readonly status: RequestStatus; readonly dueAt: string }, now: Date): boolean {
+  return !isFinalRequestStatus(request.status) && now.getTime() > Date.parse(request.dueAt);
 }

@@ -833,7 +833,7 @@ function listed(item: Record<string, unknown>, now: Date): ListedRequest {
     status: r.status,
     receivedAt: r.receivedAt,
     dueAt: r.dueAt,
-    overdue: !isFinalRequestStatus(r.status) && isOverdue(r, now),
+    overdue: isOverdue(r, now),
     completedAt: r.completedAt ?? null,
     ...(r.acknowledgeBy && { acknowledgeBy: r.acknowledgeBy }),
     ...(r.extendedAt && { extendedAt: r.extendedAt }),

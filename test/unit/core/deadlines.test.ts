@@ -78,10 +78,11 @@ describe('Function: reminders and isOverdue', () => {
     expect(dueReminder({ ...r, reminded: 'due' }, new Date(z('2026-12-01T00:00:00')))).toBeUndefined();
   });
 
-  it('calls a request overdue once past its deadline and not complete', () => {
-    const request = { dueAt: z('2026-12-01T00:00:00') };
+  it('calls a request overdue once past its deadline and not final', () => {
+    const request = { status: 'in_progress', dueAt: z('2026-12-01T00:00:00') } as const;
     expect(isOverdue(request, new Date(z('2026-12-01T00:00:00')))).toBe(false);
     expect(isOverdue(request, new Date(z('2026-12-01T00:00:01')))).toBe(true);
-    expect(isOverdue({ ...request, completedAt: z('2026-12-05T00:00:00') }, new Date(z('2026-12-09T00:00:00')))).toBe(false);
+    expect(isOverdue({ ...request, status: 'completed' }, new Date(z('2026-12-09T00:00:00')))).toBe(false);
+    expect(isOverdue({ ...request, status: 'failed' }, new Date(z('2026-12-09T00:00:00')))).toBe(false);
   });
 });
