@@ -18,11 +18,13 @@ export type AuditEventName =
   | 'task.succeeded'
   | 'task.failed'
   | 'task.waiting_on_vendor'
+  | 'task.cancelled'
   | 'request.completed'
   | 'request.partially_failed'
   | 'request.failed'
   | 'request.cancelled'
   | 'request.extended'
+  | 'request.retried'
   | 'request.shredded'
   | 'request.shred_postponed';
 

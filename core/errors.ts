@@ -84,6 +84,9 @@ export class ConnectorThrottledError extends ConnectorRetryableError {
 /** A connector's target refused in a way that will not pass (not authorized, missing table, 4xx). */
 export class ConnectorPermanentError extends PermanentError {}
 
+/** A task's system is reached by identities that a failed resolver was to provide. */
+export class IdentitiesUnresolvedError extends PermanentError {}
+
 export function isRetryable(error: unknown): boolean {
   if (error instanceof LetheError) return error.retryable;
   return false;

@@ -55,3 +55,14 @@ export function unreachableSystems(type: RequestType, dataMap: DataMap, given: r
   );
   return dataMap.systems.filter((s) => s.actions[type] !== undefined && !reached.has(s.name)).map((s) => s.name);
 }
+
+/**
+ * The resolvers of a plan whose linked identities `system` is reached by, beyond those the request
+ * gives. Should one of them fail, acting on the system would miss what only those identities reach:
+ * the task fails instead of succeeding with nothing done (and a retry runs it again).
+ */
+export function resolversOf(system: string, stages: readonly Stage[], dataMap: DataMap, given: readonly string[]): string[] {
+  const reachedBy = dataMap.systems.find((s) => s.name === system)?.identities ?? [];
+  const resolvers = stages.flatMap((s) => (s.kind === 'resolve' ? s.systems : [])).filter((r) => r !== system);
+  return resolvers.filter((r) => (dataMap.systems.find((s) => s.name === r)?.provides ?? []).some((p) => !given.includes(p) && reachedBy.includes(p)));
+}

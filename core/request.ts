@@ -27,9 +27,10 @@ export const REQUEST_STATUSES = [
 export type RequestStatus = (typeof REQUEST_STATUSES)[number];
 export const FINAL_REQUEST_STATUSES: readonly RequestStatus[] = ['completed', 'partially_failed', 'failed', 'cancelled'];
 
-export const TASK_STATUSES = ['pending', 'dispatched', 'running', 'succeeded', 'failed', 'waiting_on_vendor'] as const;
+export const TASK_STATUSES = ['pending', 'dispatched', 'running', 'succeeded', 'failed', 'waiting_on_vendor', 'cancelled'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
-export const FINAL_TASK_STATUSES: readonly TaskStatus[] = ['succeeded', 'failed'];
+/** `cancelled`: the request was cancelled before the task ran. */
+export const FINAL_TASK_STATUSES: readonly TaskStatus[] = ['succeeded', 'failed', 'cancelled'];
 
 const REQUEST_TRANSITIONS: Record<RequestStatus, readonly RequestStatus[]> = {
   received: ['in_progress', 'failed', 'cancelled'],
@@ -41,13 +42,26 @@ const REQUEST_TRANSITIONS: Record<RequestStatus, readonly RequestStatus[]> = {
 };
 
 const TASK_TRANSITIONS: Record<TaskStatus, readonly TaskStatus[]> = {
-  pending: ['dispatched', 'running', 'failed'],
-  dispatched: ['running', 'failed'],
+  pending: ['dispatched', 'running', 'failed', 'cancelled'],
+  dispatched: ['running', 'failed', 'cancelled'],
   running: ['succeeded', 'failed', 'waiting_on_vendor'],
   waiting_on_vendor: ['succeeded', 'failed'],
   succeeded: [],
   failed: [],
+  cancelled: [],
 };
+
+/** A request's saga execution: named by the request id, a retry's `<request id>-r<round>`. */
+export const executionName = (requestId: string, round?: number): string => (round ? `${requestId}-r${String(round)}` : requestId);
+
+/** The ARN of a state machine's execution of that name. */
+export const executionArnOf = (stateMachineArn: string, name: string): string => `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`;
+
+/**
+ * An audit event id within a run of a request: the first run's ids as they are, a retried run's
+ * (`round` 1, 2, …) suffixed, so that a task that fails again is audited again.
+ */
+export const inRound = (eventId: string, round: number | undefined): string => (round ? `${eventId}#r${String(round)}` : eventId);
 
 export const isFinalRequestStatus = (s: RequestStatus): boolean => FINAL_REQUEST_STATUSES.includes(s);
 export const isFinalTaskStatus = (s: TaskStatus): boolean => FINAL_TASK_STATUSES.includes(s);
@@ -87,14 +101,17 @@ const identityTypeSchema = z
   .string()
   .regex(/^[a-z][a-z0-9_]{1,63}$/, 'must be a lower-case identity type such as email, phone or user_id');
 
+/** A subject's identities, as a request (or a lookup) gives them. */
+export const identitiesSchema = z
+  .array(z.strictObject({ type: identityTypeSchema, value: z.string().min(1).max(512) }))
+  .min(1, 'at least one identity is required')
+  .max(20, 'at most 20 identities per request');
+
 export const submissionSchema = z
   .strictObject({
     type: z.enum(REQUEST_TYPES),
     regulation: z.enum(REGULATIONS),
-    identities: z
-      .array(z.strictObject({ type: identityTypeSchema, value: z.string().min(1).max(512) }))
-      .min(1, 'at least one identity is required')
-      .max(20, 'at most 20 identities per request'),
+    identities: identitiesSchema,
     requestId: z.uuid().optional(),
     source: z.string().min(1).max(128).optional(),
     sourceEventId: z.string().min(1).max(256).optional(),
@@ -155,6 +172,8 @@ export interface RequestRecord {
   /** The last deadline reminder sent (`half_time`, `four_fifths`, `due`). */
   readonly reminded?: 'half_time' | 'four_fifths' | 'due' | undefined;
   readonly completedAt?: string | undefined;
+  /** How many times an operator retried the request's failed tasks (absent: never). */
+  readonly round?: number | undefined;
   readonly source?: string | undefined;
   readonly sourceEventId?: string | undefined;
   readonly pseudonyms: readonly { type: string; pseudonym: string }[];
@@ -172,6 +191,10 @@ export interface TaskRecord {
   readonly connector: string;
   readonly status: TaskStatus;
   readonly attempts: number;
+  /** The request's round this task last ran in (absent: the first). */
+  readonly round?: number | undefined;
+  /** The resolvers whose linked identities reach this system: it does not act unless they all succeeded. */
+  readonly needs?: readonly string[] | undefined;
   readonly affected?: number | undefined;
   readonly remaining?: number | undefined;
   readonly errorName?: string | undefined;

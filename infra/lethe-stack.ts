@@ -1,4 +1,4 @@
-import { type CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { ArnFormat, type CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import {
   AccessLogFormat,
   AuthorizationType,
@@ -29,6 +29,7 @@ import { lakeSettingsSchema } from '#connectors/lake/settings';
 import { s3SettingsSchema } from '#connectors/s3/settings';
 import { secretSources } from '#connectors/secrets';
 import { webhookSettingsSchema } from '#connectors/webhook/settings';
+import { Alerts } from './constructs/alerts.ts';
 import { AuditBucket } from './constructs/audit-bucket.ts';
 import { ErasureSaga } from './constructs/erasure-saga.ts';
 import { SecureFunction } from './constructs/secure-function.ts';
@@ -62,6 +63,9 @@ export class LetheStack extends Stack {
   readonly complianceRole: Role;
   /** Compliance's access, and acting on requests (extending deadlines), for operators. */
   readonly operatorRole: Role;
+  readonly alerts: Alerts;
+  /** For product backends: may submit requests (HTTP and the bus), nothing else. */
+  readonly submitterRole: Role;
 
   constructor(scope: Construct, id: string, props: LetheStackProps) {
     super(scope, id, props);
@@ -346,13 +350,12 @@ export class LetheStack extends Stack {
     });
 
     this.bus = new EventBus(this, 'Bus', { description: 'Lethe: privacy requests from product backends, and what Lethe announces' });
-    // Datasets built from erased subjects' data: the functions that finish requests announce them.
-    if (dataMap.datasets?.length) {
-      for (const fn of [finalize, failRequest]) {
-        fn.addEnvironment('LETHE_DATASETS', JSON.stringify(dataMap.datasets));
-        fn.addEnvironment('EVENT_BUS_NAME', this.bus.eventBusName);
-        this.bus.grantPutEventsTo(fn);
-      }
+    // The functions that finish requests announce failed tasks and, when the data map has
+    // datasets built from erased subjects' data, the datasets to rebuild.
+    for (const fn of [finalize, failRequest]) {
+      fn.addEnvironment('EVENT_BUS_NAME', this.bus.eventBusName);
+      this.bus.grantPutEventsTo(fn);
+      if (dataMap.datasets?.length) fn.addEnvironment('LETHE_DATASETS', JSON.stringify(dataMap.datasets));
     }
     // Deadlines: reminders at half and four fifths of the time, and overdue alerts, on the bus.
     const deadlines = new SecureFunction(this, 'CheckDeadlines', {
@@ -413,37 +416,83 @@ export class LetheStack extends Stack {
       requestValidator: validator,
       requestParameters: { 'method.request.path.id': true },
     });
-    // Acting on a request: POST /v1/requests/{id}:extend (the path parameter holds the verb).
+    // Acting on a request: POST /v1/requests/{id}:extend|cancel|retry (the path parameter holds the verb).
     const act = new SecureFunction(this, 'ActOnRequest', {
       handler: 'act-on-request',
-      description: 'Lethe: POST /v1/requests/{id}:extend',
-      environment: stateEnv,
+      description: 'Lethe: POST /v1/requests/{id}:extend, :cancel and :retry',
+      environment: {
+        ...stateEnv,
+        ...shredEnv,
+        STATE_MACHINE_ARN: this.saga.stateMachine.stateMachineArn,
+        INTAKE_QUEUE_URL: intakeBuffer.queue.queueUrl,
+      },
     });
     writesAudit(act);
+    intakeBuffer.queue.grantSendMessages(act);
+    act.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['states:StopExecution'],
+        resources: [this.formatArn({ service: 'states', resource: 'execution', arnFormat: ArnFormat.COLON_RESOURCE_NAME, resourceName: `${this.saga.stateMachine.stateMachineName}:*` })],
+      }),
+    );
+    ack(act, `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${this.getLogicalId(this.saga.stateMachine.node.defaultChild as CfnElement)}.Name>:*]`, "Cancelling stops the request's execution of the saga; executions are named by request id, not known in advance.");
     byId.addMethod('POST', new LambdaIntegration(act), {
       requestValidator: validator,
       requestParameters: { 'method.request.path.id': true },
     });
+    // A subject's requests, by identities (pseudonymized as at intake, never kept).
+    const lookup = new SecureFunction(this, 'LookupSubject', {
+      handler: 'lookup-subject',
+      description: 'Lethe: POST /v1/subjects:lookup',
+      environment: { REQUESTS_TABLE: table.tableName, ...keyEnv },
+    });
+    table.grantReadData(lookup);
+    pseudonymKey.grantRead(lookup);
+    v1.addResource('subjects:lookup').addMethod('POST', new LambdaIntegration(lookup), { requestValidator: validator });
+    // Reports: a period's summary, and its export as CSV or JSON.
+    const reports = new SecureFunction(this, 'ReportRequests', {
+      handler: 'report-requests',
+      description: 'Lethe: GET /v1/reports/summary and GET /v1/reports/export',
+      environment: { REQUESTS_TABLE: table.tableName },
+      memorySize: 1024,
+    });
+    table.grantReadData(reports);
+    const reportResource = v1.addResource('reports');
+    for (const name of ['summary', 'export']) reportResource.addResource(name).addMethod('GET', new LambdaIntegration(reports), { requestValidator: validator });
 
-    // Two roles for people: compliance reads everything; operators also act on requests. Neither submits.
-    const read = new PolicyStatement({ actions: ['execute-api:Invoke'], resources: [this.api.arnForExecuteApi('GET', '/v1/*')] });
+    // Two roles for people: compliance reads everything (and looks subjects up); operators also
+    // act on requests. Neither submits.
+    const read = new PolicyStatement({
+      actions: ['execute-api:Invoke'],
+      resources: [this.api.arnForExecuteApi('GET', '/v1/*'), this.api.arnForExecuteApi('POST', '/v1/subjects:lookup')],
+    });
     this.complianceRole = new Role(this, 'ComplianceRole', {
       assumedBy: new AccountRootPrincipal(),
-      description: 'Lethe: read privacy requests, receipts and audit log proofs',
+      description: 'Lethe: read privacy requests, reports, receipts and audit log proofs',
     });
     this.complianceRole.addToPolicy(read);
     this.operatorRole = new Role(this, 'OperatorRole', {
       assumedBy: new AccountRootPrincipal(),
-      description: 'Lethe: read privacy requests, and extend their deadlines',
+      description: 'Lethe: read privacy requests, and extend, cancel or retry them',
     });
     this.operatorRole.addToPolicy(read);
     this.operatorRole.addToPolicy(new PolicyStatement({ actions: ['execute-api:Invoke'], resources: [this.api.arnForExecuteApi('POST', '/v1/requests/*')] }));
+    // Product backends submit: a role for them to assume (or grant the same to their own roles).
+    this.submitterRole = new Role(this, 'SubmitterRole', {
+      assumedBy: new AccountRootPrincipal(),
+      description: 'Lethe: submit privacy requests over HTTP',
+    });
+    this.submitterRole.addToPolicy(new PolicyStatement({ actions: ['execute-api:Invoke'], resources: [this.api.arnForExecuteApi('POST', '/v1/requests')] }));
+    this.bus.grantPutEventsTo(this.submitterRole);
     const apiRef = `arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<${this.getLogicalId(this.api.node.defaultChild as CfnElement)}>`;
-    const why = "Invoke on the API's paths by method, in any stage: GET on /v1/* for reading, POST on /v1/requests/* (actions on one request) for operators; request ids are not known in advance.";
-    for (const role of [this.complianceRole, this.operatorRole]) {
-      ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/GET/v1/*]`, why);
+    const why = "Invoke on the API's paths by method, in any stage: GET on /v1/* and POST on /v1/subjects:lookup for reading, POST on /v1/requests/* (actions on one request) for operators, POST on /v1/requests for submitting; request ids are not known in advance.";
+    for (const role of [this.complianceRole, this.operatorRole, this.submitterRole]) {
+      if (role === this.submitterRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/POST/v1/requests]`, why);
+      if (role !== this.submitterRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/GET/v1/*]`, why);
+      if (role !== this.submitterRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/POST/v1/subjects:lookup]`, why);
       if (role === this.operatorRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/POST/v1/requests/*]`, why);
-      new CfnOutput(this, `${role.node.id}Arn`, { value: role.roleArn, description: role.node.id === 'OperatorRole' ? 'Assume to read and act on requests' : 'Assume to read requests' });
+      const description = { OperatorRole: 'Assume to read and act on requests', ComplianceRole: 'Assume to read requests', SubmitterRole: 'Assume to submit requests' }[role.node.id];
+      new CfnOutput(this, `${role.node.id}Arn`, { value: role.roleArn, ...(description && { description }) });
     }
 
     // Receipts, signed with the ReceiptKey; anyone with the public key checks them offline.
@@ -501,6 +550,23 @@ export class LetheStack extends Stack {
       // The webhook worker builds callback URLs on the API.
       for (const worker of workers.filter((w) => w.node.id === 'RunConnector-webhook')) worker.addEnvironment('API_URL', this.api.url);
     }
+
+    // Alerts: the bus's overdue and failure events and every alarm to one topic; a dashboard.
+    this.alerts = new Alerts(this, 'Alerts', {
+      bus: this.bus,
+      deadLetterQueue: eventsDlq.queue,
+      stateMachine: this.saga.stateMachine,
+      api: this.api,
+      workQueues: [{ name: 'IntakeBuffer', queue: intakeBuffer.queue }, ...[...systemQueues].map(([name, q]) => ({ name: `System-${name}`, queue: q.queue }))],
+      deadLetterQueues: [
+        { name: 'EventTargetsDlq', queue: eventsDlq.queue },
+        { name: 'IntakeBufferDlq', queue: intakeBuffer.deadLetterQueue },
+        ...[...systemQueues].map(([name, q]) => ({ name: `System-${name}Dlq`, queue: q.deadLetterQueue })),
+      ],
+    });
+    this.alerts.alarmsToTopic(this);
+    new CfnOutput(this, 'AlertTopicArn', { value: this.alerts.topic.topicArn, description: 'Subscribe to hear of overdue requests, failed tasks and dead letters' });
+    new CfnOutput(this, 'DashboardName', { value: this.alerts.dashboard.dashboardName, description: 'The CloudWatch dashboard' });
 
     acknowledgeFindings(this);
   }

@@ -96,6 +96,8 @@ export class LocalStepFunctions {
         return this.startExecution(body as { stateMachineArn: string; name?: string; input?: string });
       case 'DescribeExecution':
         return this.describeExecution(body['executionArn'] as string);
+      case 'StopExecution':
+        return this.stopExecution(body['executionArn'] as string);
       case 'SendTaskSuccess':
         this.#settle(body['taskToken'] as string, (w) => w.resolve(JSON.parse(body['output'] as string) as Json));
         return {};
@@ -181,6 +183,14 @@ export class LocalStepFunctions {
       ...(e.output ? { output: e.output } : {}),
       ...(e.error ? { error: e.error, cause: e.cause } : {}),
     };
+  }
+
+  /** Stop a running execution: it ends ABORTED, as in AWS (a stopped one stays as it ended). */
+  stopExecution(executionArn: string): { stopDate: number } {
+    const e = this.#executions.get(executionArn);
+    if (!e) throw new AwsApiError('ExecutionDoesNotExist', `no execution ${executionArn}`);
+    if (e.status === 'RUNNING') e.abort();
+    return { stopDate: Date.now() / 1000 };
   }
 
   /** Abort every running execution (on shutdown). */

@@ -51,6 +51,10 @@ export function physicalId(
       return { ref: logicalId, attributes: { Arn: arn('kms', `key/${logicalId}`), KeyId: logicalId } };
     case 'AWS::SecretsManager::Secret':
       return { ref: arn('secretsmanager', `secret:${logicalId}`), attributes: {} };
+    case 'AWS::SNS::Topic': {
+      const a = arn('sns', logicalId);
+      return { ref: a, attributes: { TopicArn: a, TopicName: logicalId } };
+    }
     case 'AWS::IAM::Role':
       return { ref: logicalId, attributes: { Arn: `arn:aws:iam::${ACCOUNT}:role/${logicalId}` } };
     default:

@@ -1,54 +1,153 @@
+import { StopExecutionCommand } from '@aws-sdk/client-sfn';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { z } from 'zod';
 import { extendDeadline } from '#core/deadlines';
-import { ConflictError, NotFoundError, ValidationError } from '#core/errors';
-import { isFinalRequestStatus, zodIssues } from '#core/request';
+import { ConflictError, InvalidTransitionError, NotFoundError, ValidationError } from '#core/errors';
+import {
+  DEFAULT_SHRED_AFTER_SECONDS,
+  executionArnOf,
+  executionName,
+  inRound,
+  isFinalRequestStatus,
+  type RequestRecord,
+  zodIssues,
+} from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
+import { sfn, sqs } from '../commons/clients.ts';
 import { requireEnv } from '../commons/env.ts';
 import { httpErrors, json, parseJsonBody } from '../commons/http.ts';
 import { logger, observe } from '../commons/observability.ts';
-import { RequestStore } from '../commons/request-store.ts';
+import { RequestStore, SHRED_DUE } from '../commons/request-store.ts';
 
 const table = requireEnv('REQUESTS_TABLE');
 const store = new RequestStore(table);
 const audit = new AuditLog(table, requireEnv('AUDIT_BUCKET'));
+const stateMachineArn = requireEnv('STATE_MACHINE_ARN');
+const intakeQueueUrl = requireEnv('INTAKE_QUEUE_URL');
+const shredAfterSeconds = Number(process.env['SHRED_AFTER_SECONDS'] ?? DEFAULT_SHRED_AFTER_SECONDS);
 
-const pathSchema = z.string().regex(/^[0-9a-fA-F-]{36}:extend$/, 'must be <request id>:extend');
-const extendSchema = z.strictObject({
-  /** Why more time is needed: told to the subject, kept with the request, never in the audit log (it is free text). */
-  reason: z.string().trim().min(1, 'is required: the law asks for the reason').max(1000),
-});
+const VERBS = ['extend', 'cancel', 'retry'] as const;
+type Verb = (typeof VERBS)[number];
+const pathSchema = z.string().regex(/^[0-9a-fA-F-]{36}:(extend|cancel|retry)$/);
+/** Why: told to the subject or kept for the record; never in the audit log (it is free text a person typed). */
+const reasonSchema = z.strictObject({ reason: z.string().trim().min(1, 'is required: say why').max(1000) });
+const retrySchema = z.strictObject({});
 
 /**
- * `POST /v1/requests/{id}:extend` with `{"reason": "…"}`: the operator extends a request's
- * deadline, once, within its law's allowance, before the deadline passes (409 saying why not).
- * The extension is an audit record with the new deadline.
+ * Operators act on one request, `POST /v1/requests/{id}:<verb>`:
+ * - `:extend` `{"reason"}`: the deadline, once, within its law's allowance, before it passes;
+ * - `:cancel` `{"reason"}`: a request not yet final stops; tasks not yet started are cancelled,
+ *   what systems already did stays done (the answer says which);
+ * - `:retry` `{}`: a failed or partially failed request runs its failed tasks again, while its
+ *   data key exists.
+ * Each is conditional on the request as read (409 saying why not) and is an audit record.
  */
 export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
   .use(observe())
   .use(httpErrors())
   .handler(async (event) => {
     const path = pathSchema.safeParse(event.pathParameters?.['id']);
-    if (!path.success) throw new ValidationError([{ path: 'id', message: 'must be <request id>:extend' }]);
+    if (!path.success) throw new ValidationError([{ path: 'id', message: `must be <request id>:<${VERBS.join('|')}>` }]);
     const requestId = path.data.slice(0, 36).toLowerCase();
-    const body = extendSchema.safeParse(parseJsonBody(event.body, event.isBase64Encoded));
-    if (!body.success) throw new ValidationError(zodIssues(body.error));
+    const verb = path.data.slice(37) as Verb;
+    const input = parseJsonBody(verb === 'retry' && !event.body ? '{}' : event.body, event.isBase64Encoded);
     const request = await store.get(requestId);
     if (!request) throw new NotFoundError(`request ${requestId} does not exist`);
-    if (isFinalRequestStatus(request.status)) throw new ConflictError(`request ${requestId} is ${request.status}: there is no deadline left to extend`);
+    const actor = event.requestContext.identity.userArn ?? 'http';
     const at = new Date();
-    const extension = extendDeadline(request, at);
-    if (!extension.ok) throw new ConflictError(extension.problem);
-    const changed = await store.extendDeadline(requestId, { from: request.dueAt, to: extension.dueAt, at: at.toISOString(), reason: body.data.reason });
-    if (!changed) throw new ConflictError(`request ${requestId} changed meanwhile (extended, or final): read it again`);
-    await audit.append(requestId, {
-      eventId: 'request.extended',
-      event: 'request.extended',
-      at: at.toISOString(),
-      actor: event.requestContext.identity.userArn ?? 'http',
-      dueAt: extension.dueAt,
-    });
-    logger.info('deadline extended', { requestId, dueAt: extension.dueAt });
-    return json(200, { requestId, dueAt: extension.dueAt, extendedAt: at.toISOString(), law: extension.law });
+    if (verb === 'extend') return extend(request, parse(reasonSchema, input).reason, actor, at);
+    if (verb === 'cancel') return cancel(request, parse(reasonSchema, input).reason, actor, at);
+    parse(retrySchema, input);
+    return retry(request, actor, at);
   });
+
+function parse<T>(schema: z.ZodType<T>, input: unknown): T {
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) throw new ValidationError(zodIssues(parsed.error));
+  return parsed.data;
+}
+
+async function extend(request: RequestRecord, reason: string, actor: string, at: Date): Promise<APIGatewayProxyResult> {
+  const { requestId } = request;
+  if (isFinalRequestStatus(request.status)) throw new ConflictError(`request ${requestId} is ${request.status}: there is no deadline left to extend`);
+  const extension = extendDeadline(request, at);
+  if (!extension.ok) throw new ConflictError(extension.problem);
+  const changed = await store.extendDeadline(requestId, { from: request.dueAt, to: extension.dueAt, at: at.toISOString(), reason });
+  if (!changed) throw new ConflictError(`request ${requestId} changed meanwhile (extended, or final): read it again`);
+  await audit.append(requestId, { eventId: 'request.extended', event: 'request.extended', at: at.toISOString(), actor, dueAt: extension.dueAt });
+  logger.info('deadline extended', { requestId, dueAt: extension.dueAt });
+  return json(200, { requestId, dueAt: extension.dueAt, extendedAt: at.toISOString(), law: extension.law });
+}
+
+async function cancel(request: RequestRecord, reason: string, actor: string, at: Date): Promise<APIGatewayProxyResult> {
+  const { requestId } = request;
+  if (isFinalRequestStatus(request.status)) throw new ConflictError(`request ${requestId} is ${request.status} already: only a request not yet final can be cancelled`);
+  const now = at.toISOString();
+  const shredAt = new Date(at.getTime() + shredAfterSeconds * 1000).toISOString();
+  // The request first (a Plan still to come finds it final), then its tasks not yet started (a
+  // worker finds them final); a task already running finishes, and its status says so.
+  try {
+    if (!(await store.transition(requestId, 'cancelled', { completedAt: now, shred: SHRED_DUE, shredAt, cancelReason: reason }))) throw new InvalidTransitionError('cancelled already');
+  } catch (error) {
+    if (!(error instanceof InvalidTransitionError)) throw error;
+    throw new ConflictError(`request ${requestId} changed meanwhile (final now): read it again`, { cause: error });
+  }
+  await audit.append(requestId, { eventId: 'request.cancelled', event: 'request.cancelled', at: now, actor, status: 'cancelled' });
+  const cancelled: { system: string; action: string }[] = [];
+  const done: { system: string; action: string }[] = [];
+  for (const task of await store.tasks(requestId)) {
+    if ((task.status === 'pending' || task.status === 'dispatched') && (await store.transitionTask(requestId, task.system, task.action, 'cancelled'))) {
+      cancelled.push({ system: task.system, action: task.action });
+      await audit.append(requestId, {
+        eventId: inRound(`task.cancelled:${task.system}:${task.action}`, task.round),
+        event: 'task.cancelled',
+        at: now,
+        actor,
+        system: task.system,
+        action: task.action,
+        status: 'cancelled',
+      });
+    } else if (task.status === 'succeeded') {
+      done.push({ system: task.system, action: task.action });
+    }
+  }
+  await stopExecution(executionName(requestId, request.round));
+  logger.info('request cancelled', { requestId, cancelled: cancelled.length, done: done.length });
+  return json(200, { requestId, status: 'cancelled', cancelledAt: now, cancelledTasks: cancelled, alreadyDone: done });
+}
+
+async function retry(request: RequestRecord, actor: string, at: Date): Promise<APIGatewayProxyResult> {
+  const { requestId } = request;
+  if (request.status !== 'failed' && request.status !== 'partially_failed') {
+    throw new ConflictError(`request ${requestId} is ${request.status}: only a failed or partially failed request can be retried`);
+  }
+  if (!request.wrappedDataKey) throw new ConflictError(`request ${requestId} is past its verification window: its identities were destroyed, so submit it again`);
+  const failed = (await store.tasks(requestId)).filter((t) => t.status === 'failed');
+  const round = (request.round ?? 0) + 1;
+  if (!(await store.reopenFailed(requestId, round, failed, at.toISOString()))) {
+    throw new ConflictError(`request ${requestId} changed meanwhile (retried, or its key destroyed): read it again`);
+  }
+  await audit.append(requestId, {
+    eventId: inRound('request.retried', round),
+    event: 'request.retried',
+    at: at.toISOString(),
+    actor,
+    status: 'in_progress',
+    tasks: failed.length,
+  });
+  // Through the intake buffer, as a new request goes: the starter names the execution by round.
+  await sqs.send(new SendMessageCommand({ QueueUrl: intakeQueueUrl, MessageBody: JSON.stringify({ requestId, round }) }));
+  logger.info('request retried', { requestId, round, tasks: failed.length });
+  return json(202, { requestId, status: 'in_progress', round, retried: failed.map((t) => ({ system: t.system, action: t.action })) });
+}
+
+async function stopExecution(name: string): Promise<void> {
+  try {
+    await sfn.send(new StopExecutionCommand({ executionArn: executionArnOf(stateMachineArn, name), error: 'RequestCancelled', cause: 'an operator cancelled the request' }));
+  } catch (error) {
+    // Not started yet (still in the intake buffer: its Plan finds it cancelled), or over already.
+    if ((error as { name?: string }).name !== 'ExecutionDoesNotExist') throw error;
+  }
+}

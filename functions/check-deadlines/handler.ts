@@ -1,14 +1,13 @@
-import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import middy from '@middy/core';
 import { dueReminder, type ReminderKind } from '#core/deadlines';
-import { RetryableError } from '#core/errors';
+import { LETHE_SOURCE, publisherTo } from '../commons/bus.ts';
 import { requireEnv } from '../commons/env.ts';
 import { logger, metrics, observe } from '../commons/observability.ts';
 import { RequestStore } from '../commons/request-store.ts';
 
 /** The events reminders are, as rules match them. No identity, no pseudonym: who asked is not in them. */
-export const REMINDER_EVENTS = { source: 'lethe', approaching: 'Privacy Request Deadline Approaching', overdue: 'Privacy Request Overdue' } as const;
+export const REMINDER_EVENTS = { source: LETHE_SOURCE, approaching: 'Privacy Request Deadline Approaching', overdue: 'Privacy Request Overdue' } as const;
 
 export interface ReminderDetail {
   readonly requestId: string;
@@ -39,17 +38,13 @@ export async function remindOfDeadlines(store: RequestStore, publish: (detailTyp
 }
 
 const store = new RequestStore(requireEnv('REQUESTS_TABLE'));
-const bus = requireEnv('EVENT_BUS_NAME');
-const events = new EventBridgeClient({});
+const publish = publisherTo(requireEnv('EVENT_BUS_NAME'));
 
 /** Runs on a schedule (every 15 minutes in AWS): deadline reminders and overdue alerts on the Lethe bus. */
 export const handler = middy<unknown, { sent: number }>()
   .use(observe())
   .handler(async () => {
-    const sent = await remindOfDeadlines(store, async (detailType, detail) => {
-      const out = await events.send(new PutEventsCommand({ Entries: [{ EventBusName: bus, Source: REMINDER_EVENTS.source, DetailType: detailType, Detail: JSON.stringify(detail) }] }));
-      if (out.FailedEntryCount) throw new RetryableError(`the ${detailType} event of ${detail.requestId} was not accepted`);
-    });
+    const sent = await remindOfDeadlines(store, (detailType, detail) => publish(detailType, [detail]));
     if (sent > 0) logger.info('deadline reminders sent', { sent });
     metrics.addMetric('DeadlineRemindersSent', MetricUnit.Count, sent);
     return { sent };

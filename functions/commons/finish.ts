@@ -1,8 +1,9 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { taintedDatasets, type DatasetConfig } from '#core/config';
 import { InvalidTransitionError } from '#core/errors';
-import { DEFAULT_SHRED_AFTER_SECONDS, isFinalTaskStatus, outcomeOf, type RequestStatus, type TaskRecord, type TaskStatus } from '#core/request';
+import { DEFAULT_SHRED_AFTER_SECONDS, inRound, isFinalRequestStatus, isFinalTaskStatus, outcomeOf, type RequestRecord, type RequestStatus, type TaskRecord, type TaskStatus } from '#core/request';
 import type { AuditLog } from './audit-log.ts';
+import type { Publish } from './bus.ts';
 import { logger, metrics } from './observability.ts';
 import { SHRED_DUE, type RequestStore } from './request-store.ts';
 
@@ -29,14 +30,20 @@ export async function finishRequest(
 ): Promise<RequestStatus> {
   const { store, audit } = deps;
   const now = new Date().toISOString();
+  const request = await store.mustGet(requestId);
+  if (isFinalRequestStatus(request.status)) {
+    logger.info('request already final', { requestId, status: request.status });
+    return request.status;
+  }
   const tasks = await store.tasks(requestId);
   const statuses: TaskStatus[] = [];
+  const failed: TaskRecord[] = [];
   for (const task of tasks) {
     if (!isFinalTaskStatus(task.status)) {
       const failure = options.failureOf(task.system, task.action);
       if (await store.transitionTask(requestId, task.system, task.action, 'failed', { ...failure })) {
         await audit.append(requestId, {
-          eventId: `task.failed:${task.system}:${task.action}`,
+          eventId: inRound(`task.failed:${task.system}:${task.action}`, task.round),
           event: 'task.failed',
           at: now,
           actor: options.actor,
@@ -47,13 +54,21 @@ export async function finishRequest(
         });
       }
       statuses.push('failed');
+      failed.push(task);
     } else {
       statuses.push(task.status);
+      if (task.status === 'failed' && (task.round ?? 0) === (request.round ?? 0)) failed.push(task);
     }
   }
   const outcome = options.force ?? outcomeOf(statuses);
-  // Before the request is final, so that a failed announcement is retried with it.
-  if (deps.datasets) await taintDatasets(requestId, tasks, store, deps.datasets, now);
+  // Announced before the request is final, so that a failed announcement is retried with it.
+  if (deps.publish && failed.length > 0) {
+    await deps.publish(
+      TASK_FAILED_EVENT,
+      failed.map((t): TaskFailedDetail => ({ requestId, type: request.type, regulation: request.regulation, system: t.system, action: t.action, errorName: t.errorName ?? options.failureOf(t.system, t.action).errorName, attempts: t.attempts, dueAt: request.dueAt })),
+    );
+  }
+  if (deps.datasets) await taintDatasets(request, tasks, store, deps.datasets, now);
   try {
     // Its data key is destroyed once the verification window has passed (a scheduled job, through the Shred index).
     const shredAt = new Date(Date.parse(now) + (deps.shredAfterSeconds ?? DEFAULT_SHRED_AFTER_SECONDS) * 1000).toISOString();
@@ -64,15 +79,31 @@ export async function finishRequest(
     logger.info('request already final', { requestId, status: current });
     return current;
   }
-  await audit.append(requestId, { eventId: `request.${outcome}`, event: `request.${outcome}`, at: now, actor: options.actor, status: outcome });
+  await audit.append(requestId, { eventId: inRound(`request.${outcome}`, request.round), event: `request.${outcome}`, at: now, actor: options.actor, status: outcome });
   logger.info('request finished', { requestId, status: outcome, tasks: tasks.length });
   metrics.addMetric(OUTCOME_METRIC[outcome], MetricUnit.Count, 1);
   return outcome;
 }
 
+/** Announced for each task a request ends with failed: which system, what error class; never who. */
+export const TASK_FAILED_EVENT = 'Privacy Task Failed';
+
+export interface TaskFailedDetail {
+  readonly requestId: string;
+  readonly type: string;
+  readonly regulation: string;
+  readonly system: string;
+  readonly action: string;
+  readonly errorName: string;
+  readonly attempts: number;
+  readonly dueAt: string;
+}
+
 export interface FinishDeps {
   readonly store: RequestStore;
   readonly audit: AuditLog;
+  /** Lethe's bus, for `Privacy Task Failed`. */
+  readonly publish?: Publish;
   readonly datasets?: DatasetDeps;
   /** How long after it is final a request's data key is destroyed. @default DEFAULT_SHRED_AFTER_SECONDS */
   readonly shredAfterSeconds?: number;
@@ -97,8 +128,8 @@ export interface DatasetRetrainRequired {
  * A subject erased (or anonymized) from a system taints every dataset built from it, directly or
  * through other datasets: each is counted once per request, and a new taint is announced.
  */
-async function taintDatasets(requestId: string, tasks: readonly TaskRecord[], store: RequestStore, deps: DatasetDeps, at: string): Promise<void> {
-  const request = await store.mustGet(requestId);
+async function taintDatasets(request: RequestRecord, tasks: readonly TaskRecord[], store: RequestStore, deps: DatasetDeps, at: string): Promise<void> {
+  const { requestId } = request;
   if (request.type !== 'erasure' && request.type !== 'anonymize') return;
   const sources = tasks.filter((t) => t.status === 'succeeded' && (t.affected ?? 0) > 0 && (t.action === 'delete' || t.action === 'anonymize')).map((t) => t.system);
   const details: DatasetRetrainRequired[] = [];

@@ -1,4 +1,4 @@
-import { DeleteCommand, GetCommand, paginateQuery, paginateScan, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, type BatchGetCommandOutput, DeleteCommand, GetCommand, paginateQuery, paginateScan, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import { describeAwsError, isRetryableAwsError } from '#connectors/aws-errors';
 import type { PseudonymousIdentity } from '#core/identity';
 import { isOverdue, type ReminderKind } from '#core/deadlines';
@@ -242,6 +242,100 @@ export class RequestStore {
     }
     const more = key !== undefined || month >= monthOf(since);
     return { requests, ...(more && { cursor: encodeCursor({ month, ...(key && { key }) }) }) };
+  }
+
+  /** These requests as the list shows them, in the order given (those that do not exist left out). */
+  async getListed(requestIds: readonly string[], now = new Date()): Promise<ListedRequest[]> {
+    const found = new Map<string, ListedRequest>();
+    try {
+      for (let i = 0; i < requestIds.length; i += 100) {
+        let keys: Record<string, unknown>[] | undefined = requestIds.slice(i, i + 100).map(requestKey);
+        for (let round = 0; keys?.length; round += 1) {
+          if (round > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** round)));
+          const out: BatchGetCommandOutput = await dynamo.send(new BatchGetCommand({ RequestItems: { [this.#table]: { Keys: keys, ConsistentRead: true } } }));
+          for (const item of out.Responses?.[this.#table] ?? []) found.set(String(item['requestId']), listed(item, now));
+          keys = out.UnprocessedKeys?.[this.#table]?.Keys;
+        }
+      }
+    } catch (error) {
+      throw wrap('read requests', error);
+    }
+    return requestIds.flatMap((id) => found.get(id) ?? []);
+  }
+
+  /**
+   * Every request received between `since` and `until`, month by month through the ByMonth
+   * index (what it projects), for reports; at most `max` (more throws a ValidationError, so a
+   * report never silently leaves requests out).
+   */
+  async receivedBetween(since: string, until: string, max: number, now = new Date()): Promise<ListedRequest[]> {
+    const found: ListedRequest[] = [];
+    try {
+      for (let month = monthOf(until); month >= monthOf(since); month = previousMonth(month)) {
+        for await (const page of paginateQuery(
+          { client: dynamo },
+          {
+            TableName: this.#table,
+            IndexName: BY_MONTH_INDEX,
+            KeyConditionExpression: '#month = :month AND receivedAt BETWEEN :since AND :until',
+            ExpressionAttributeNames: { '#month': 'month' },
+            ExpressionAttributeValues: { ':month': month, ':since': since, ':until': until },
+          },
+        )) {
+          for (const item of page.Items ?? []) found.push(listed(item, now));
+          if (found.length > max) throw new ValidationError([{ path: 'since', message: `the period holds more than ${String(max)} requests: ask for a shorter one` }]);
+        }
+      }
+    } catch (error) {
+      if (error instanceof ValidationError) throw error;
+      throw wrap('read the requests of a period', error);
+    }
+    return found.sort((a, b) => a.receivedAt.localeCompare(b.receivedAt));
+  }
+
+  /**
+   * An operator's retry: a failed or partially failed request, whose data key still exists, is
+   * open again in round `round`, and its failed tasks are pending again (their errors cleared);
+   * what succeeded stays. One transaction, conditional on the request being where the caller
+   * saw it. False when it was not (retried or shredded meanwhile).
+   */
+  async reopenFailed(requestId: string, round: number, failed: readonly Pick<TaskRecord, 'system' | 'action'>[], at: string): Promise<boolean> {
+    if (failed.length > 99) throw new PermanentError(`request ${requestId} has ${String(failed.length)} failed tasks; a retry reopens at most 99 at once`);
+    const previous = round - 1;
+    try {
+      await dynamo.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Update: {
+                TableName: this.#table,
+                Key: requestKey(requestId),
+                UpdateExpression: 'SET #status = :running, #round = :round, #open = :open, updatedAt = :at REMOVE completedAt, shred, shredAt',
+                ConditionExpression: `#status IN (:failed, :partially) AND attribute_exists(wrappedDataKey) AND ${previous ? '#round = :previous' : 'attribute_not_exists(#round)'}`,
+                ExpressionAttributeNames: { '#status': 'status', '#round': 'round', '#open': 'open' },
+                ExpressionAttributeValues: { ':running': 'in_progress', ':round': round, ':open': OPEN, ':at': at, ':failed': 'failed', ':partially': 'partially_failed', ...(previous && { ':previous': previous }) },
+              },
+            },
+            ...failed.map((t) => ({
+              Update: {
+                TableName: this.#table,
+                Key: taskKey(requestId, t.system, t.action),
+                UpdateExpression:
+                  'SET #status = :pending, #round = :round, updatedAt = :at REMOVE errorName, errorMessage, affected, remaining, taskToken, sealedJobs, jobs, deadlineAt, nextPollAt, nextHeartbeatAt, nextCheckAt, #callback',
+                ConditionExpression: '#status = :failed',
+                ExpressionAttributeNames: { '#status': 'status', '#round': 'round', '#callback': 'callback' },
+                ExpressionAttributeValues: { ':pending': 'pending', ':round': round, ':at': at, ':failed': 'failed' },
+              },
+            })),
+          ],
+        }),
+      );
+      return true;
+    } catch (error) {
+      const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
+      if (reasons.some((r) => r.Code === 'ConditionalCheckFailed')) return false;
+      throw wrap('reopen a request', error);
+    }
   }
 
   async putTaskIfAbsent(task: TaskRecord): Promise<void> {

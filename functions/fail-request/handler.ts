@@ -21,7 +21,8 @@ export const handler = middy<EventBridgeEvent<'Step Functions Execution Status C
   .use(observe())
   .handler(async (event) => {
     const detail = detailSchema.parse(event.detail);
-    const requestId = detail.name;
+    // Executions are named by request id; a retry's `<request id>-r<round>`.
+    const requestId = detail.name.slice(0, 36);
     const errorName = `Execution${detail.status}`;
     logger.warn('saga ended abnormally', { requestId, status: detail.status });
     if (!(await deps.store.get(requestId))) {

@@ -1,7 +1,7 @@
 import middy from '@middy/core';
 import { z } from 'zod';
-import { planStages, unreachableSystems } from '#core/plan';
-import { isFinalRequestStatus, type TaskKind } from '#core/request';
+import { planStages, resolversOf, unreachableSystems } from '#core/plan';
+import { inRound, isFinalRequestStatus, isFinalTaskStatus, type TaskKind } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
 import { requireEnv } from '../commons/env.ts';
 import { logger, observe } from '../commons/observability.ts';
@@ -40,24 +40,28 @@ export const handler = middy<unknown, { requestId: string; stages: { tasks: Plan
       return { requestId, stages: [] };
     }
     const given = [...new Set(request.pseudonyms.map((p) => p.type))];
-    const stages = planStages(request.type, dataMap, given).map((stage) => ({
+    // A retried request runs again only what did not succeed: the tasks an operator reopened.
+    const done = new Set((await store.tasks(requestId)).filter((t) => isFinalTaskStatus(t.status)).map((t) => `${t.system}#${t.action}`));
+    const planned = planStages(request.type, dataMap, given);
+    const stages = planned.map((stage) => ({
       tasks: (stage.kind === 'resolve'
         ? stage.systems.map((system) => ({ system, action: 'resolve' as const }))
         : stage.tasks
       ).map(({ system, action }): PlannedTask => {
         const { queueUrl, heartbeatSeconds, timeoutSeconds } = systems.get(system)!;
         return { requestId, system, action, queueUrl, heartbeatSeconds, timeoutSeconds };
-      }),
-    }));
+      }).filter((t) => !done.has(`${t.system}#${t.action}`)),
+    })).filter((stage) => stage.tasks.length > 0);
     const now = new Date().toISOString();
     const tasks = stages.flatMap((s) => s.tasks);
     for (const { system, action } of tasks) {
       const connector = systems.get(system)?.connector ?? 'unknown';
-      await store.putTaskIfAbsent({ requestId, system, action, connector, status: 'pending', attempts: 0, updatedAt: now });
+      const needs = resolversOf(system, planned, dataMap, given);
+      await store.putTaskIfAbsent({ requestId, system, action, connector, status: 'pending', attempts: 0, updatedAt: now, ...(needs.length > 0 && { needs }), ...(request.round && { round: request.round }) });
     }
     await store.transition(requestId, 'in_progress');
     await audit.append(requestId, {
-      eventId: 'request.planned',
+      eventId: inRound('request.planned', request.round),
       event: 'request.planned',
       at: now,
       actor: 'lethe:plan',

@@ -2,6 +2,7 @@ import { SendTaskHeartbeatCommand } from '@aws-sdk/client-sfn';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import middy from '@middy/core';
+import { inRound } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
 import { sfn, sqs } from '../commons/clients.ts';
 import { requireEnv } from '../commons/env.ts';
@@ -50,7 +51,7 @@ export const handler = middy<unknown, { due: number }>()
             });
             if (moved) {
               await audit.append(task.requestId, {
-                eventId: `task.failed:${task.system}:${task.action}`,
+                eventId: inRound(`task.failed:${task.system}:${task.action}`, task.round),
                 event: 'task.failed',
                 at: now,
                 actor: 'lethe:poller',

@@ -10,10 +10,10 @@ import { connectorFor } from '#connectors/index';
 import { CONNECTOR_KINDS } from '#connectors/kinds';
 import type { SystemConfig } from '#core/config';
 import { open, openIdentities, seal, sealIdentities } from '#core/envelope';
-import { ConnectorPermanentError, ConnectorRetryableError, isRetryable, LetheError, PermanentError, RetryableError, retryDelaySeconds } from '#core/errors';
+import { ConnectorPermanentError, IdentitiesUnresolvedError, ConnectorRetryableError, isRetryable, LetheError, PermanentError, RetryableError, retryDelaySeconds } from '#core/errors';
 import { isBatchConnector, mergeRestrictions, type Connector, type ConnectorCommand, type JobState, type PendingJob, type Restriction } from '#core/ports';
 import type { Identity } from '#core/identity';
-import { isFinalRequestStatus, isFinalTaskStatus, TASK_KINDS, type Action, type RequestRecord, type TaskRecord } from '#core/request';
+import { inRound, isFinalRequestStatus, isFinalTaskStatus, TASK_KINDS, type Action, type RequestRecord, type TaskRecord } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
 import { connectorClients, sfn, sqs } from '../commons/clients.ts';
 import { requireEnv } from '../commons/env.ts';
@@ -40,7 +40,8 @@ const taskMessageSchema = z.object({
   /** From the poller: ask the vendor where the task's jobs stand. */
   poll: z.literal(true).optional(),
 });
-type TaskMessage = z.infer<typeof taskMessageSchema>;
+/** A task message with the round its task record is in (`inRound`), read by the worker. */
+type TaskMessage = z.infer<typeof taskMessageSchema> & { round?: number | undefined };
 /** What a worker puts on its own queue: time to run the system's batch. */
 const batchMessageSchema = z.object({ batch: z.literal(true), system: z.string() });
 const messageSchema = z.union([batchMessageSchema, taskMessageSchema]);
@@ -59,13 +60,13 @@ const BATCH_RETRY_SECONDS = 60;
 async function runTask(record: SQSRecord): Promise<void> {
   const parsed = messageSchema.parse(JSON.parse(record.body));
   if ('batch' in parsed) return runBatch(parsed.system, record);
-  const message = parsed;
-  const { requestId, system: systemName, action } = message;
+  const { requestId, system: systemName, action } = parsed;
   const system = systems.get(systemName);
   if (!system) {
-    return fail(message, new PermanentError(`system ${systemName} is not served by this worker`));
+    return fail(parsed, new PermanentError(`system ${systemName} is not served by this worker`));
   }
   const task = await store.task(requestId, systemName, action);
+  const message: TaskMessage = { ...parsed, round: task?.round };
   if (task && isFinalTaskStatus(task.status)) return report(message, task);
   if (message.poll) {
     // A batch member's poll also asks for its batch, should a trigger have been lost.
@@ -74,6 +75,14 @@ async function runTask(record: SQSRecord): Promise<void> {
   }
   // A redelivered start of a task whose vendor job runs: the poller follows it.
   if (task?.status === 'waiting_on_vendor') return;
+  // Without the identities a failed resolver was to provide, acting would miss the subject: fail, to be retried.
+  if (task?.needs?.length) {
+    const unresolved = (await store.tasks(requestId)).filter((t) => t.action === 'resolve' && task.needs!.includes(t.system) && t.status !== 'succeeded');
+    if (unresolved.length > 0) {
+      const names = unresolved.map((t) => t.system).join(', ');
+      return fail(message, new IdentitiesUnresolvedError(`${systemName}: not run, because ${names} did not resolve the linked identities it is reached by`));
+    }
+  }
 
   if (await store.transitionTask(requestId, systemName, action, 'running')) {
     await audit.append(requestId, taskEvent('task.running', message, { status: 'running' }));
@@ -299,7 +308,7 @@ async function runBatch(systemName: string, record: SQSRecord): Promise<void> {
       if (task.status !== 'waiting_on_vendor' || !task.taskToken) continue; // not waiting yet: the next batch
       const key = `${m.requestId}#${m.action}`;
       subjects.set(key, (await subjectOf(m.requestId)).identities);
-      waiting.set(key, { requestId: m.requestId, system: systemName, action: m.action, taskToken: task.taskToken });
+      waiting.set(key, { requestId: m.requestId, system: systemName, action: m.action, taskToken: task.taskToken, round: task.round });
     }
     if (subjects.size === 0) return;
     const connector = await connectorFor(system, connectorClients);
@@ -453,10 +462,10 @@ async function report(
 
 function taskEvent(
   event: 'task.running' | 'task.succeeded' | 'task.failed' | 'task.waiting_on_vendor',
-  { system, action }: TaskMessage,
+  { system, action, round }: TaskMessage,
   fields: { status: TaskRecord['status']; affected?: number; remaining?: number; errorName?: string; lifted?: string[]; jobs?: string | undefined },
 ) {
-  return { eventId: `${event}:${system}:${action}`, event, at: new Date().toISOString(), actor: `lethe:worker:${system}`, system, action, ...fields };
+  return { eventId: inRound(`${event}:${system}:${action}`, round), event, at: new Date().toISOString(), actor: `lethe:worker:${system}`, system, action, ...fields };
 }
 
 export const handler = middy<SQSEvent, SQSBatchResponse>()

@@ -77,16 +77,18 @@ describe('Stack: Lethe', () => {
     expect(logWriters).toEqual(['SequenceAudit']);
   });
 
-  it('gives people two roles: compliance may only read; operators may also act on a request; neither may submit', () => {
+  it('gives people two roles (compliance may only read and look up; operators may also act on a request; neither may submit) and product backends a third that may only submit', () => {
     const invokes = (role: string) =>
       Object.entries(template.findResources('AWS::IAM::Policy'))
         .filter(([id]) => id.startsWith(role))
         .flatMap(([, p]) => (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties.PolicyDocument.Statement)
-        .map((st) => `${actions(st).join(',')} ${JSON.stringify(st.Resource).replace(/.*:execute-api:[^/]*\/\*(\/[^"]*)".*$/, '$1')}`);
-    expect(invokes('ComplianceRole')).toEqual(['execute-api:Invoke /GET/v1/*']);
-    expect(invokes('OperatorRole')).toEqual(['execute-api:Invoke /GET/v1/*', 'execute-api:Invoke /POST/v1/requests/*']);
-    template.hasOutput('OperatorRoleArn', {});
-    template.hasOutput('ComplianceRoleArn', {});
+        .map((st) => `${actions(st).join(',')} ${[st.Resource].flat().map((r) => JSON.stringify(r).replace(/.*:execute-api:[^/]*\/\*(\/[^"]*)".*$/, '$1')).join(' ')}`);
+    const read = 'execute-api:Invoke /GET/v1/* /POST/v1/subjects:lookup';
+    expect(invokes('ComplianceRole')).toEqual([read]);
+    expect(invokes('OperatorRole')).toEqual([read, 'execute-api:Invoke /POST/v1/requests/*']);
+    expect(invokes('SubmitterRole').filter((s) => s.startsWith('execute-api'))).toEqual(['execute-api:Invoke /POST/v1/requests']);
+    expect(invokes('SubmitterRole').filter((s) => !s.startsWith('execute-api'))).toEqual([expect.stringMatching(/^events:PutEvents /)]);
+    for (const role of ['OperatorRole', 'ComplianceRole', 'SubmitterRole']) template.hasOutput(`${role}Arn`, {});
   });
 
   it('encrypts the requests table with its own key and keeps point-in-time recovery', () => {
@@ -95,8 +97,8 @@ describe('Stack: Lethe', () => {
       SSESpecification: { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: Match.anyValue() },
     });
     template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
-    // The table's key, the identity key, and the receipt signing key.
-    template.resourceCountIs('AWS::KMS::Key', 3);
+    // The table's key, the identity key, the receipt signing key, and the alert topic's key.
+    template.resourceCountIs('AWS::KMS::Key', 4);
   });
 
   it('destroys data keys once a day, 30 days after a request is final by default, finding them through a sparse index', () => {
@@ -152,7 +154,32 @@ describe('Stack: Lethe', () => {
     expect(workQueues).toHaveLength(2);
     expect(workQueues.filter(([, q]) => props(q)['RedrivePolicy'] === undefined)).toEqual([]);
     expect(deadLetterTargets.size).toBe(2); // intake buffer and the users system
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+    // Per dead-letter queue: a message there, and one there over a day; per work queue: work older than 15 minutes.
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 3 + 3 + 2);
+  });
+
+  it('sends every alarm, overdue requests, approaching deadlines and failed tasks to one encrypted alert topic, and has a dashboard', () => {
+    const topic = Object.keys(template.findResources('AWS::SNS::Topic'));
+    expect(topic).toHaveLength(1);
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
+    const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')) as { Properties: { AlarmActions?: { Ref: string }[]; MetricName: string; Threshold: number } }[];
+    expect(alarms.filter((a) => a.Properties.AlarmActions?.[0]?.Ref !== topic[0])).toEqual([]);
+    expect(alarms.map((a) => `${a.Properties.MetricName} ${String(a.Properties.Threshold)}`).sort()).toEqual([
+      ...Array<string>(3).fill('ApproximateAgeOfOldestMessage 86400'),
+      ...Array<string>(2).fill('ApproximateAgeOfOldestMessage 900'),
+      ...Array<string>(3).fill('ApproximateNumberOfMessagesVisible 0'),
+    ]);
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: { source: ['lethe'], 'detail-type': ['Privacy Request Overdue', 'Privacy Request Deadline Approaching', 'Privacy Task Failed'] },
+      Targets: [Match.objectLike({ Arn: { Ref: topic[0] }, DeadLetterConfig: Match.anyValue() })],
+    });
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+    template.hasOutput('AlertTopicArn', {});
+    // The functions that finish requests may announce failed tasks on the bus.
+    for (const fn of ['FinalizeRequest', 'FailRequest']) {
+      const f = Object.entries(template.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith(fn))![1] as { Properties: { Environment: { Variables: Record<string, unknown> } } };
+      expect(f.Properties.Environment.Variables['EVENT_BUS_NAME']).toBeDefined();
+    }
   });
 
   it('runs the saga as a Standard state machine that waits on a task token per system, with heartbeat and timeout', () => {
@@ -228,7 +255,7 @@ describe('Synth', () => {
     const { app } = buildApp({ outdir: dir, configPath });
     app.synth();
     const bundles = readdirSync(dir).filter((d) => d.startsWith('asset.') && existsSync(join(dir, d, 'index.mjs')));
-    expect(bundles).toHaveLength(14);
+    expect(bundles).toHaveLength(16);
   });
 
   it('compiles each worker’s systems into its bundle, not its 4 KB environment', () => {

@@ -36,9 +36,12 @@ describe('The OpenAPI document', () => {
   });
 });
 
-describe.skipIf(unavailable)('Function: get-request handler, against the OpenAPI document', () => {
+describe.skipIf(unavailable)('Functions: get-request, lookup-subject and report-requests handlers, against the OpenAPI document', () => {
   let server: DynamoEndpoint;
-  let handler: (e: APIGatewayProxyEvent, c: unknown) => Promise<APIGatewayProxyResult>;
+  type Handler = (e: APIGatewayProxyEvent, c: unknown) => Promise<APIGatewayProxyResult>;
+  let handler: Handler;
+  let lookup: Handler;
+  let report: Handler;
   let store: import('#functions/commons/request-store').RequestStore;
   const commands: string[] = [];
   const now = Date.now();
@@ -51,7 +54,9 @@ describe.skipIf(unavailable)('Function: get-request handler, against the OpenAPI
     const { dynamo } = await import('#functions/commons/clients');
     dynamo.middlewareStack.add((next, context) => (args) => (commands.push(context.commandName ?? ''), next(args)), { step: 'initialize' });
     store = new (await import('#functions/commons/request-store')).RequestStore('requests');
-    ({ handler } = (await import('#functions/get-request/handler')) as unknown as { handler: typeof handler });
+    ({ handler } = (await import('#functions/get-request/handler')) as unknown as { handler: Handler });
+    ({ handler: lookup } = (await import('#functions/lookup-subject/handler')) as unknown as { handler: Handler });
+    ({ handler: report } = (await import('#functions/report-requests/handler')) as unknown as { handler: Handler });
     // Thirty requests over 60 days (two or three months); every fifth still open and past its deadline.
     for (let i = 0; i < 30; i += 1) await create(i);
   });
@@ -164,5 +169,74 @@ describe.skipIf(unavailable)('Function: get-request handler, against the OpenAPI
     const missing = await get('/v1/requests/{id}', {}, randomUUID());
     expect(missing.status).toBe(404);
     expect(matches('Error', missing.body)).toEqual([]);
+  });
+
+  const call = async (fn: Handler, resource: string, init: { query?: Record<string, string>; body?: unknown }) => {
+    const response = await fn(
+      { resource, pathParameters: null, queryStringParameters: init.query ?? null, body: init.body === undefined ? null : JSON.stringify(init.body), headers: {}, requestContext: { identity: {} } } as unknown as APIGatewayProxyEvent,
+      lambdaContext(),
+    );
+    return { status: response.statusCode, headers: response.headers ?? {}, text: response.body };
+  };
+
+  it('finds every request of a subject by any of its identities, through the pseudonym, naming none', async () => {
+    const { LocalKeyService } = await import('#functions/commons/keys');
+    const { normalizeIdentities, pseudonymize } = await import('#core/identity');
+    const key = await LocalKeyService.fromFile(process.env['LOCAL_KEY_FILE']!).pseudonymKey();
+    const of = (identities: { type: string; value: string }[]) => normalizeIdentities(identities).map((i) => pseudonymize(i, key));
+    // Two requests of one subject, one by email and one by phone; another subject's.
+    const [first, second, other] = ids.slice(-3) as [string, string, string];
+    const receivedAt = new Date(now).toISOString();
+    await store.indexSubject({ requestId: first, type: 'erasure', receivedAt, pseudonyms: of([{ type: 'email', value: 'ada@example.com' }]) });
+    await store.indexSubject({ requestId: second, type: 'opt_out', receivedAt: new Date(now + 1000).toISOString(), pseudonyms: of([{ type: 'phone', value: '+44 20 7946 0001' }]) });
+    await store.indexSubject({ requestId: other, type: 'erasure', receivedAt, pseudonyms: of([{ type: 'email', value: 'grace@example.com' }]) });
+
+    const found = await call(lookup, '/v1/subjects:lookup', { body: { identities: [{ type: 'email', value: ' ADA@example.com' }, { type: 'phone', value: '+442079460001' }] } });
+    expect(found.status).toBe(200);
+    const body = JSON.parse(found.text) as { requests: { requestId: string }[] };
+    expect(matches('RequestList', body)).toEqual([]);
+    expect(body.requests.map((r) => r.requestId)).toEqual([first, second]);
+    expect(found.text).not.toMatch(/ada|7946|pseudonym/i);
+    expect(JSON.parse((await call(lookup, '/v1/subjects:lookup', { body: { identities: [{ type: 'email', value: 'nobody@example.com' }] } })).text)).toEqual({ requests: [] });
+    const refused = await call(lookup, '/v1/subjects:lookup', { body: { identities: [] } });
+    expect(refused.status).toBe(400);
+    expect(JSON.parse(refused.text)).toMatchObject({ issues: [{ path: 'identities' }] });
+  });
+
+  it('summarizes a period: counts, overdue, median and p95 time to completion, volume per day', async () => {
+    const since = new Date(now - 61 * day).toISOString();
+    const answer = await call(report, '/v1/reports/summary', { query: { since } });
+    expect(answer.status).toBe(200);
+    const summary = JSON.parse(answer.text) as { total: number; byStatus: Record<string, number>; byRegulation: Record<string, number>; overdue: number; completionSeconds: { count: number; median: number; p95: number }; daily: { received: number }[] };
+    expect(matches('Summary', summary)).toEqual([]);
+    const all = (await list({ limit: '100' })).requests;
+    expect(summary.total).toBe(30);
+    expect(summary.byStatus['completed']).toBe(all.filter((r) => r.status === 'completed').length);
+    expect(summary.byRegulation).toEqual({ gdpr: 8, ccpa: 8, vcdpa: 7, lgpd: 7 });
+    expect(summary.overdue).toBe(all.filter((r) => r.overdue).length);
+    // Every completed request here took one day.
+    expect(summary.completionSeconds).toEqual({ count: summary.byStatus['completed'], median: 86_400, p95: 86_400 });
+    expect(summary.daily.reduce((n, d) => n + d.received, 0)).toBe(30);
+    // The default period is the last 30 days.
+    expect((JSON.parse((await call(report, '/v1/reports/summary', {})).text) as { total: number }).total).toBe(all.filter((r) => r.receivedAt >= new Date(Date.now() - 30 * day).toISOString()).length);
+    const bad = await call(report, '/v1/reports/summary', { query: { since: 'last week', format: 'csv' } });
+    expect(bad.status).toBe(400);
+    expect((JSON.parse(bad.text) as { issues: { path: string }[] }).issues.map((i) => i.path).sort()).toEqual(['since']);
+  });
+
+  it('exports a period as CSV and as JSON, one row per request, as an attachment', async () => {
+    const since = new Date(now - 61 * day).toISOString();
+    const csv = await call(report, '/v1/reports/export', { query: { since, format: 'csv' } });
+    expect(csv.status).toBe(200);
+    expect(csv.headers).toMatchObject({ 'content-type': 'text/csv; charset=utf-8', 'content-disposition': expect.stringMatching(/^attachment; filename="lethe-requests-.*\.csv"$/) as string });
+    const lines = csv.text.trimEnd().split('\r\n');
+    expect(lines[0]).toBe('requestId,type,regulation,status,receivedAt,dueAt,extendedAt,completedAt,overdue');
+    expect(lines.slice(1).map((l) => l.split(',')[0]).sort()).toEqual([...ids].sort());
+    const json = await call(report, '/v1/reports/export', { query: { since } });
+    const exported = JSON.parse(json.text) as { requests: { requestId: string }[] };
+    expect(matches('Export', exported)).toEqual([]);
+    expect(exported.requests.map((r) => r.requestId).sort()).toEqual([...ids].sort());
+    // Oldest first, by receipt.
+    expect(exported.requests.map((r) => r.requestId)).toEqual([...ids].reverse());
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { validateDataMap, type ConnectorKinds } from '#core/config';
 import { ConfigError } from '#core/errors';
-import { planStages, unreachableSystems } from '#core/plan';
+import { planStages, resolversOf, unreachableSystems } from '#core/plan';
 import { z } from 'zod';
 
 const kinds: ConnectorKinds = {
@@ -33,6 +33,15 @@ describe('Function: planStages', () => {
       { kind: 'act', tasks: [{ system: 'crm', action: 'delete' }] },
       { kind: 'act', tasks: [{ system: 'users', action: 'delete' }] },
     ]);
+  });
+
+  it('names the resolvers whose links reach each system, beyond the identities given', () => {
+    const stages = planStages('erasure', map, ['email']);
+    expect(['users', 'orders', 'crm', 'billing'].map((s) => resolversOf(s, stages, map, ['email']))).toEqual([[], ['users'], ['users'], ['users']]);
+    // Given the user id, orders needs no resolution; the CRM still does.
+    const withId = planStages('erasure', map, ['email', 'user_id']);
+    expect(resolversOf('orders', withId, map, ['email', 'user_id'])).toEqual([]);
+    expect(resolversOf('crm', withId, map, ['email', 'user_id'])).toEqual(['users']);
   });
 
   it('skips systems the request type has no action for', () => {

@@ -1,0 +1,112 @@
+import { REGULATIONS, REQUEST_STATUSES, REQUEST_TYPES, type Regulation, type RequestStatus, type RequestType } from './request.ts';
+
+/** A request as reports see it: what the list indexes project. */
+export interface ReportedRequest {
+  readonly requestId: string;
+  readonly type: RequestType;
+  readonly regulation: Regulation;
+  readonly status: RequestStatus;
+  readonly receivedAt: string;
+  readonly dueAt: string;
+  readonly completedAt: string | null;
+  readonly overdue: boolean;
+  readonly extendedAt?: string | undefined;
+}
+
+/** A system's task as `GET /v1/requests/{id}` reports it. */
+export interface ReportedTask {
+  readonly system: string;
+  readonly action: string;
+  readonly status: string;
+  readonly affected: number | null;
+  readonly attempts: number;
+  readonly updatedAt: string;
+  readonly error?: { readonly name: string; readonly message: string };
+}
+
+/** One request as `GET /v1/requests/{id}` reports it. */
+export type ReportedRequestDetail = ReportedRequest & { readonly systems: readonly ReportedTask[] };
+
+
+export interface Summary {
+  readonly since: string;
+  readonly until: string;
+  readonly total: number;
+  readonly byStatus: Record<RequestStatus, number>;
+  readonly byRegulation: Record<Regulation, number>;
+  readonly byType: Record<RequestType, number>;
+  /** Open now and past the deadline. */
+  readonly overdue: number;
+  /** Final, but after the deadline. */
+  readonly finishedLate: number;
+  readonly extended: number;
+  /** Seconds from receipt to a final status (cancelled left out), nearest-rank; null when none finished. */
+  readonly completionSeconds: { readonly count: number; readonly median: number | null; readonly p95: number | null };
+  /** Per UTC day of receipt: volume, and the median seconds to completion of those finished. */
+  readonly daily: readonly { readonly date: string; readonly received: number; readonly finished: number; readonly medianCompletionSeconds: number | null }[];
+}
+
+const zeros = <K extends string>(keys: readonly K[]) => Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
+const secondsToFinish = (r: ReportedRequest) => (Date.parse(r.completedAt!) - Date.parse(r.receivedAt)) / 1000;
+const round1 = (n: number | null) => (n === null ? null : Math.round(n * 10) / 10);
+
+/** The nearest-rank percentile (`p` in 0..100) of numbers sorted ascending; null for none. */
+export function percentile(sorted: readonly number[], p: number): number | null {
+  if (sorted.length === 0) return null;
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+/** The summary of the requests received in a period. */
+export function summarize(requests: readonly ReportedRequest[], since: string, until: string): Summary {
+  const byStatus = zeros(REQUEST_STATUSES);
+  const byRegulation = zeros(REGULATIONS);
+  const byType = zeros(REQUEST_TYPES);
+  const days = new Map<string, { received: number; seconds: number[] }>();
+  const seconds: number[] = [];
+  let overdue = 0;
+  let finishedLate = 0;
+  let extended = 0;
+  for (const r of requests) {
+    byStatus[r.status] += 1;
+    byRegulation[r.regulation] += 1;
+    byType[r.type] += 1;
+    if (r.overdue) overdue += 1;
+    if (r.extendedAt) extended += 1;
+    const day = days.get(r.receivedAt.slice(0, 10)) ?? { received: 0, seconds: [] };
+    day.received += 1;
+    days.set(r.receivedAt.slice(0, 10), day);
+    if (r.completedAt && r.status !== 'cancelled') {
+      seconds.push(secondsToFinish(r));
+      day.seconds.push(secondsToFinish(r));
+      if (r.completedAt > r.dueAt) finishedLate += 1;
+    }
+  }
+  seconds.sort((a, b) => a - b);
+  return {
+    since,
+    until,
+    total: requests.length,
+    byStatus,
+    byRegulation,
+    byType,
+    overdue,
+    finishedLate,
+    extended,
+    completionSeconds: { count: seconds.length, median: round1(percentile(seconds, 50)), p95: round1(percentile(seconds, 95)) },
+    daily: [...days.entries()]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([date, d]) => ({ date, received: d.received, finished: d.seconds.length, medianCompletionSeconds: round1(percentile(d.seconds.sort((a, b) => a - b), 50)) })),
+  };
+}
+
+/** The columns of an export, in order. */
+export const EXPORT_COLUMNS = ['requestId', 'type', 'regulation', 'status', 'receivedAt', 'dueAt', 'extendedAt', 'completedAt', 'overdue'] as const;
+
+/** An export as CSV (RFC 4180: CRLF line ends, fields quoted where they need it). */
+export function toCsv(requests: readonly ReportedRequest[]): string {
+  const field = (v: string | boolean | null | undefined) => {
+    const text = v === null || v === undefined ? '' : String(v);
+    return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  };
+  return [EXPORT_COLUMNS.join(','), ...requests.map((r) => EXPORT_COLUMNS.map((c) => field(r[c])).join(','))].join('\r\n') + '\r\n';
+}
