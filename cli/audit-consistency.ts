@@ -2,16 +2,16 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { treeHeadOf, verifyHeadsConsistent } from '../core/log.ts';
 import { p256PublicKey } from '../core/signing.ts';
-import { readLocalState } from './local-state.ts';
+import { ApiSetupError, LetheApi } from './api.ts';
 
 const USAGE = `usage: lethe audit consistency <older.json> <newer.json> --public-key <key.pem>
-                               [--proof <proof.json>] [--state-dir <dir>] [--json]
+                               [--proof <proof.json>] [--api <url> | --state-dir <dir>] [--json]
 
   Checks that the audit log only grew between two signed tree heads: that the newer extends the
   older, with nothing the older covered changed. Each file is a tree head or a receipt (its tree
   head is taken). The proof is an RFC 9162 consistency proof: from --proof (the answer of
   GET /v1/log/consistency?from=<older size>&to=<newer size>, or its "proof" list), or asked of
-  local mode. With --proof the check is offline. Exit 0 consistent, 1 not, 2 usage error.`;
+  the API (local mode, or a deployed stack's --api URL with your AWS credentials). With --proof the check is offline. Exit 0 consistent, 1 not, 2 usage error.`;
 
 /** `lethe audit consistency`. */
 export async function auditConsistency(argv: string[]): Promise<number> {
@@ -21,6 +21,7 @@ export async function auditConsistency(argv: string[]): Promise<number> {
     options: {
       'public-key': { type: 'string' },
       proof: { type: 'string' },
+      api: { type: 'string' },
       'state-dir': { type: 'string', default: process.env['LETHE_STATE_DIR'] ?? '.lethe' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -54,15 +55,22 @@ export async function auditConsistency(argv: string[]): Promise<number> {
   }
   let proof = Array.isArray(proofFile) ? proofFile : (proofFile as { proof?: unknown } | undefined)?.proof;
   if (proofFile === undefined) {
-    const local = readLocalState(values['state-dir']);
     const sizes = [older, newer].map((h) => (treeHeadOf(h) as { treeSize?: unknown } | null)?.treeSize);
-    if (!local || !sizes.every((s) => typeof s === 'number')) {
-      console.error(!local ? `lethe audit consistency: give --proof, or start local mode (no state in ${values['state-dir']})` : 'lethe audit consistency: a file is not a tree head or a receipt');
+    if (!sizes.every((s) => typeof s === 'number')) {
+      console.error('lethe audit consistency: a file is not a tree head or a receipt');
+      return 2;
+    }
+    let api: LetheApi;
+    try {
+      api = LetheApi.connect({ apiUrl: values.api, stateDir: values['state-dir'], role: 'ComplianceRole' });
+    } catch (error) {
+      if (!(error instanceof ApiSetupError)) throw error;
+      console.error(`lethe audit consistency: give --proof, or ${error.message}`);
       return 2;
     }
     if ((sizes[0] as number) > (sizes[1] as number)) proof = []; // out of order: the check below says so
     else {
-      const response = await fetch(`${local.apiUrl}/v1/log/consistency?from=${String(sizes[0])}&to=${String(sizes[1])}`);
+      const response = await api.fetch(`/v1/log/consistency?from=${String(sizes[0])}&to=${String(sizes[1])}`);
       if (!response.ok) {
         console.error(`lethe audit consistency: HTTP ${String(response.status)} ${await response.text()}`);
         return response.status === 404 ? 1 : 2;

@@ -2,21 +2,21 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { verifyReceipt } from '../core/receipt.ts';
-import { readLocalState } from './local-state.ts';
+import { ApiSetupError, LetheApi } from './api.ts';
 
 const USAGE = `usage: lethe receipt verify <receipt.json> --public-key <key.pem> [--json]
-       lethe receipt get <request id> [--out <file>] [--state-dir <dir>]
-       lethe receipt public-key [--out <file>] [--state-dir <dir>]
+       lethe receipt get <request id> [--out <file>] [--api <url> | --state-dir <dir>]
+       lethe receipt public-key [--out <file>] [--api <url> | --state-dir <dir>]
 
   verify      checks a receipt offline: its form, its ECDSA P-256 signature under the public key, the
               signature of the audit log's tree head it carries, and the proof that the request's
               last audit record is a leaf of that tree. Needs neither Lethe nor AWS.
               Exit 0 valid, 1 not valid, 2 usage error.
-  get         a final request's signed receipt, from local mode (<state-dir>, default .lethe), waiting
-              while the audit log has yet to take the request's last record (503); from a deployed
-              stack, GET /v1/requests/{id}/receipt with IAM (SigV4) credentials.
-  public-key  the key that verifies receipts (PEM); from a deployed stack, GET /v1/receipts/public-key,
-              or aws kms get-public-key on the stack's ReceiptKey.`;
+  get         a final request's signed receipt, waiting while the audit log has yet to take the
+              request's last record (503): from local mode (<state-dir>, default .lethe), or from a
+              deployed stack's --api URL (or LETHE_API_URL) with your AWS credentials (SigV4).
+  public-key  the key that verifies receipts (PEM), from the same API; or aws kms get-public-key
+              on the stack's ReceiptKey.`;
 
 /** `lethe receipt …`. */
 export async function receiptCommand(argv: string[]): Promise<number> {
@@ -26,6 +26,7 @@ export async function receiptCommand(argv: string[]): Promise<number> {
     options: {
       'public-key': { type: 'string' },
       out: { type: 'string' },
+      api: { type: 'string' },
       'state-dir': { type: 'string', default: process.env['LETHE_STATE_DIR'] ?? '.lethe' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -56,20 +57,23 @@ export async function receiptCommand(argv: string[]): Promise<number> {
     return check.ok ? 0 : 1;
   }
   if ((verb === 'get' && arg && positionals.length === 2) || (verb === 'public-key' && positionals.length === 1)) {
-    const local = readLocalState(values['state-dir']);
-    if (!local) {
-      console.error(`lethe receipt ${verb}: no local mode state in ${values['state-dir']}; for a deployed stack, see lethe receipt --help`);
+    let api: LetheApi;
+    try {
+      api = LetheApi.connect({ apiUrl: values.api, stateDir: values['state-dir'], role: 'ComplianceRole' });
+    } catch (error) {
+      if (!(error instanceof ApiSetupError)) throw error;
+      console.error(`lethe receipt ${verb}: ${error.message}`);
       return 2;
     }
-    const url = verb === 'get' ? `${local.apiUrl}/v1/requests/${encodeURIComponent(arg!)}/receipt` : `${local.apiUrl}/v1/receipts/public-key`;
-    let response = await fetch(url);
+    const path = verb === 'get' ? `/v1/requests/${encodeURIComponent(arg!)}/receipt` : '/v1/receipts/public-key';
+    let response = await api.fetch(path);
     // 503: the audit log has yet to sign a tree head holding the request's last record; it says when to ask again.
     for (let waited = 0; response.status === 503 && waited < 180; ) {
       const after = Math.min(Math.max(Number(response.headers.get('retry-after')) || 5, 1), 60);
       if (waited === 0) console.error(`lethe receipt get: waiting for the audit log to sign the request's last record (up to 3 minutes)…`);
       await sleep(after * 1000);
       waited += after;
-      response = await fetch(url);
+      response = await api.fetch(path);
     }
     const text = await response.text();
     if (!response.ok) {

@@ -1,14 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { AccessDenied, type Caller, type LocalAuthorizer } from './auth.ts';
 import { AwsApiError } from './step-functions.ts';
 
 export interface Route {
   readonly method: string;
   /** API Gateway resource path, e.g. `/v1/requests/{id}`. */
   readonly resource: string;
+  /** The method's AuthorizationType: `AWS_IAM` routes need a SigV4 signature by a role allowed to invoke them. */
+  readonly authorization: string;
   readonly invoke: (event: APIGatewayProxyEvent) => Promise<unknown>;
 }
+
+/** More than the API on the same port (the dashboard): true when it answered. */
+export type ExtraHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean>;
 
 export interface AwsService {
   /** `X-Amz-Target` prefix, e.g. `AWSEvents` or `AWSStepFunctions`. */
@@ -24,7 +30,7 @@ const MAX_BODY = 1024 * 1024;
  * `GET /health`, and the AWS JSON protocol for the emulated EventBridge and Step Functions, so the
  * AWS SDK works against it with an endpoint override.
  */
-export function createFrontDoor(routes: readonly Route[], services: readonly AwsService[]): Server {
+export function createFrontDoor(routes: readonly Route[], services: readonly AwsService[], authorizer: LocalAuthorizer, extra?: ExtraHandler): Server {
   const compiled = routes.map((r) => ({
     ...r,
     pattern: new RegExp(`^${r.resource.replace(/\{([^}]+)\}/g, '(?<$1>[^/]+)')}$`),
@@ -46,10 +52,20 @@ export function createFrontDoor(routes: readonly Route[], services: readonly Aws
 
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     if (req.method === 'GET' && url.pathname === '/health') return send(res, 200, { status: 'ok' });
+    if (extra && (await extra(req, res, url))) return;
     for (const route of compiled) {
       const match = route.pattern.exec(url.pathname);
       if (!match || route.method !== req.method) continue;
-      const event = proxyEvent(req, url, route.resource, match.groups ?? {}, body);
+      let caller: Caller | undefined;
+      if (route.authorization === 'AWS_IAM') {
+        try {
+          caller = await authorizer.authorize({ method: route.method, path: (req.url ?? '/').split('?')[0]!, query: url.searchParams, headers: req.headers, body });
+        } catch (error) {
+          if (error instanceof AccessDenied) return send(res, 403, { message: error.message });
+          throw error;
+        }
+      }
+      const event = proxyEvent(req, url, route.resource, match.groups ?? {}, body, caller);
       const result = (await route.invoke(event)) as APIGatewayProxyResult;
       res.writeHead(result.statusCode, { ...(result.headers as Record<string, string> | undefined) });
       res.end(result.body);
@@ -83,6 +99,7 @@ function proxyEvent(
   resource: string,
   pathParameters: Record<string, string>,
   body: string,
+  caller: Caller | undefined,
 ): APIGatewayProxyEvent {
   const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : (v ?? '')]));
   const query = Object.fromEntries(url.searchParams);
@@ -111,8 +128,8 @@ function proxyEvent(
       resourceId: 'local',
       resourcePath: resource,
       identity: {
-        accessKey: null,
-        accountId: null,
+        accessKey: caller?.accessKey ?? null,
+        accountId: caller ? '000000000000' : null,
         apiKey: null,
         apiKeyId: null,
         caller: null,
@@ -125,7 +142,7 @@ function proxyEvent(
         sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
         user: null,
         userAgent: headers['user-agent'] ?? null,
-        userArn: 'arn:aws:iam::000000000000:user/local',
+        userArn: caller?.userArn ?? null,
       },
     },
   };

@@ -42,23 +42,26 @@ try {
 }
 
 const { apiUrl } = lethe.state;
+const submitter = lethe.state.credentials['SubmitterRole'];
 console.log(`
 Lethe is running on ${apiUrl} (ready in ${String(Math.round((Date.now() - started) / 100) / 10)} s)
   systems:  ${lethe.dataMap.systems.map((s) => `${s.name} (${s.connector})`).join(', ')}
   logs:     ${logPath}   (LETHE_VERBOSE=1 to print them here)
 
-Forget someone (the sample systems hold ada@example.com and grace@example.com):
+Forget someone (the sample systems hold ada@example.com and grace@example.com) and follow it:
 
-  curl -s -X POST ${apiUrl}/v1/requests -H 'content-type: application/json' \\
-    -d '{"type":"erasure","regulation":"gdpr","identities":[{"type":"email","value":"ada@example.com"}]}'
+  npx lethe submit --type erasure --regulation gdpr --identity email=ada@example.com --watch
 
-Watch it finish (use the requestId it answered):
+The API checks SigV4 signatures and the stack's roles, as API Gateway does. Local keys per role
+are in ${join(stateDir, 'credentials.json')} (and, as AWS profiles lethe-compliance, lethe-operator
+and lethe-submitter, in ${join(stateDir, 'aws-credentials')}). With curl, as the submitter:
 
-  curl -s ${apiUrl}/v1/requests/<requestId>
+  curl -s --aws-sigv4 aws:amz:${lethe.state.region}:execute-api --user "${submitter?.accessKeyId ?? '<key>'}:${submitter?.secretAccessKey ?? '<secret>'}" \\
+    -X POST ${apiUrl}/v1/requests -H 'content-type: application/json' \\
+    -d '{"type":"erasure","regulation":"gdpr","identities":[{"type":"email","value":"grace@example.com"}]}'
 
-Check its audit chain:
-
-  npx lethe audit verify --request <requestId>
+See every request, its systems and deadlines: ${apiUrl}/dashboard/   (or npx lethe list, npx lethe report)
+Check a request's audit chain: npx lethe audit verify --request <requestId>
 
 Ctrl-C stops everything.
 `);

@@ -17,6 +17,9 @@ import { ENTRY_METADATA, PROJECT_ROOT, SYSTEMS_METADATA } from '#infra/construct
 import { loadDataMap } from '#infra/data-map';
 import { createTable, startDynamoDbLocal } from './dynamodb-local.ts';
 import { LocalEventBus, type RuleSpec } from './event-bus.ts';
+import { apiPermissions, ensureLocalCredentials, LocalAuthorizer, type LocalCredentials } from './auth.ts';
+import { LetheApi } from '../cli/api.ts';
+import { dashboard } from './dashboard.ts';
 import { createFrontDoor, type Route } from './http.ts';
 import { LocalFunction } from './lambda.ts';
 import { SqsEventSource } from './event-source.ts';
@@ -49,6 +52,8 @@ export interface LocalState {
   readonly eventBusName: string;
   /** Connection variable name → URL, for the systems' databases local mode reaches. */
   readonly databases: Readonly<Record<string, string>>;
+  /** The local access key of each role that may invoke the API (`ComplianceRole`, `OperatorRole`, `SubmitterRole`). */
+  readonly credentials: LocalCredentials;
   readonly pid: number;
 }
 
@@ -239,9 +244,17 @@ async function start(
     }, every * 1000);
     stops.push(() => clearInterval(timer));
   }
+  // The alert topic: what would reach its subscribers is appended to <stateDir>/alerts.jsonl.
+  const alertsFile = join(stateDir, 'alerts.jsonl');
+  writeFileSync(alertsFile, '');
+  const isTopic = (arn: string) => resolver.resource(resolver.logicalIdOf(arn) ?? arn).Type === 'AWS::SNS::Topic';
   const bus = new LocalEventBus({
     rules,
-    invokeFunction: (arn, event) => invoke(arn, event),
+    invokeFunction: (arn, event) => {
+      if (!isTopic(arn)) return invoke(arn, event);
+      appendFileSync(alertsFile, `${JSON.stringify({ topic: resolver.logicalIdOf(arn), message: event })}\n`);
+      return Promise.resolve();
+    },
     deadLetter: async (url, body) => void (await sqs.send(new SendMessageCommand({ QueueUrl: url, MessageBody: body }))),
     // What Lethe itself announces (and Step Functions' status changes), kept as an archive would keep it:
     // <stateDir>/events.jsonl. Product backends' intake events carry identities by design and are not kept.
@@ -300,6 +313,11 @@ async function start(
     stops.push(() => source.stop());
   }
 
+  const single = (type: string) => {
+    const found = resolver.resources(type).map(([id]) => id);
+    if (found.length !== 1) throw new Error(`expected one ${type}, found ${String(found.length)}`);
+    return found[0]!;
+  };
   // API Gateway routes.
   const routes: Route[] = resolver.resources('AWS::ApiGateway::Method').flatMap(([, method]) => {
     const p = method.Properties ?? {};
@@ -310,14 +328,20 @@ async function start(
       {
         method: String(p['HttpMethod']),
         resource: apiPath(resolver, p['ResourceId']),
+        authorization: typeof p['AuthorizationType'] === 'string' ? p['AuthorizationType'] : 'NONE',
         invoke: (event: APIGatewayProxyEvent) => invoke(fnId, event),
       },
     ];
   });
+  // SigV4 and the stack's roles, as API Gateway checks them; a local key per role.
+  const permissions = apiPermissions(resolver);
+  const apiCredentials = ensureLocalCredentials(stateDir, [...permissions.keys()]);
+  const authorizer = new LocalAuthorizer(apiCredentials, permissions, single('AWS::ApiGateway::RestApi'));
   const frontDoor = createFrontDoor(routes, [
     { prefix: 'AWSEvents', contentType: 'application/x-amz-json-1.1', handle: (op, body) => bus.handle(op, body) },
     { prefix: 'AWSStepFunctions', contentType: 'application/x-amz-json-1.0', handle: (op, body) => stepFunctions.handle(op, body) },
-  ]);
+  ], authorizer, dashboard(() => (dashboardApi ??= new LetheApi(apiUrl, apiCredentials['ComplianceRole']!, REGION))));
+  let dashboardApi: LetheApi | undefined;
   await new Promise<void>((ok, fail) => {
     frontDoor.once('error', fail);
     frontDoor.listen(port, '127.0.0.1', ok);
@@ -325,11 +349,6 @@ async function start(
   stops.push(() => new Promise<void>((ok) => frontDoor.close(() => ok())));
   stops.push(() => frontDoor.closeAllConnections());
 
-  const single = (type: string) => {
-    const found = resolver.resources(type).map(([id]) => id);
-    if (found.length !== 1) throw new Error(`expected one ${type}, found ${String(found.length)}`);
-    return found[0]!;
-  };
   const state: LocalState = {
     apiUrl,
     region: REGION,
@@ -340,6 +359,7 @@ async function start(
     auditBucket: bucketName(resolver.resources('AWS::S3::Bucket').find(([, b]) => b.Properties?.['ObjectLockEnabled'])![0]),
     eventBusName: single('AWS::Events::EventBus'),
     databases: connectionEnv,
+    credentials: apiCredentials,
     pid: process.pid,
   };
   writeFileSync(join(stateDir, 'local.json'), JSON.stringify(state, null, 2));

@@ -74,16 +74,15 @@ describe.skipIf(missing)('Local mode, one erasure across five stores', () => {
   const shopRows = async (table: string) => ((await shop.query(`SELECT id FROM ${table} ORDER BY id`))[0] as { id: string }[]).map((r) => r.id);
 
   it('erases the subject everywhere, after resolving the link in PostgreSQL, and keeps everyone else', async () => {
-    const response = await fetch(`${api}/v1/requests`, {
+    const response = await local.as('SubmitterRole')(`${api}/v1/requests`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: 'ada@example.com' }] }),
     });
     const { requestId } = (await response.json()) as { requestId: string };
     let status: { status: string; systems: { system: string; action: string; status: string; affected: number }[] } | undefined;
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline) {
-      status = (await (await fetch(`${api}/v1/requests/${requestId}`)).json()) as typeof status;
+      status = (await (await local.as('ComplianceRole')(`${api}/v1/requests/${requestId}`)).json()) as typeof status;
       if (status && status.status !== 'received' && status.status !== 'in_progress') break;
       await sleep(250);
     }

@@ -40,10 +40,12 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
   let db: DynamoDBDocumentClient;
 
   const post = (body: unknown) =>
-    fetch(`${api}/v1/requests`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    local.as('SubmitterRole')(`${api}/v1/requests`, {
+      method: 'POST',
+      body: JSON.stringify(body) });
   /** A request's status, its systems without their attempt counts and times (which vary run to run) and the verified remainder (0). */
   const status = async (id: string) => {
-    const s = (await (await fetch(`${api}/v1/requests/${id}`)).json()) as Omit<Status, 'systems'> & {
+    const s = (await (await local.as('ComplianceRole')(`${api}/v1/requests/${id}`)).json()) as Omit<Status, 'systems'> & {
       systems: (Status['systems'][number] & { attempts?: number; updatedAt?: string; remaining?: number })[];
     };
     expect(s.systems.every((t) => typeof t.attempts === 'number' && typeof t.updatedAt === 'string' && (t.remaining ?? 0) === 0)).toBe(true);
@@ -183,7 +185,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
 
     const pending = await post({ type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: 'nobody-yet@example.com' }] });
     const { requestId: fresh } = (await pending.json()) as { requestId: string };
-    const early = await fetch(`${api}/v1/requests/${fresh}/receipt`);
+    const early = await local.as('ComplianceRole')(`${api}/v1/requests/${fresh}/receipt`);
     expect([200, 409]).toContain(early.status); // 409 while it runs; it may already be done
     await final(fresh);
   });
@@ -333,8 +335,8 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     const unknownField = await post({ type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: 'x@example.com' }], note: 'hi' });
     expect(unknownField.status).toBe(400);
     expect(((await unknownField.json()) as { message: string }).message).toContain('note');
-    expect((await fetch(`${api}/v1/requests/not-a-uuid`)).status).toBe(400);
-    expect((await fetch(`${api}/v1/requests/c0ffee00-0000-4000-8000-0000000000ff`)).status).toBe(404);
+    expect((await local.as('ComplianceRole')(`${api}/v1/requests/not-a-uuid`)).status).toBe(400);
+    expect((await local.as('ComplianceRole')(`${api}/v1/requests/c0ffee00-0000-4000-8000-0000000000ff`)).status).toBe(404);
     await sleep(500);
     expect(await countItems()).toBe(before);
   });
@@ -350,7 +352,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
 
     // The receipt is given once the audit log holds the request's last record (503 until then).
     const receipt = await waitFor('the canary’s receipt', async () => {
-      const answer = await fetch(`${api}/v1/requests/${requestId}/receipt`);
+      const answer = await local.as('ComplianceRole')(`${api}/v1/requests/${requestId}/receipt`);
       return answer.status === 200 ? answer.text() : undefined;
     }, 30_000);
     expect(receipt).toContain('"inclusionProof"');
@@ -381,7 +383,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
   });
 
   it('lists requests for compliance work through the API, filtered and paged', async () => {
-    const page = async (query: string) => (await (await fetch(`${api}/v1/requests?${query}`)).json()) as { requests: { requestId: string; status: string; overdue: boolean }[]; cursor?: string };
+    const page = async (query: string) => (await (await local.as('ComplianceRole')(`${api}/v1/requests?${query}`)).json()) as { requests: { requestId: string; status: string; overdue: boolean }[]; cursor?: string };
     const completed = await page('status=completed&regulation=gdpr&limit=100');
     expect(completed.requests.length).toBeGreaterThan(3);
     expect(completed.requests.every((r) => r.status === 'completed' && !r.overdue)).toBe(true);
@@ -390,7 +392,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     const second = await page(`limit=2&cursor=${first.cursor!}`);
     expect(second.requests.map((r) => r.requestId)).not.toContain(first.requests[0]!.requestId);
     expect((await page('overdue=true')).requests).toEqual([]);
-    expect((await fetch(`${api}/v1/requests?overdue=maybe`)).status).toBe(400);
+    expect((await local.as('ComplianceRole')(`${api}/v1/requests?overdue=maybe`)).status).toBe(400);
     // The same through the CLI.
     const lethe = (...args: string[]) => spawnSync(process.execPath, ['cli/lethe.ts', ...args, '--state-dir', stateDir], { encoding: 'utf8' });
     const listed = lethe('list', '--status', 'completed', '--regulation', 'gdpr', '--all');
@@ -421,11 +423,11 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     // A receipt kept from earlier, and the log's first tree head: the log only grew between them.
     const dir = mkdtempSync(join(tmpdir(), 'lethe-heads-'));
     const kept = join(dir, 'receipt.json');
-    writeFileSync(kept, await (await fetch(`${api}/v1/requests/c0ffee00-0000-4000-8000-000000000001/receipt`)).text());
+    writeFileSync(kept, await (await local.as('ComplianceRole')(`${api}/v1/requests/c0ffee00-0000-4000-8000-000000000001/receipt`)).text());
     const bucket = new S3Client({ endpoint: state.s3Endpoint, region: state.region, credentials, forcePathStyle: true });
     const firstHead = (await bucket.send(new ListObjectsV2Command({ Bucket: state.auditBucket, Prefix: 'log/heads/' }))).Contents![0]!.Key!;
     writeFileSync(join(dir, 'first.json'), await (await bucket.send(new GetObjectCommand({ Bucket: state.auditBucket, Key: firstHead }))).Body!.transformToString());
-    writeFileSync(join(dir, 'key.pem'), await (await fetch(`${api}/v1/receipts/public-key`)).text());
+    writeFileSync(join(dir, 'key.pem'), await (await local.as('ComplianceRole')(`${api}/v1/receipts/public-key`)).text());
     const consistency = (older: string, newer: string) =>
       spawnSync(process.execPath, ['cli/lethe.ts', 'audit', 'consistency', join(dir, older), join(dir, newer), '--public-key', join(dir, 'key.pem'), '--state-dir', stateDir], { encoding: 'utf8' });
     expect(consistency('first.json', 'receipt.json').stdout).toMatch(/^CONSISTENT: the tree of \d+ leaves \(.*\) extends the tree of \d+ /);

@@ -92,16 +92,15 @@ systems:
   });
 
   const erase = async (email: string, userId: string): Promise<Status> => {
-    const response = await fetch(`${local.api}/v1/requests`, {
+    const response = await local.as('SubmitterRole')(`${local.api}/v1/requests`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: email }, { type: 'user_id', value: userId }] }),
     });
     const { requestId } = (await response.json()) as { requestId: string };
     return waitFor(
       'the request to finish',
       async () => {
-        const s = (await (await fetch(`${local.api}/v1/requests/${requestId}`)).json()) as Status;
+        const s = (await (await local.as('ComplianceRole')(`${local.api}/v1/requests/${requestId}`)).json()) as Status;
         return ['completed', 'partially_failed', 'failed'].includes(s.status) ? s : undefined;
       },
       60_000,
@@ -176,7 +175,7 @@ systems:
     expect((await post(failed, new Date(), new Webhook(`whsec_${Buffer.from('y'.repeat(32)).toString('base64')}`))).status).toBe(401);
     expect((await post(failed)).status).toBe(409);
     expect((await post({ status: 'done', affected: 2 })).status).toBe(200);
-    const status = (await (await fetch(`${local.api}/v1/requests/${requestId}`)).json()) as Status;
+    const status = (await (await local.as('ComplianceRole')(`${local.api}/v1/requests/${requestId}`)).json()) as Status;
     expect(status.status).toBe('completed');
     expect(status.systems.find((s) => s.system === 'ledger')).toMatchObject({ status: 'succeeded', affected: 2 });
   });

@@ -1,0 +1,168 @@
+/// <reference lib="dom" />
+/**
+ * The Lethe dashboard: the request list with filters and deadline countdowns, a request's
+ * per-system timeline and receipt, what is overdue or failed at a glance, and charts of volume
+ * and completion time. It reads the API through the server that serves it (`api/…`), which signs
+ * each call: the page itself holds no credentials and only reads.
+ */
+import { humanDuration } from '../core/duration.ts';
+import type { ReportedRequest, ReportedRequestDetail, Summary } from '../core/report.ts';
+import { BarController, BarElement, CategoryScale, Chart, Filler, LinearScale, LineController, LineElement, PointElement, Tooltip } from 'chart.js';
+
+Chart.register(BarController, BarElement, CategoryScale, LinearScale, LineController, LineElement, PointElement, Filler, Tooltip);
+
+type Listed = ReportedRequest;
+
+/** Final statuses (core/request.ts holds them, with what a browser cannot load: the types only come from core). */
+const FINAL = ['completed', 'partially_failed', 'failed', 'cancelled'];
+const REFRESH_MS = 5000;
+const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
+
+let chosen: string | undefined;
+let cursor: string | undefined;
+let listed: Listed[] = [];
+const charts: { volume?: Chart; completion?: Chart } = {};
+
+async function api<T>(path: string): Promise<T> {
+  const response = await fetch(`api${path}`);
+  if (!response.ok) throw new Error(`${path}: HTTP ${String(response.status)} ${await response.text()}`);
+  return (await response.json()) as T;
+}
+
+const plural = (n: number, word: string) => `${String(n)} ${word}${n === 1 ? '' : 's'}`;
+
+/** Text, escaped for HTML. */
+const esc = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${String(c.charCodeAt(0))};`);
+const when = (iso: string) => iso.slice(0, 16).replace('T', ' ');
+
+/** "in 29 d 4 h", "3 h overdue", or for a final request when it finished. */
+function countdown(r: Listed, now: number): string {
+  if (FINAL.includes(r.status)) return r.completedAt ? `done ${when(r.completedAt)}` : 'done';
+  const ms = Date.parse(r.dueAt) - now;
+  const abs = Math.abs(ms);
+  const days = Math.floor(abs / 86_400_000);
+  const hours = Math.floor((abs % 86_400_000) / 3_600_000);
+  const minutes = Math.floor((abs % 3_600_000) / 60_000);
+  const span = days > 0 ? `${String(days)} d ${String(hours)} h` : hours > 0 ? `${String(hours)} h ${String(minutes)} min` : `${String(minutes)} min`;
+  return ms >= 0 ? `in ${span}` : `${span} overdue`;
+}
+
+function fillSelect(name: string, values: string[]): void {
+  const select = $<HTMLSelectElement>(`#filters select[name=${name}]`);
+  if (select.options.length > 1) return;
+  for (const v of values) select.add(new Option(v.replace('_', ' '), v));
+}
+
+async function loadSummary(): Promise<void> {
+  const s = await api<Summary>('/v1/reports/summary');
+  fillSelect('status', Object.keys(s.byStatus));
+  fillSelect('type', Object.keys(s.byType));
+  fillSelect('regulation', Object.keys(s.byRegulation));
+  $('#period').textContent = `last 30 days: ${when(s.since)} to ${when(s.until)} UTC`;
+  const failed = (s.byStatus['failed'] ?? 0) + (s.byStatus['partially_failed'] ?? 0);
+  const open = (s.byStatus['received'] ?? 0) + (s.byStatus['in_progress'] ?? 0);
+  const cards: [string, string, boolean][] = [
+    ['received', String(s.total), false],
+    ['open', String(open), false],
+    ['overdue', String(s.overdue), s.overdue > 0],
+    ['failed or partly', String(failed), failed > 0],
+    ['median to complete', s.completionSeconds.median === null ? '–' : humanDuration(s.completionSeconds.median), false],
+    ['p95 to complete', s.completionSeconds.p95 === null ? '–' : humanDuration(s.completionSeconds.p95), false],
+  ];
+  $('#cards').innerHTML = cards.map(([label, value, alert]) => `<div class="card${alert ? ' alert' : ''}" data-card="${esc(label)}"><b>${esc(value)}</b><span>${esc(label)}</span></div>`).join('');
+  drawCharts(s);
+}
+
+function drawCharts(s: Summary): void {
+  const labels = s.daily.map((d) => d.date.slice(5));
+  const volume = { labels, datasets: [{ label: 'received', data: s.daily.map((d) => d.received), backgroundColor: '#175cd3', maxBarThickness: 48 }] };
+  const completion = { labels, datasets: [{ label: 'median minutes', data: s.daily.map((d) => (d.medianCompletionSeconds === null ? null : d.medianCompletionSeconds / 60)), borderColor: '#12805c', backgroundColor: 'rgba(18,128,92,.15)', fill: true, tension: 0.3 }] };
+  const options = { animation: false as const, responsive: true, maintainAspectRatio: false, plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } };
+  if (charts.volume) {
+    charts.volume.data = volume;
+    charts.volume.update();
+  } else charts.volume = new Chart($<HTMLCanvasElement>('#volume'), { type: 'bar', data: volume, options });
+  if (charts.completion) {
+    charts.completion.data = completion;
+    charts.completion.update();
+  } else charts.completion = new Chart($<HTMLCanvasElement>('#completion'), { type: 'line', data: completion, options });
+}
+
+function filterQuery(): URLSearchParams {
+  const form = new FormData($<HTMLFormElement>('#filters'));
+  const query = new URLSearchParams({ limit: '50' });
+  for (const name of ['status', 'type', 'regulation']) {
+    const v = form.get(name);
+    if (typeof v === 'string' && v) query.set(name, v);
+  }
+  if (form.get('overdue')) query.set('overdue', 'true');
+  return query;
+}
+
+async function loadList(append = false): Promise<void> {
+  const query = filterQuery();
+  if (append && cursor) query.set('cursor', cursor);
+  const page = await api<{ requests: Listed[]; cursor?: string }>(`/v1/requests?${query.toString()}`);
+  listed = append ? [...listed, ...page.requests] : page.requests;
+  cursor = page.cursor;
+  $('#more').hidden = !cursor;
+  renderRows();
+}
+
+function renderRows(): void {
+  const now = Date.now();
+  $('#rows').innerHTML = listed
+    .map((r) => {
+      const classes = [r.overdue ? 'overdue' : '', r.status === 'failed' || r.status === 'partially_failed' ? 'failed' : '', r.requestId === chosen ? 'chosen' : ''].filter(Boolean).join(' ');
+      return `<tr data-id="${esc(r.requestId)}" class="${classes}">
+        <td><code>${esc(r.requestId.slice(0, 8))}…</code></td><td>${esc(r.type)}</td><td>${esc(r.regulation.toUpperCase())}</td>
+        <td class="status"><span class="badge ${esc(r.status)}">${esc(r.status.replace('_', ' '))}</span></td>
+        <td>${esc(when(r.receivedAt))}</td><td class="deadline">${esc(countdown(r, now))}</td></tr>`;
+    })
+    .join('');
+  if (listed.length === 0) $('#rows').innerHTML = '<tr><td colspan="6" class="hint">No requests match.</td></tr>';
+}
+
+async function loadDetail(): Promise<void> {
+  if (!chosen) return;
+  const r = await api<ReportedRequestDetail>(`/v1/requests/${chosen}`);
+  const start = Date.parse(r.receivedAt);
+  const end = Math.max(Date.now(), ...r.systems.map((s) => Date.parse(s.updatedAt)), r.completedAt ? Date.parse(r.completedAt) : 0);
+  const span = Math.max(1, end - start);
+  const lanes = r.systems
+    .map((s) => {
+      const left = 0;
+      const width = Math.max(1, ((Date.parse(s.updatedAt) - start) / span) * 100);
+      const detail = [s.action, s.affected === null ? '' : plural(s.affected, 'record'), plural(s.attempts, 'attempt'), s.error ? `${s.error.name}: ${s.error.message}` : ''].filter(Boolean).join(' · ');
+      return `<div class="lane" data-system="${esc(s.system)}"><div><b>${esc(s.system)}</b><small class="${esc(s.status)}">${esc(s.status.replace(/_/g, ' '))}</small></div>
+        <div><div class="track ${esc(s.status)}"><div class="bar" style="left:${String(left)}%;width:${width.toFixed(1)}%"></div></div><small>${esc(detail)} · ${esc(when(s.updatedAt))}</small></div></div>`;
+    })
+    .join('');
+  const final = FINAL.includes(r.status);
+  $('#detail').innerHTML = `<h2><code>${esc(r.requestId)}</code></h2>
+    <p>${esc(r.type)} under ${esc(r.regulation.toUpperCase())}: <span class="badge ${esc(r.status)}">${esc(r.status.replace('_', ' '))}</span></p>
+    <p>received ${esc(when(r.receivedAt))}, due ${esc(when(r.dueAt))} (${esc(countdown(r, Date.now()))})${r.extendedAt ? `, extended ${esc(when(r.extendedAt))}` : ''}</p>
+    <div class="timeline" aria-label="Systems">${lanes || '<p class="hint">Not planned yet.</p>'}</div>
+    ${final ? `<a class="button" id="receipt" href="api/v1/requests/${esc(r.requestId)}/receipt" download="receipt-${esc(r.requestId)}.json">Download signed receipt</a>` : ''}`;
+}
+
+async function refresh(): Promise<void> {
+  try {
+    await Promise.all([loadSummary(), loadList(), loadDetail()]);
+    $('#status').textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (error) {
+    $('#status').textContent = `could not reach the API: ${(error as Error).message}`;
+  }
+}
+
+$('#filters').addEventListener('change', () => void loadList());
+$('#next').addEventListener('click', () => void loadList(true));
+$('#rows').addEventListener('click', (event) => {
+  const row = (event.target as HTMLElement).closest('tr');
+  if (!row?.dataset['id']) return;
+  chosen = row.dataset['id'];
+  renderRows();
+  void loadDetail();
+});
+void refresh();
+setInterval(() => void refresh(), REFRESH_MS);
