@@ -28,10 +28,14 @@ export class ApiSetupError extends Error {
  */
 export class LetheApi {
   readonly baseUrl: string;
+  readonly region: string;
+  readonly #credentials: AwsCredentialIdentity | AwsCredentialIdentityProvider;
   readonly #signer: SignatureV4;
 
   constructor(baseUrl: string, credentials: AwsCredentialIdentity | AwsCredentialIdentityProvider, region: string) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.region = region;
+    this.#credentials = credentials;
     this.#signer = new SignatureV4({ credentials, region, service: 'execute-api', sha256: Hash.bind(null, 'sha256'), applyChecksum: false });
   }
 
@@ -51,6 +55,11 @@ export class LetheApi {
     const key = local.credentials[options.role];
     if (!key) throw new ApiSetupError(`local mode in ${options.stateDir} has no key for ${options.role}: restart it with this version`);
     return new LetheApi(local.apiUrl, key, local.region);
+  }
+
+  /** The credentials calls are signed with (resolved from the chain). */
+  async credentials(): Promise<AwsCredentialIdentity> {
+    return typeof this.#credentials === 'function' ? this.#credentials() : this.#credentials;
   }
 
   /** A call to the API, signed: `path` may hold a query string; `body` is sent as it is (JSON). */

@@ -2,9 +2,13 @@
 /**
  * The Lethe dashboard: the request list with filters and deadline countdowns, a request's
  * per-system timeline and receipt, what is overdue or failed at a glance, and charts of volume
- * and completion time. It reads the API through the server that serves it (`api/…`), which signs
- * each call: the page itself holds no credentials and only reads.
+ * and completion time. It only reads. Two ways to reach the API:
+ * - served by local mode or `lethe dashboard`: through that server (`api/…`), which signs;
+ * - served by the stack (`/dashboard/` on the API) and opened with `lethe dashboard --link`: the
+ *   link's fragment holds session credentials (never sent to a server), kept in this tab's
+ *   sessionStorage, and each read is signed here with SigV4.
  */
+import { AwsClient } from 'aws4fetch';
 import { humanDuration } from '../core/duration.ts';
 import type { ReportedRequest, ReportedRequestDetail, Summary } from '../core/report.ts';
 import { BarController, BarElement, CategoryScale, Chart, Filler, LinearScale, LineController, LineElement, PointElement, Tooltip } from 'chart.js';
@@ -23,10 +27,48 @@ let cursor: string | undefined;
 let listed: Listed[] = [];
 const charts: { volume?: Chart; completion?: Chart } = {};
 
+const SESSION = 'lethe-session';
+interface Session {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  region: string;
+  expiration?: string;
+}
+
+/** The session a `--link` opened this tab with, taken out of the address bar at once. */
+function session(): AwsClient | undefined {
+  if (location.hash.length > 1) {
+    sessionStorage.setItem(SESSION, atob(decodeURIComponent(location.hash.slice(1))));
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  const raw = sessionStorage.getItem(SESSION);
+  if (!raw) return undefined;
+  const s = JSON.parse(raw) as Session;
+  return new AwsClient({ accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey, ...(s.sessionToken && { sessionToken: s.sessionToken }), region: s.region, service: 'execute-api', retries: 0 });
+}
+const signer = session();
+
+/** A read of the API: signed here (the stack's page, `../v1/…`), or through the serving proxy (`api/v1/…`). */
+async function read(path: string): Promise<Response> {
+  const response = signer ? await signer.fetch(new URL(`..${path}`, document.baseURI).href) : await fetch(`api${path}`);
+  if (!response.ok) {
+    const expired = response.status === 403 && signer ? ' (the link’s session may have expired: get a new one with lethe dashboard --link)' : '';
+    throw new Error(`${path}: HTTP ${String(response.status)} ${await response.text()}${expired}`);
+  }
+  return response;
+}
+
 async function api<T>(path: string): Promise<T> {
-  const response = await fetch(`api${path}`);
-  if (!response.ok) throw new Error(`${path}: HTTP ${String(response.status)} ${await response.text()}`);
-  return (await response.json()) as T;
+  return (await (await read(path)).json()) as T;
+}
+
+/** Save a final request's signed receipt, as it came. */
+async function downloadReceipt(requestId: string): Promise<void> {
+  const blob = await (await read(`/v1/requests/${requestId}/receipt`)).blob();
+  const link = Object.assign(document.createElement('a'), { href: URL.createObjectURL(blob), download: `receipt-${requestId}.json` });
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
 }
 
 const plural = (n: number, word: string) => `${String(n)} ${word}${n === 1 ? '' : 's'}`;
@@ -143,7 +185,7 @@ async function loadDetail(): Promise<void> {
     <p>${esc(r.type)} under ${esc(r.regulation.toUpperCase())}: <span class="badge ${esc(r.status)}">${esc(r.status.replace('_', ' '))}</span></p>
     <p>received ${esc(when(r.receivedAt))}, due ${esc(when(r.dueAt))} (${esc(countdown(r, Date.now()))})${r.extendedAt ? `, extended ${esc(when(r.extendedAt))}` : ''}</p>
     <div class="timeline" aria-label="Systems">${lanes || '<p class="hint">Not planned yet.</p>'}</div>
-    ${final ? `<a class="button" id="receipt" href="api/v1/requests/${esc(r.requestId)}/receipt" download="receipt-${esc(r.requestId)}.json">Download signed receipt</a>` : ''}`;
+    ${final ? `<button type="button" class="button" id="receipt" data-id="${esc(r.requestId)}">Download signed receipt</button>` : ''}`;
 }
 
 async function refresh(): Promise<void> {
@@ -157,6 +199,10 @@ async function refresh(): Promise<void> {
 
 $('#filters').addEventListener('change', () => void loadList());
 $('#next').addEventListener('click', () => void loadList(true));
+$('#detail').addEventListener('click', (event) => {
+  const id = (event.target as HTMLElement).closest<HTMLElement>('#receipt')?.dataset['id'];
+  if (id) downloadReceipt(id).catch((error: unknown) => ($('#status').textContent = (error as Error).message));
+});
 $('#rows').addEventListener('click', (event) => {
   const row = (event.target as HTMLElement).closest('tr');
   if (!row?.dataset['id']) return;

@@ -460,6 +460,27 @@ export class LetheStack extends Stack {
     const reportResource = v1.addResource('reports');
     for (const name of ['summary', 'export']) reportResource.addResource(name).addMethod('GET', new LambdaIntegration(reports), { requestValidator: validator });
 
+    // The dashboard's code (no data: the page signs its own reads with session credentials).
+    const dashboard = new SecureFunction(this, 'ServeDashboard', {
+      handler: 'serve-dashboard',
+      description: 'Lethe: GET /dashboard/, the web dashboard (code only)',
+      memorySize: 256,
+      afterBundling: (inputDir, outputDir) => [
+        `mkdir -p "${outputDir}/dashboard"`,
+        `cp "${inputDir}/dashboard/index.html" "${inputDir}/dashboard/style.css" "${outputDir}/dashboard/"`,
+        `"${inputDir}/node_modules/.bin/esbuild" "${inputDir}/dashboard/app.ts" --bundle --format=esm --platform=browser --target=es2022 --minify --log-level=warning --outfile="${outputDir}/dashboard/app.js"`,
+      ],
+    });
+    const dashboardResource = this.api.root.addResource('dashboard');
+    const open = 'The dashboard route serves three static files of code and holds no data; every read the page makes is an IAM-authorized API call it signs with the session credentials it was opened with.';
+    for (const method of [
+      dashboardResource.addMethod('GET', new LambdaIntegration(dashboard), { authorizationType: AuthorizationType.NONE }),
+      dashboardResource.addResource('{file}').addMethod('GET', new LambdaIntegration(dashboard), { authorizationType: AuthorizationType.NONE, requestParameters: { 'method.request.path.file': true } }),
+    ]) {
+      ack(method, 'AwsSolutions-APIG4', open);
+      ack(method, 'AwsSolutions-COG4', open);
+    }
+
     // Two roles for people: compliance reads everything (and looks subjects up); operators also
     // act on requests. Neither submits.
     const read = new PolicyStatement({

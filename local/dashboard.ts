@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import type { LetheApi } from '../cli/api.ts';
+import { DASHBOARD_FILES, DASHBOARD_HEADERS } from '#functions/serve-dashboard/handler';
 import { PROJECT_ROOT } from '#infra/constructs/secure-function';
 
 const DIR = join(PROJECT_ROOT, 'dashboard');
@@ -32,9 +33,9 @@ export function dashboard(api: () => LetheApi): (req: IncomingMessage, res: Serv
     if (!url.pathname.startsWith(PREFIX)) return false;
     const path = url.pathname.slice(PREFIX.length - 1);
     if (req.method !== 'GET') return send(res, 405, 'text/plain', 'the dashboard only reads');
-    if (path === '/' || path === '/index.html') return send(res, 200, 'text/html; charset=utf-8', readFileSync(join(DIR, 'index.html')));
-    if (path === '/style.css') return send(res, 200, 'text/css; charset=utf-8', readFileSync(join(DIR, 'style.css')));
-    if (path === '/app.js') return send(res, 200, 'text/javascript; charset=utf-8', await script());
+    const file = path === '/' ? 'index.html' : path.slice(1);
+    const type = DASHBOARD_FILES[file];
+    if (type) return send(res, 200, type, file === 'app.js' ? await script() : readFileSync(join(DIR, file)));
     if (path.startsWith('/api/')) {
       const apiPath = path.slice('/api'.length);
       if (!READABLE.test(apiPath)) return send(res, 404, 'application/json', JSON.stringify({ message: `the dashboard does not read ${apiPath}` }));
@@ -51,7 +52,7 @@ export function dashboard(api: () => LetheApi): (req: IncomingMessage, res: Serv
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string | Buffer): true {
-  res.writeHead(status, { 'content-type': type, 'x-content-type-options': 'nosniff', 'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'" });
+  res.writeHead(status, { ...DASHBOARD_HEADERS, 'content-type': type });
   res.end(body);
   return true;
 }

@@ -32,6 +32,8 @@ export interface SecureFunctionProps {
    * than its environment, which Lambda caps at 4 KB. Local mode reads it from the template's metadata.
    */
   readonly bundledSystems?: string;
+  /** Shell commands run after esbuild, to add files to the bundle (`inputDir` is the project root). */
+  readonly afterBundling?: (inputDir: string, outputDir: string) => string[];
   /** Subnets and security groups of a VPC to run in (to reach private databases). @default Lambda's default network */
   readonly network?: { readonly subnetIds: readonly string[]; readonly securityGroupIds: readonly string[] };
 }
@@ -74,6 +76,7 @@ export class SecureFunction extends NodejsFunction {
         mainFields: ['module', 'main'],
         banner: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
         ...(props.bundledSystems ? { define: { 'globalThis.__LETHE_SYSTEMS__': JSON.stringify(props.bundledSystems) } } : {}),
+        ...(props.afterBundling && { commandHooks: { beforeBundling: () => [], beforeInstall: () => [], afterBundling: props.afterBundling } }),
       },
     });
     const cfn = this.node.defaultChild as CfnFunction;

@@ -153,6 +153,12 @@ describe.skipIf(unavailable)('Compliance: roles, the lethe CLI, retries and the 
     expect(lethe('retry', id)).toMatchObject({ status: 1, stderr: expect.stringMatching(/is completed: only a failed/) as string });
   });
 
+  it('logged none of the identities it was given: not in submissions, lookups, failures or alerts', () => {
+    const produced = ['local.log', 'alerts.jsonl', 'events.jsonl'].map((f) => readFileSync(join(local.stateDir, f), 'utf8'));
+    expect(produced[0]).toContain('request received');
+    for (const text of produced) for (const raw of ['ada@example.com', 'Ada@Example.com', 'grace@example.com', 'not-seeded@example.com', 'roles@example.com']) expect(text).not.toContain(raw);
+  });
+
   describe.runIf(CHROMIUM)('the web dashboard, in headless Chromium', () => {
     let browser: Browser;
     beforeAll(async () => {
@@ -221,6 +227,28 @@ describe.skipIf(unavailable)('Compliance: roles, the lethe CLI, retries and the 
       // Filters go to the API: only completed requests.
       await page.selectOption('select[name=status]', 'completed');
       await page.waitForFunction((n) => document.querySelectorAll('#rows tr[data-id]').length === n, listed.filter((r) => r.status === 'completed').length);
+
+      // As the stack serves it: opened with a --link, the page signs its own reads with the session in
+      // the link's fragment, which leaves the address bar at once and is never sent to a server.
+      const link = lethe('dashboard', '--link').stdout.trim();
+      expect(link).toMatch(new RegExp(`^${local.api}/dashboard/#[A-Za-z0-9%]+$`));
+      const hosted = await browser.newPage({ viewport: { width: 1400, height: 1000 }, acceptDownloads: true });
+      const calls: string[] = [];
+      hosted.on('request', (r) => calls.push(new URL(r.url()).pathname));
+      await hosted.goto(link);
+      await hosted.waitForSelector('#rows tr[data-id]');
+      expect(hosted.url()).toBe(`${local.api}/dashboard/`);
+      expect(await hosted.locator('#rows tr[data-id]').count()).toBe(listed.length);
+      expect(calls).toContain('/v1/requests');
+      expect(calls.filter((c) => c.startsWith('/dashboard/api/'))).toEqual([]);
+      await hosted.click(`#rows tr[data-id="${completed.requestId}"]`);
+      const signedDownload = await Promise.all([hosted.waitForEvent('download'), hosted.click('#receipt')]).then(([d]) => d);
+      const signedPath = join(mkdtempSync(join(tmpdir(), 'lethe-dash-')), 'receipt.json');
+      await signedDownload.saveAs(signedPath);
+      expect(lethe('receipt', 'verify', signedPath, '--public-key', key).status).toBe(0);
+      // A deployed stack's link needs temporary credentials: long-term keys are refused.
+      const longTerm = spawnSync(process.execPath, ['cli/lethe.ts', 'dashboard', '--link', '--api', local.api], { encoding: 'utf8', env: { ...process.env, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE', AWS_SECRET_ACCESS_KEY: 'x', AWS_SESSION_TOKEN: '', AWS_PROFILE: '' } });
+      expect(longTerm).toMatchObject({ status: 2, stderr: expect.stringContaining('long-term credentials') as string });
 
       // The dashboard only reads: nothing else passes through it.
       expect((await page.request.post(`${local.api}/dashboard/api/v1/requests/${completed.requestId}:cancel`, { data: { reason: 'x' } })).status()).toBe(405);

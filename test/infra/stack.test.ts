@@ -1,5 +1,6 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { Queue } from 'aws-cdk-lib/aws-sqs';
+import { pathToFileURL } from 'node:url';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -234,10 +235,13 @@ describe('Stack: Lethe', () => {
     });
   });
 
-  it('authorizes every API method with IAM', () => {
-    const methods = Object.values(template.findResources('AWS::ApiGateway::Method'));
+  it('authorizes every API method with IAM but the dashboard’s code, which holds no data and may only be read', () => {
+    const methods = Object.values(template.findResources('AWS::ApiGateway::Method')) as { Properties: { AuthorizationType: string; HttpMethod: string; Integration: unknown } }[];
     expect(methods.length).toBeGreaterThanOrEqual(2);
-    for (const m of methods) expect((m as { Properties: { AuthorizationType: string } }).Properties.AuthorizationType).toBe('AWS_IAM');
+    const open = methods.filter((m) => m.Properties.AuthorizationType !== 'AWS_IAM');
+    expect(open.map((m) => `${m.Properties.AuthorizationType} ${m.Properties.HttpMethod} ${JSON.stringify(m.Properties.Integration).match(/ServeDashboard/)?.[0] ?? '?'}`)).toEqual(['NONE GET ServeDashboard', 'NONE GET ServeDashboard']);
+    // Its function reaches nothing: no table, no bucket, no key.
+    expect(statementsOf('ServeDashboard').flatMap(actions).filter((a) => !a.startsWith('xray:'))).toEqual([]);
   });
 
   it('reports partial batch failures on every SQS event source', () => {
@@ -250,12 +254,27 @@ describe('Stack: Lethe', () => {
 });
 
 describe('Synth', () => {
-  it('bundles with esbuild, offline and without Docker, and passes cdk-nag', () => {
+  it('bundles with esbuild, offline and without Docker, and passes cdk-nag', async () => {
     const dir = outdir();
     const { app } = buildApp({ outdir: dir, configPath });
     app.synth();
     const bundles = readdirSync(dir).filter((d) => d.startsWith('asset.') && existsSync(join(dir, d, 'index.mjs')));
-    expect(bundles).toHaveLength(16);
+    expect(bundles).toHaveLength(17);
+    // The dashboard's bundle carries its page, styles and the browser build of its script.
+    const dashboard = bundles.filter((d) => existsSync(join(dir, d, 'dashboard', 'app.js')));
+    expect(dashboard).toHaveLength(1);
+    expect(readdirSync(join(dir, dashboard[0]!, 'dashboard')).sort()).toEqual(['app.js', 'index.html', 'style.css']);
+    expect(readFileSync(join(dir, dashboard[0]!, 'dashboard', 'app.js'), 'utf8')).not.toMatch(/from\s*["']node:/);
+    // The deployed handler, as Lambda runs it: the page (its base the stage's /dashboard/, with or without a trailing slash) and its files, nothing else.
+    const { handler } = (await import(pathToFileURL(join(dir, dashboard[0]!, 'index.mjs')).href)) as { handler: (e: unknown) => Promise<{ statusCode: number; headers: Record<string, string>; body: string }> };
+    const get = (path: string, file?: string) => handler({ path, pathParameters: file ? { file } : null, requestContext: { stage: 'prod', path: `/prod${path}` } });
+    for (const path of ['/dashboard', '/dashboard/']) {
+      const page = await get(path);
+      expect(page).toMatchObject({ statusCode: 200, headers: { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': expect.stringContaining("default-src 'self'") as string } });
+      expect(page.body).toContain('<base href="/prod/dashboard/">');
+    }
+    expect((await get('/dashboard/app.js', 'app.js')).body).toContain('execute-api');
+    expect((await get('/dashboard/handler.js', '..%2Findex.mjs')).statusCode).toBe(404);
   });
 
   it('compiles each worker’s systems into its bundle, not its 4 KB environment', () => {
@@ -439,7 +458,7 @@ describe('Stack: Lethe with a worker per connector kind', () => {
 
   it('opens one route without IAM, the webhook callbacks, to a function that checks signatures under the webhook secret only', () => {
     const methods = Object.values(many.findResources('AWS::ApiGateway::Method')) as { Properties: { AuthorizationType: string; HttpMethod: string; Integration: unknown } }[];
-    const open = methods.filter((m) => m.Properties.AuthorizationType !== 'AWS_IAM');
+    const open = methods.filter((m) => m.Properties.AuthorizationType !== 'AWS_IAM' && !JSON.stringify(m.Properties.Integration).includes('ServeDashboard'));
     expect(open).toHaveLength(1);
     expect(open[0]!.Properties).toMatchObject({ AuthorizationType: 'NONE', HttpMethod: 'POST' });
     expect(JSON.stringify(open[0]!.Properties.Integration)).toMatch(/ReceiveCallback/);
