@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
+import { domainToASCII } from 'node:url';
 import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
-import { z } from 'zod';
 import { ValidationError, type FieldIssue } from './errors.ts';
 
 export interface Identity {
@@ -21,7 +21,11 @@ export interface PseudonymKey {
   readonly key: Uint8Array;
 }
 
-const emailSchema = z.email();
+/**
+ * An address as people have them (RFC 5321/6531): a local part of up to 64 characters, any but
+ * whitespace, `@` and quotes (Unicode too), at a domain with a dot, in its ASCII (punycode) form.
+ */
+const EMAIL = /^[^\s@"]{1,64}@(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/u;
 
 /**
  * Normalize one identity: e-mail addresses trimmed and lower-cased, phone numbers to E.164,
@@ -30,8 +34,11 @@ const emailSchema = z.email();
 export function normalizeIdentity(identity: Identity): Identity {
   switch (identity.type) {
     case 'email': {
-      const value = identity.value.trim().toLowerCase();
-      if (!emailSchema.safeParse(value).success) throw invalid('must be an e-mail address');
+      // Lower-cased, and the domain in ASCII, so that Ada@Bücher.de and ada@xn--bcher-kva.de are one subject.
+      const trimmed = identity.value.trim();
+      const at = trimmed.lastIndexOf('@');
+      const value = at > 0 ? `${trimmed.slice(0, at).toLowerCase()}@${domainToASCII(trimmed.slice(at + 1).toLowerCase())}` : '';
+      if (!EMAIL.test(value)) throw invalid('must be an e-mail address');
       return { type: 'email', value };
     }
     case 'phone': {

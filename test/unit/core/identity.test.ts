@@ -8,6 +8,18 @@ const key = { version: 'v1', key: Buffer.from('k'.repeat(32)) };
 describe('Function: normalizeIdentity', () => {
   it('trims and lower-cases e-mail addresses', () => {
     expect(normalizeIdentity({ type: 'email', value: '  Ada@Example.COM ' })).toEqual({ type: 'email', value: 'ada@example.com' });
+    // Addresses people have: tags, apostrophes, internationalized domains (one subject in either form) and local parts.
+    const email = (value: string) => normalizeIdentity({ type: 'email', value }).value;
+    expect(["o'Brien@example.ie", 'user+tag@example.co.uk', 'Jürgen@Bücher.DE', 'jürgen@xn--bcher-kva.de', '用户@例子.广告'].map(email)).toEqual([
+      "o'brien@example.ie",
+      'user+tag@example.co.uk',
+      'jürgen@xn--bcher-kva.de',
+      'jürgen@xn--bcher-kva.de',
+      '用户@xn--fsqu00a.xn--4rr70v',
+    ]);
+    for (const value of ['ada', 'ada@', '@example.com', 'ada@localhost', 'a b@example.com', 'ada@exa mple.com', '"ada"@example.com', `${'a'.repeat(65)}@example.com`]) {
+      expect(() => email(value)).toThrow('must be an e-mail address');
+    }
   });
 
   it('turns phone numbers into E.164', () => {
