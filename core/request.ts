@@ -103,7 +103,7 @@ const identityTypeSchema = z
 
 /** A subject's identities, as a request (or a lookup) gives them. */
 export const identitiesSchema = z
-  .array(z.strictObject({ type: identityTypeSchema, value: z.string().min(1).max(512) }))
+  .array(z.strictObject({ type: identityTypeSchema, value: z.string().min(1).max(512).refine((v) => !v.includes('\u0000'), 'must not contain a NUL character') }))
   .min(1, 'at least one identity is required')
   .max(20, 'at most 20 identities per request');
 

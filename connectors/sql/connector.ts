@@ -219,7 +219,8 @@ export class SqlConnector implements Connector {
     const parts: string[] = [];
     for (const m of table.match) {
       if ('identity' in m) {
-        for (const identity of identities.filter((i) => i.type === m.identity)) {
+        // SQL text cannot hold a NUL (PostgreSQL refuses it as a parameter): such a value matches no row.
+        for (const identity of identities.filter((i) => i.type === m.identity && !i.value.includes('\u0000'))) {
           parts.push(`${this.#q(m.column)} = ${params.add(identity.value)}`);
         }
       } else if (depth < 8) {

@@ -1,7 +1,9 @@
 import { CreateTableCommand, DeleteTableCommand } from '@aws-sdk/client-dynamodb';
 import { BatchWriteCommand, DynamoDBDocumentClient, GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { randomUUID } from 'node:crypto';
+import fc from 'fast-check';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { HOSTILE_RUNS, hostileIdentifier } from '../fixtures/hostile.ts';
 import { DynamoDbConnector } from '#connectors/dynamodb/connector';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
@@ -118,6 +120,20 @@ describe.skipIf(unavailable)('Class: DynamoDbConnector (DynamoDB Local)', () => 
 
     expect(await remaining()).toEqual(before);
   });
+
+  it(`deletes nothing for ${String(HOSTILE_RUNS)} generated hostile identities (fast-check)`, async () => {
+    const connector = new DynamoDbConnector(doc, settings());
+    const before = await remaining();
+    const own = new Set(['u-ada', 'u-ada2', 'u-grace', 'ada@example.com', 'grace@example.com']);
+    await fc.assert(
+      fc.asyncProperty(hostileIdentifier, async (value) => {
+        fc.pre(!own.has(value));
+        expect(await connector.run({ requestId: 'r', action: 'delete', identities: [{ type: 'email', value }, { type: 'user_id', value }], keyedHash: (v: string) => v })).toEqual({ affected: 0 });
+      }),
+      { numRuns: HOSTILE_RUNS },
+    );
+    expect(await remaining()).toEqual(before);
+  }, 600_000);
 
   it('succeeds with a count of 0 when the items are already gone', async () => {
     const connector = new DynamoDbConnector(doc, settings());

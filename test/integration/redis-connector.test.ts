@@ -1,10 +1,12 @@
 import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { RedisConnector } from '#connectors/redis/connector';
 import { redisSettingsSchema } from '#connectors/redis/settings';
 import { ConnectorRetryableError } from '#core/errors';
 import type { Identity } from '#core/identity';
+import { HOSTILE_RUNS, hostileIdentifier } from '../fixtures/hostile.ts';
 
 /** Against the Redis server at LETHE_TEST_REDIS_URL; without one, skipped (outside CI only). */
 const url = process.env['LETHE_TEST_REDIS_URL'];
@@ -72,6 +74,22 @@ describe.skipIf(!url)('Class: RedisConnector (Redis server)', () => {
     expect(await connector().run(command([{ type: 'user_id', value: '*' }, { type: 'email', value: '*' }]))).toEqual({ affected: 3 });
     expect(await all()).toEqual(before.filter((k) => k !== 'cart:*:1' && k !== 'profile:*'));
   });
+
+  it(`deletes nothing for ${String(HOSTILE_RUNS)} generated hostile identities (fast-check)`, async () => {
+    const before = await all();
+    const fields = await redis.hgetall(`${p}users:by-email`);
+    // Literal names of keys and fields here: those a subject of that name rightly owns.
+    const own = new Set(['u1', 'u2', 'u1x', '*', 'ada@example.com', 'grace@example.com']);
+    await fc.assert(
+      fc.asyncProperty(hostileIdentifier, async (value) => {
+        fc.pre(!own.has(value) && !own.has(value.trim().toLowerCase()));
+        expect(await connector().run(command([{ type: 'user_id', value }, { type: 'email', value }]))).toEqual({ affected: 0 });
+      }),
+      { numRuns: HOSTILE_RUNS },
+    );
+    expect(await all()).toEqual(before);
+    expect(await redis.hgetall(`${p}users:by-email`)).toEqual(fields);
+  }, 600_000);
 
   it('fails retryably when Redis cannot be reached', async () => {
     const far = new Redis('redis://127.0.0.1:9', { maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });

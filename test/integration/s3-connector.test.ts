@@ -1,9 +1,11 @@
 import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { startFauxqs } from 'fauxqs';
+import fc from 'fast-check';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { S3Connector } from '#connectors/s3/connector';
 import { s3SettingsSchema } from '#connectors/s3/settings';
 import type { Identity } from '#core/identity';
+import { HOSTILE_RUNS, hostileIdentifier } from '../fixtures/hostile.ts';
 import { credentials } from '../fixtures/servers.ts';
 
 /** Unversioned buckets on fauxqs; versions, Object Lock and tags (which fauxqs lacks) are in test/unit/connectors/s3.test.ts. */
@@ -49,6 +51,20 @@ describe('Class: S3Connector (fauxqs)', () => {
     }
     expect(await keys()).toEqual(before.filter((k) => k !== 'uploads/*/d.txt'));
   });
+
+  it(`deletes nothing for ${String(HOSTILE_RUNS)} generated hostile identities (fast-check)`, async () => {
+    const before = await keys();
+    // Literal names of objects here (`*` names uploads/*/): those a subject of that name rightly owns.
+    const own = new Set(['u1', 'u2', 'u10', '*']);
+    await fc.assert(
+      fc.asyncProperty(hostileIdentifier, async (value) => {
+        fc.pre(!own.has(value));
+        expect(await connector().run(command([{ type: 'user_id', value }]))).toEqual({ affected: 0 });
+      }),
+      { numRuns: HOSTILE_RUNS },
+    );
+    expect(await keys()).toEqual(before);
+  }, 600_000);
 
   it('refuses a prefix that would let one identity match another’s', () => {
     expect(() => s3SettingsSchema.parse({ bucket: 'b-1', objects: [{ prefix: 'uploads/{user_id}' }] })).toThrow(/so that u1 does not also match u10/);

@@ -1,5 +1,6 @@
 import { PGlite } from '@electric-sql/pglite';
 import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { mysqlDatabase, pglite, postgres, type SqlDatabase } from '#connectors/sql/database';
 import { SqlConnector } from '#connectors/sql/connector';
@@ -7,6 +8,7 @@ import { sqlSettingsSchema } from '#connectors/sql/settings';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
 import type { Identity } from '#core/identity';
 import type { Restriction } from '#core/ports';
+import { HOSTILE_RUNS, hostileIdentifier } from '../fixtures/hostile.ts';
 
 /**
  * The SQL connector against real servers: PostgreSQL at LETHE_TEST_POSTGRES_URL (else embedded
@@ -165,6 +167,20 @@ describe.each(backends)('Class: SqlConnector ($name)', ({ skip, open, unreachabl
 
     expect([await count(t.users), await count(t.orders), await count(t.addresses)]).toEqual(before);
   });
+
+  it.skipIf(skip)(`deletes nothing for ${String(HOSTILE_RUNS)} generated hostile identifiers (fast-check): every canary row remains`, async () => {
+    const connector = new SqlConnector(db, settings());
+    const before = [await count(t.users), await count(t.orders), await count(t.addresses)];
+    const own = new Set(['ada@example.com', 'grace@example.com', 'u1', 'u2', ...HOSTILE.slice(0, 6).map((_, i) => `canary-${String(i)}`), ...HOSTILE.slice(0, 6).map((_, i) => `canary${String(i)}@example.com`)]);
+    await fc.assert(
+      fc.asyncProperty(hostileIdentifier, async (value) => {
+        fc.pre(!own.has(value.trim().toLowerCase()) && !own.has(value));
+        expect(await connector.run(command('delete', [{ type: 'email', value }, { type: 'user_id', value }]))).toEqual({ affected: 0 });
+      }),
+      { numRuns: HOSTILE_RUNS },
+    );
+    expect([await count(t.users), await count(t.orders), await count(t.addresses)]).toEqual(before);
+  }, 600_000);
 
   it.skipIf(skip)('rolls the whole system back on a failure, naming only the error code', async () => {
     const connector = new SqlConnector(db, settings({ usersMatchColumn: 'no_such_column' }));

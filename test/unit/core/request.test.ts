@@ -65,6 +65,11 @@ describe('Function: parseSubmission', () => {
     expect(error.message).toMatch(/type:/);
   });
 
+  it('refuses an identity holding a NUL character, which no store can hold', () => {
+    const error = captureValidation(() => parseSubmission({ ...valid, identities: [{ type: 'user_id', value: 'u1\u0000' }] }));
+    expect(error.issues).toEqual([{ path: 'identities.0.value', message: 'must not contain a NUL character' }]);
+  });
+
   it('wants source and sourceEventId together', () => {
     const error = captureValidation(() => parseSubmission({ ...valid, source: 'shop' }));
     expect(error.issues.map((i) => i.path)).toEqual(['sourceEventId']);
