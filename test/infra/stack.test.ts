@@ -354,6 +354,37 @@ describe('Stack: Lethe with a worker per connector kind', () => {
     many.resourceCountIs('AWS::Lambda::EventSourceMapping', 10);
   });
 
+  it('lets each worker consume only its own systems’ queues', () => {
+    const queues = Object.keys(many.findResources('AWS::SQS::Queue'));
+    const functions = Object.keys(many.findResources('AWS::Lambda::Function'));
+    const mappings = Object.values(many.findResources('AWS::Lambda::EventSourceMapping')) as { Properties: { EventSourceArn: { 'Fn::GetAtt': [string] }; FunctionName: { Ref: string } } }[];
+    for (const worker of functions.filter((id) => id.startsWith('RunConnector'))) {
+      const own = mappings.filter((m) => m.Properties.FunctionName.Ref === worker).map((m) => m.Properties.EventSourceArn['Fn::GetAtt'][0]);
+      expect(own.length).toBeGreaterThan(0);
+      const consumed = Object.entries(many.findResources('AWS::IAM::Policy'))
+        .filter(([id]) => id.startsWith(worker.replace(/[A-F0-9]{8}$/, '')))
+        .flatMap(([, p]) => (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties.PolicyDocument.Statement)
+        .filter((st) => actions(st).includes('sqs:ReceiveMessage'));
+      const reached = queues.filter((q) => JSON.stringify(consumed.map((st) => st.Resource)).includes(`"${q}"`));
+      expect(reached.sort()).toEqual(own.sort());
+    }
+  });
+
+  it('keeps every secret out of functions’ environments: secrets are named by ARN or parameter, never given', () => {
+    const functions = Object.entries(many.findResources('AWS::Lambda::Function')) as [string, { Properties: { Environment?: { Variables?: Record<string, unknown> } } }][];
+    const secretLike = /whsec_|sk_(live|test)_|-----BEGIN|AKIA[0-9A-Z]{16}|:\/\/[^/\s:@]+:[^/\s@]+@|"(password|token|apiKey|secret)":"[^"{]/i;
+    for (const [id, f] of functions) {
+      for (const [name, value] of Object.entries(f.Properties.Environment?.Variables ?? {})) {
+        const text = JSON.stringify(value);
+        expect(`${id}.${name}: ${secretLike.test(text) ? text.slice(0, 80) : 'clean'}`).toBe(`${id}.${name}: clean`);
+        // A variable named for a secret holds a reference to it.
+        expect(!/SECRET|TOKEN|PASSWORD/.test(name) || /Ref|Fn::|arn:|ssm/.test(text)).toBe(true);
+      }
+    }
+    // The data map names them by reference: the secrets themselves are in Secrets Manager and SSM.
+    expect(JSON.stringify(functions)).toContain('secretArn');
+  });
+
   it('runs the database workers, and only them, in the data map’s VPC', () => {
     const functions = many.findResources('AWS::Lambda::Function');
     const vpcOf = (prefix: string) =>
