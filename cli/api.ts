@@ -64,7 +64,8 @@ export class LetheApi {
 
   /** A call to the API, signed: `path` may hold a query string; `body` is sent as it is (JSON). */
   async fetch(path: string, init: { method?: string; body?: string } = {}): Promise<Response> {
-    const url = new URL(`${this.baseUrl}${path.startsWith('http') ? new URL(path).pathname + new URL(path).search : path}`);
+    const given = path.startsWith('http') ? new URL(path) : undefined;
+    const url = new URL(`${this.baseUrl}${given ? given.pathname + given.search : path}`);
     const method = init.method ?? 'GET';
     const body = init.body;
     const query: Record<string, string | string[]> = {};

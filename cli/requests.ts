@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { humanDuration } from '../core/duration.ts';
-import type { ReportedRequest, ReportedRequestDetail, Summary } from '../core/report.ts';
+import type { ListedRequest, RequestDetail, Summary } from '../core/report.ts';
 import { FINAL_REQUEST_STATUSES } from '../core/request.ts';
 import { ApiSetupError, LetheApi, type ApiAnswer, type LocalRole } from './api.ts';
 
@@ -72,8 +72,6 @@ const ROLE: Record<RequestCommand, LocalRole> = {
   retry: 'OperatorRole',
 };
 
-type Listed = ReportedRequest;
-type RequestStatus = ReportedRequestDetail;
 
 
 /** A failure the command reports and exits on. */
@@ -206,7 +204,7 @@ const RUN: Record<RequestCommand, (api: LetheApi, values: Values, positionals: s
   },
 
   async status(api, values, positionals) {
-    const r = expect2xx(await api.get(`/v1/requests/${oneId('status', positionals)}`)) as unknown as RequestStatus;
+    const r = expect2xx(await api.get(`/v1/requests/${oneId('status', positionals)}`)) as unknown as RequestDetail;
     print(values, r, () => {
       console.log(`${r.requestId}  ${r.type} under ${r.regulation}: ${r.status}${r.completedAt ? ` at ${r.completedAt}` : ''}`);
       console.log(`  received ${r.receivedAt}, due ${r.dueAt}${r.overdue ? '  OVERDUE' : ''}`);
@@ -223,7 +221,7 @@ const RUN: Record<RequestCommand, (api: LetheApi, values: Values, positionals: s
     const query = new URLSearchParams();
     for (const name of ['status', 'type', 'regulation', 'since', 'until', 'limit'] as const) if (values[name] !== undefined) query.set(name, values[name]);
     if (values.overdue || values['on-time']) query.set('overdue', String(values.overdue));
-    const requests: Listed[] = [];
+    const requests: ListedRequest[] = [];
     for (let cursor: string | undefined, first = true; first || (values.all && cursor); first = false) {
       if (cursor) query.set('cursor', cursor);
       const answer = await api.get('/v1/requests', query);
@@ -231,7 +229,7 @@ const RUN: Record<RequestCommand, (api: LetheApi, values: Values, positionals: s
         const issues = answer.json<{ issues?: { path: string; message: string }[] }>().issues ?? [];
         throw new Exit(2, issues.map((i) => `--${i.path} ${i.message}`).join('; '));
       }
-      const page = expect2xx(answer) as { requests: Listed[]; cursor?: string };
+      const page = expect2xx(answer) as { requests: ListedRequest[]; cursor?: string };
       requests.push(...page.requests);
       cursor = page.cursor;
       if (!values.all && cursor && !values.json) console.error('(more: --all follows every page)');
@@ -253,7 +251,7 @@ const RUN: Record<RequestCommand, (api: LetheApi, values: Values, positionals: s
     let drawn = 0;
     let last = '';
     for (;;) {
-      const r = expect2xx(await api.get(`/v1/requests/${id}`)) as unknown as RequestStatus;
+      const r = expect2xx(await api.get(`/v1/requests/${id}`)) as unknown as RequestDetail;
       const final = FINAL_REQUEST_STATUSES.includes(r.status);
       if (values.json) {
         if (final) console.log(JSON.stringify(r, null, 2));
@@ -304,7 +302,7 @@ const RUN: Record<RequestCommand, (api: LetheApi, values: Values, positionals: s
   async lookup(api, values, positionals) {
     if (positionals.length > 0) throw usage('lookup');
     const body = values.stdin ? readStdinJson() : { identities: identitiesOf(values, 'lookup') };
-    const { requests } = expect2xx(await api.post('/v1/subjects:lookup', body)) as { requests: Listed[] };
+    const { requests } = expect2xx(await api.post('/v1/subjects:lookup', body)) as { requests: ListedRequest[] };
     print(values, requests, () => {
       for (const r of requests) console.log(`${r.requestId}  ${r.type.padEnd(9)} ${r.regulation.padEnd(5)} ${r.status.padEnd(16)} received ${r.receivedAt.slice(0, 16)}${r.overdue ? '  OVERDUE' : ''}`);
       console.log(plural(requests.length, 'request'));
@@ -346,7 +344,7 @@ const MARK: Record<string, string> = { pending: '·', dispatched: '·', running:
 const DONE = ['succeeded', 'failed', 'cancelled'];
 
 /** The progress display: a bar of finished tasks, then one line per system. */
-function progress(r: RequestStatus): string[] {
+function progress(r: RequestDetail): string[] {
   const done = r.systems.filter((s) => DONE.includes(s.status)).length;
   const total = Math.max(1, r.systems.length);
   const width = 30;
@@ -358,10 +356,10 @@ function progress(r: RequestStatus): string[] {
   ];
 }
 
-const snapshot = (r: RequestStatus) => JSON.stringify([r.status, r.systems.map((s) => [s.system, s.action, s.status])]);
+const snapshot = (r: RequestDetail) => JSON.stringify([r.status, r.systems.map((s) => [s.system, s.action, s.status])]);
 
 /** Lines for what changed since the last snapshot (all of it the first time). */
-function changes(r: RequestStatus, last: string): string[] {
+function changes(r: RequestDetail, last: string): string[] {
   if (snapshot(r) === last) return [];
   const before: [string, [string, string, string][]] = last ? (JSON.parse(last) as [string, [string, string, string][]]) : ['', []];
   const lines: string[] = [];

@@ -1,17 +1,12 @@
-import { REGULATIONS, REQUEST_STATUSES, REQUEST_TYPES, type Regulation, type RequestStatus, type RequestType } from './request.ts';
+import { REGULATIONS, REQUEST_STATUSES, REQUEST_TYPES, type Regulation, type RequestRecord, type RequestStatus, type RequestType } from './request.ts';
 
-/** A request as reports see it: what the list indexes project. */
-export interface ReportedRequest {
-  readonly requestId: string;
-  readonly type: RequestType;
-  readonly regulation: Regulation;
-  readonly status: RequestStatus;
-  readonly receivedAt: string;
-  readonly dueAt: string;
-  readonly completedAt: string | null;
+/** A request as the API lists and reports it: what the list indexes project, and whether it is overdue. */
+export type ListedRequest = Pick<RequestRecord, 'requestId' | 'type' | 'regulation' | 'status' | 'receivedAt' | 'dueAt'> & {
   readonly overdue: boolean;
-  readonly extendedAt?: string | undefined;
-}
+  readonly completedAt: string | null;
+  readonly acknowledgeBy?: string;
+  readonly extendedAt?: string;
+};
 
 /** A system's task as `GET /v1/requests/{id}` reports it. */
 export interface ReportedTask {
@@ -25,7 +20,7 @@ export interface ReportedTask {
 }
 
 /** One request as `GET /v1/requests/{id}` reports it. */
-export type ReportedRequestDetail = ReportedRequest & { readonly systems: readonly ReportedTask[] };
+export type RequestDetail = ListedRequest & { readonly systems: readonly ReportedTask[] };
 
 
 export interface Summary {
@@ -47,7 +42,7 @@ export interface Summary {
 }
 
 const zeros = <K extends string>(keys: readonly K[]) => Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
-const secondsToFinish = (r: ReportedRequest) => (Date.parse(r.completedAt!) - Date.parse(r.receivedAt)) / 1000;
+const secondsToFinish = (r: ListedRequest) => (Date.parse(r.completedAt!) - Date.parse(r.receivedAt)) / 1000;
 const round1 = (n: number | null) => (n === null ? null : Math.round(n * 10) / 10);
 
 /** The nearest-rank percentile (`p` in 0..100) of numbers sorted ascending; null for none. */
@@ -57,7 +52,7 @@ export function percentile(sorted: readonly number[], p: number): number | null 
 }
 
 /** The summary of the requests received in a period. */
-export function summarize(requests: readonly ReportedRequest[], since: string, until: string): Summary {
+export function summarize(requests: readonly ListedRequest[], since: string, until: string): Summary {
   const byStatus = zeros(REQUEST_STATUSES);
   const byRegulation = zeros(REGULATIONS);
   const byType = zeros(REQUEST_TYPES);
@@ -72,12 +67,14 @@ export function summarize(requests: readonly ReportedRequest[], since: string, u
     byType[r.type] += 1;
     if (r.overdue) overdue += 1;
     if (r.extendedAt) extended += 1;
-    const day = days.get(r.receivedAt.slice(0, 10)) ?? { received: 0, seconds: [] };
+    const date = r.receivedAt.slice(0, 10);
+    const day = days.get(date) ?? { received: 0, seconds: [] };
     day.received += 1;
-    days.set(r.receivedAt.slice(0, 10), day);
+    days.set(date, day);
     if (r.completedAt && r.status !== 'cancelled') {
-      seconds.push(secondsToFinish(r));
-      day.seconds.push(secondsToFinish(r));
+      const took = secondsToFinish(r);
+      seconds.push(took);
+      day.seconds.push(took);
       if (r.completedAt > r.dueAt) finishedLate += 1;
     }
   }
@@ -103,7 +100,7 @@ export function summarize(requests: readonly ReportedRequest[], since: string, u
 export const EXPORT_COLUMNS = ['requestId', 'type', 'regulation', 'status', 'receivedAt', 'dueAt', 'extendedAt', 'completedAt', 'overdue'] as const;
 
 /** An export as CSV (RFC 4180: CRLF line ends, fields quoted where they need it). */
-export function toCsv(requests: readonly ReportedRequest[]): string {
+export function toCsv(requests: readonly ListedRequest[]): string {
   const field = (v: string | boolean | null | undefined) => {
     const text = v === null || v === undefined ? '' : String(v);
     return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;

@@ -10,12 +10,11 @@
  */
 import { AwsClient } from 'aws4fetch';
 import { humanDuration } from '../core/duration.ts';
-import type { ReportedRequest, ReportedRequestDetail, Summary } from '../core/report.ts';
+import type { ListedRequest, RequestDetail, Summary } from '../core/report.ts';
 import { BarController, BarElement, CategoryScale, Chart, Filler, LinearScale, LineController, LineElement, PointElement, Tooltip } from 'chart.js';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, LineController, LineElement, PointElement, Filler, Tooltip);
 
-type Listed = ReportedRequest;
 
 /** Final statuses (core/request.ts holds them, with what a browser cannot load: the types only come from core). */
 const FINAL = ['completed', 'partially_failed', 'failed', 'cancelled'];
@@ -24,7 +23,7 @@ const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>
 
 let chosen: string | undefined;
 let cursor: string | undefined;
-let listed: Listed[] = [];
+let listed: ListedRequest[] = [];
 const charts: { volume?: Chart; completion?: Chart } = {};
 
 const SESSION = 'lethe-session';
@@ -78,7 +77,7 @@ const esc = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${String(c.char
 const when = (iso: string) => iso.slice(0, 16).replace('T', ' ');
 
 /** "in 29 d 4 h", "3 h overdue", or for a final request when it finished. */
-function countdown(r: Listed, now: number): string {
+function countdown(r: ListedRequest, now: number): string {
   if (FINAL.includes(r.status)) return r.completedAt ? `done ${when(r.completedAt)}` : 'done';
   const ms = Date.parse(r.dueAt) - now;
   const abs = Math.abs(ms);
@@ -144,7 +143,7 @@ function filterQuery(): URLSearchParams {
 async function loadList(append = false): Promise<void> {
   const query = filterQuery();
   if (append && cursor) query.set('cursor', cursor);
-  const page = await api<{ requests: Listed[]; cursor?: string }>(`/v1/requests?${query.toString()}`);
+  const page = await api<{ requests: ListedRequest[]; cursor?: string }>(`/v1/requests?${query.toString()}`);
   listed = append ? [...listed, ...page.requests] : page.requests;
   cursor = page.cursor;
   $('#more').hidden = !cursor;
@@ -167,7 +166,7 @@ function renderRows(): void {
 
 async function loadDetail(): Promise<void> {
   if (!chosen) return;
-  const r = await api<ReportedRequestDetail>(`/v1/requests/${chosen}`);
+  const r = await api<RequestDetail>(`/v1/requests/${chosen}`);
   const start = Date.parse(r.receivedAt);
   const end = Math.max(Date.now(), ...r.systems.map((s) => Date.parse(s.updatedAt)), r.completedAt ? Date.parse(r.completedAt) : 0);
   const span = Math.max(1, end - start);

@@ -1,21 +1,20 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { join } from 'node:path';
-import { build } from 'esbuild';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { LetheApi } from '../cli/api.ts';
 import { DASHBOARD_FILES, DASHBOARD_HEADERS } from '#functions/serve-dashboard/handler';
-import { PROJECT_ROOT } from '#infra/constructs/secure-function';
 
-const DIR = join(PROJECT_ROOT, 'dashboard');
+const DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'dashboard');
 const PREFIX = '/dashboard/';
 /** Reading is all the dashboard does: these API paths, GET only. */
 const READABLE = /^\/v1\/(requests(\/[^/]+(\/receipt)?)?|reports\/summary|receipts\/public-key)$/;
 
 let bundle: Promise<string> | undefined;
 
-/** The dashboard's script, bundled with Chart.js once per process. */
+/** The dashboard's script, bundled with Chart.js once per process (esbuild loaded then, not by every `lethe` command). */
 function script(): Promise<string> {
-  bundle ??= build({ entryPoints: [join(DIR, 'app.ts')], bundle: true, write: false, format: 'esm', platform: 'browser', target: 'es2022', minify: true, logLevel: 'silent' }).then(
+  bundle ??= import('esbuild').then(({ build }) => build({ entryPoints: [join(DIR, 'app.ts')], bundle: true, write: false, format: 'esm', platform: 'browser', target: 'es2022', minify: true, logLevel: 'silent' })).then(
     (out) => out.outputFiles[0]!.text,
   );
   return bundle;

@@ -88,12 +88,11 @@ async function cancel(request: RequestRecord, reason: string, actor: string, at:
   const shredAt = new Date(at.getTime() + shredAfterSeconds * 1000).toISOString();
   // The request first (a Plan still to come finds it final), then its tasks not yet started (a
   // worker finds them final); a task already running finishes, and its status says so.
-  try {
-    if (!(await store.transition(requestId, 'cancelled', { completedAt: now, shred: SHRED_DUE, shredAt, cancelReason: reason }))) throw new InvalidTransitionError('cancelled already');
-  } catch (error) {
-    if (!(error instanceof InvalidTransitionError)) throw error;
-    throw new ConflictError(`request ${requestId} changed meanwhile (final now): read it again`, { cause: error });
-  }
+  const moved = await store.transition(requestId, 'cancelled', { completedAt: now, shred: SHRED_DUE, shredAt, cancelReason: reason }).catch((error: unknown) => {
+    if (error instanceof InvalidTransitionError) return false;
+    throw error;
+  });
+  if (!moved) throw new ConflictError(`request ${requestId} changed meanwhile (final now): read it again`);
   await audit.append(requestId, { eventId: 'request.cancelled', event: 'request.cancelled', at: now, actor, status: 'cancelled' });
   const cancelled: { system: string; action: string }[] = [];
   const done: { system: string; action: string }[] = [];

@@ -2,6 +2,7 @@ import { BatchGetCommand, type BatchGetCommandOutput, DeleteCommand, GetCommand,
 import { describeAwsError, isRetryableAwsError } from '#connectors/aws-errors';
 import type { PseudonymousIdentity } from '#core/identity';
 import { isOverdue, type ReminderKind } from '#core/deadlines';
+import type { ListedRequest } from '#core/report';
 import { InvalidTransitionError, NotFoundError, PermanentError, RetryableError, ValidationError } from '#core/errors';
 import {
   BY_MONTH_INDEX,
@@ -903,13 +904,6 @@ export interface ListQuery {
   readonly limit: number;
   readonly cursor?: string | undefined;
 }
-
-export type ListedRequest = Pick<RequestRecord, 'requestId' | 'type' | 'regulation' | 'status' | 'receivedAt' | 'dueAt'> & {
-  readonly overdue: boolean;
-  readonly completedAt: string | null;
-  readonly acknowledgeBy?: string;
-  readonly extendedAt?: string;
-};
 
 const OPEN = 'OPEN';
 const monthOf = (iso: string) => `REQ#${iso.slice(0, 7)}`;

@@ -41,7 +41,7 @@ export const handler = middy<unknown, { requestId: string; stages: { tasks: Plan
     }
     const given = [...new Set(request.pseudonyms.map((p) => p.type))];
     // A retried request runs again only what did not succeed: the tasks an operator reopened.
-    const done = new Set((await store.tasks(requestId)).filter((t) => isFinalTaskStatus(t.status)).map((t) => `${t.system}#${t.action}`));
+    const done = new Set(request.round ? (await store.tasks(requestId)).filter((t) => isFinalTaskStatus(t.status)).map((t) => `${t.system}#${t.action}`) : []);
     const planned = planStages(request.type, dataMap, given);
     const stages = planned.map((stage) => ({
       tasks: (stage.kind === 'resolve'

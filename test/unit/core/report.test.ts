@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { humanDuration } from '#core/duration';
-import { percentile, summarize, toCsv, type ReportedRequest } from '#core/report';
+import { percentile, summarize, toCsv, type ListedRequest } from '#core/report';
 
 const at = (day: number, hour = 0) => new Date(Date.UTC(2026, 10, day, hour)).toISOString();
-const request = (id: number, fields: Partial<ReportedRequest>): ReportedRequest => ({
+const request = (id: number, fields: Partial<ListedRequest>): ListedRequest => ({
   requestId: `00000000-0000-4000-8000-${String(id).padStart(12, '0')}`,
   type: 'erasure',
   regulation: 'gdpr',
