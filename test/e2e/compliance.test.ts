@@ -184,7 +184,10 @@ describe.skipIf(unavailable)('Compliance: roles, the lethe CLI, retries and the 
       expect(rows).toBe(listed.length);
       // At a glance: how many, and what failed (the retried request counts as completed now).
       expect(await page.locator('[data-card="received"] b').textContent()).toBe(String(listed.length));
-      expect(await page.locator('.card.alert[data-card="failed or partly"] b').textContent()).toBe('1');
+      // As many as the API lists failed: at least the one left so (under load another may have failed too).
+      const failedCount = listed.filter((r) => r.status === 'failed' || r.status === 'partially_failed').length;
+      expect(failedCount).toBeGreaterThanOrEqual(1);
+      expect(await page.locator('.card.alert[data-card="failed or partly"] b').textContent()).toBe(String(failedCount));
       expect(await page.locator(`#rows tr.failed[data-id="${failed}"]`).count()).toBe(1);
       expect(await page.locator('[data-card="median to complete"] b').textContent()).toMatch(/^[\d.]+ (s|min)$/);
       expect(await page.locator('#rows').textContent()).toMatch(/done \d{4}-\d\d-\d\d/);
