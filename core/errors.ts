@@ -81,6 +81,9 @@ export class ConnectorThrottledError extends ConnectorRetryableError {
   }
 }
 
+/** Another attempt at the same task holds it (a duplicate delivery): this one comes back when its lease ends. */
+export class TaskBusyError extends RetryableError {}
+
 /** A connector's target refused in a way that will not pass (not authorized, missing table, 4xx). */
 export class ConnectorPermanentError extends PermanentError {}
 

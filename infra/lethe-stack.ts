@@ -143,7 +143,7 @@ export class LetheStack extends Stack {
     ack(
       this,
       `AwsSolutions-IAM5[Resource::${arnRef(audit.bucket)}/audit/*]`,
-      'Write-only (s3:PutObject) access to the audit prefix; object keys are per request and not known in advance.',
+      'Write-only (s3:PutObject) access to the audit prefix (the sequencer may also read it, to write a record whose writer died); object keys are per request and not known in advance.',
     );
     ack(
       this,
@@ -329,6 +329,13 @@ export class LetheStack extends Stack {
     });
     table.grantReadWriteData(sequencer);
     sequencer.addToRolePolicy(new PolicyStatement({ actions: ['s3:PutObject'], resources: [audit.bucket.arnForObjects('log/*')] }));
+    // Before it logs a record, the sequencer makes sure the bucket holds it (its writer may have died
+    // between staging and writing it): it reads whether it is there (a missing key answers 404 only
+    // with s3:ListBucket) and writes it from the staged copy if not.
+    sequencer.addToRolePolicy(new PolicyStatement({ actions: ['s3:GetObject', 's3:PutObject'], resources: [audit.bucket.arnForObjects('audit/*')] }));
+    sequencer.addToRolePolicy(
+      new PolicyStatement({ actions: ['s3:ListBucket'], resources: [audit.bucket.bucketArn], conditions: { StringLike: { 's3:prefix': ['audit/*'] } } }),
+    );
     receiptKey.grant(sequencer, 'kms:Sign');
     new Rule(this, 'SequenceAuditSchedule', {
       description: 'Lethe: sequence the audit log',

@@ -238,15 +238,22 @@ export class LocalStepFunctions {
     return overrides;
   }
 
+  /** Send as the service integration does; its errors are named as Step Functions names them. */
   async #send(input: Json): Promise<string> {
     const { QueueUrl, MessageBody } = input as { QueueUrl: string; MessageBody: Json };
-    const out = await this.#sqs.send(
-      new SendMessageCommand({
-        QueueUrl,
-        MessageBody: typeof MessageBody === 'string' ? MessageBody : JSON.stringify(MessageBody),
-      }),
-    );
-    return out.MessageId ?? '';
+    try {
+      const out = await this.#sqs.send(
+        new SendMessageCommand({
+          QueueUrl,
+          MessageBody: typeof MessageBody === 'string' ? MessageBody : JSON.stringify(MessageBody),
+        }),
+      );
+      return out.MessageId ?? '';
+    } catch (error) {
+      const e = error as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+      // The service answered (SQS.AmazonSQSException) or could not be reached (SQS.SdkClientException).
+      throw new TaskError(e.$metadata?.httpStatusCode ? 'SQS.AmazonSQSException' : 'SQS.SdkClientException', `${e.name ?? 'Error'}: ${e.message ?? ''}`);
+    }
   }
 
   async #sendAndWait(state: State, input: Json): Promise<Json> {
@@ -258,17 +265,17 @@ export class LocalStepFunctions {
     const timeoutSeconds = t.timeoutSeconds ?? (state['TimeoutSeconds'] as number | undefined) ?? 99_999_999;
     const result = new Promise<Json>((resolve, reject) => {
       let heartbeatTimer: NodeJS.Timeout | undefined;
-      const fail = (cause: string) => {
+      const fail = (name: string, cause: string) => {
         this.#waiters.delete(token);
         clearTimeout(heartbeatTimer);
         clearTimeout(timeoutTimer);
-        reject(new TaskError('States.Timeout', cause));
+        reject(new TaskError(name, cause));
       };
       const beat = () => {
         clearTimeout(heartbeatTimer);
-        if (heartbeatSeconds) heartbeatTimer = setTimeout(() => fail('no heartbeat in time'), heartbeatSeconds * 1000);
+        if (heartbeatSeconds) heartbeatTimer = setTimeout(() => fail('States.HeartbeatTimeout', 'no heartbeat in time'), heartbeatSeconds * 1000);
       };
-      const timeoutTimer = timeoutSeconds * 1000 <= MAX_TIMER_MS ? setTimeout(() => fail('the task timed out'), timeoutSeconds * 1000) : undefined;
+      const timeoutTimer = timeoutSeconds * 1000 <= MAX_TIMER_MS ? setTimeout(() => fail('States.Timeout', 'the task timed out'), timeoutSeconds * 1000) : undefined;
       const settle = () => {
         clearTimeout(heartbeatTimer);
         clearTimeout(timeoutTimer);

@@ -477,6 +477,74 @@ export class RequestStore {
     }
   }
 
+  /**
+   * Claim a task for one attempt: move it to `running` under a lease held by `owner` for
+   * `leaseSeconds`, from `pending` or `dispatched`, or from `running` when the lease of an attempt
+   * that died has run out. Another live attempt (a duplicate delivery) holds it: `busy`, with when
+   * its lease ends. Anything else: the task as it stands (final, or waiting on a vendor).
+   */
+  async claimTask(
+    requestId: string,
+    system: string,
+    action: TaskKind,
+    owner: string,
+    leaseSeconds: number,
+  ): Promise<{ claimed: true; first: boolean } | { claimed: false; busyUntil?: string; task?: TaskRecord }> {
+    const now = new Date();
+    try {
+      const out = await dynamo.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: taskKey(requestId, system, action),
+          UpdateExpression: 'SET #status = :running, updatedAt = :now, leaseOwner = :owner, leaseUntil = :until, attempts = if_not_exists(attempts, :zero) + :one',
+          ConditionExpression: 'attribute_exists(pk) AND (#status IN (:pending, :dispatched) OR (#status = :running AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)))',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: {
+            ':running': 'running',
+            ':pending': 'pending',
+            ':dispatched': 'dispatched',
+            ':now': now.toISOString(),
+            ':owner': owner,
+            ':until': new Date(now.getTime() + leaseSeconds * 1000).toISOString(),
+            ':zero': 0,
+            ':one': 1,
+          },
+          ReturnValues: 'UPDATED_OLD',
+        }),
+      );
+      return { claimed: true, first: out.Attributes?.['status'] !== 'running' };
+    } catch (error) {
+      if (!isConditionFailure(error)) throw wrap(`claim task ${system}/${action}`, error);
+      const item = await this.#getItem(taskKey(requestId, system, action), 'read task');
+      if (!item) throw new NotFoundError(`task ${system}/${action} does not exist`, { cause: error });
+      if (item['status'] === 'running') return { claimed: false, busyUntil: item['leaseUntil'] as string };
+      return { claimed: false, task: stripKeys<TaskRecord>(item) };
+    }
+  }
+
+  /**
+   * Extend (a live attempt's heartbeat) or end (`seconds` 0: it failed and will be retried) the
+   * lease `owner` holds on a running task. False when it no longer holds one.
+   */
+  async renewLease(task: Pick<TaskRecord, 'requestId' | 'system' | 'action'>, owner: string, seconds: number): Promise<boolean> {
+    try {
+      await dynamo.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: taskKey(task.requestId, task.system, task.action),
+          UpdateExpression: 'SET leaseUntil = :until',
+          ConditionExpression: '#status = :running AND leaseOwner = :owner',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: { ':until': new Date(Date.now() + seconds * 1000).toISOString(), ':running': 'running', ':owner': owner },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw wrap('renew a task lease', error);
+    }
+  }
+
   /** When a waiting task is next polled or kept alive; only while it still waits. */
   async scheduleWaiting(
     task: Pick<TaskRecord, 'requestId' | 'system' | 'action'>,
@@ -887,7 +955,7 @@ function wrap(what: string, error: unknown): RetryableError | PermanentError {
 }
 
 function stripKeys<T>(item: Record<string, unknown>): T {
-  const { pk: _pk, sk: _sk, auditSeq: _s, auditHead: _h, auditHeadEvent: _e, waiting: _w, nextCheckAt: _c, shred: _d, shredAt: _a, month: _m, open: _o, ...rest } = item;
+  const { pk: _pk, sk: _sk, auditSeq: _s, auditHead: _h, auditHeadEvent: _e, waiting: _w, nextCheckAt: _c, shred: _d, shredAt: _a, month: _m, open: _o, leaseOwner: _lo, leaseUntil: _lu, ...rest } = item;
   return rest as T;
 }
 

@@ -1,4 +1,4 @@
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { BatchGetCommand, BatchWriteCommand, type BatchGetCommandOutput, GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,6 +8,7 @@ import {
   bytesOf,
   hexOf,
   leafBatchKey,
+  recordKey,
   LOG_FORMAT_VERSION,
   recordLeafHash,
   treeHeadKey,
@@ -106,6 +107,7 @@ export class TransparencyLog {
       while (Date.now() < until) {
         const waiting = await this.#waiting(500);
         if (waiting.length === 0) break;
+        await this.#ensureInBucket(waiting);
         let committed = 0;
         for (let i = 0; i < waiting.length; i += PER_TRANSACTION) {
           const next = await this.#commit(owner, tree, waiting.slice(i, i + PER_TRANSACTION));
@@ -296,6 +298,29 @@ export class TransparencyLog {
     } catch (error) {
       throw new RetryableError(isConditionFailure(error) ? 'audit log: the lease was lost' : 'audit log: update the head', { cause: error });
     }
+  }
+
+  /**
+   * A leaf must name a record the bucket holds. Its writer stages it, then writes it to the bucket;
+   * should it die in between (or the bucket not answer), and nothing append that event again, the
+   * sequencer writes it from the staged copy before logging it.
+   */
+  async #ensureInBucket(staged: readonly Staged[]): Promise<void> {
+    let next = 0;
+    const work = async () => {
+      while (next < staged.length) {
+        const { record } = staged[next++]!;
+        const key = recordKey(record.requestId, record.seq);
+        try {
+          await s3.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }));
+          continue;
+        } catch (error) {
+          if ((error as { name?: string }).name !== 'NotFound') throw new RetryableError(`audit bucket: ${(error as { name?: string }).name ?? 'Error'}`, { cause: error });
+        }
+        await this.#put(key, record);
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, work));
   }
 
   async #put(key: string, body: unknown): Promise<void> {

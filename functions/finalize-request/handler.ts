@@ -17,6 +17,12 @@ const taskResult = z.object({
 /** Results per stage, each a list of results per task. */
 const inputSchema = z.object({ requestId: z.uuid(), results: z.array(z.array(taskResult)) });
 
+/** What the saga's own errors mean, for the task's record. */
+const CAUSES: Record<string, string> = {
+  'States.Timeout': 'the connector did not answer in time',
+  'States.HeartbeatTimeout': 'the worker stopped answering (no heartbeat), also when the task was sent again',
+};
+
 /**
  * Last state of the saga: tasks the workers never closed (a heartbeat or timeout the saga caught)
  * fail with the saga's error name, and the request takes its outcome.
@@ -33,7 +39,7 @@ export const handler = middy<unknown, { requestId: string; status: RequestStatus
         const errorName = error?.Error ?? 'TaskNotCompleted';
         return {
           errorName,
-          errorMessage: errorName === 'States.Timeout' ? 'the connector did not answer in time' : 'the task did not complete',
+          errorMessage: CAUSES[errorName] ?? 'the task did not complete',
         };
       },
     });

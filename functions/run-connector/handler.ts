@@ -10,7 +10,7 @@ import { connectorFor } from '#connectors/index';
 import { CONNECTOR_KINDS } from '#connectors/kinds';
 import type { SystemConfig } from '#core/config';
 import { open, openIdentities, seal, sealIdentities } from '#core/envelope';
-import { ConnectorPermanentError, IdentitiesUnresolvedError, ConnectorRetryableError, isRetryable, LetheError, PermanentError, RetryableError, retryDelaySeconds } from '#core/errors';
+import { ConnectorPermanentError, IdentitiesUnresolvedError, ConnectorRetryableError, TaskBusyError, isRetryable, LetheError, PermanentError, RetryableError, retryDelaySeconds } from '#core/errors';
 import { isBatchConnector, mergeRestrictions, type Connector, type ConnectorCommand, type JobState, type PendingJob, type Restriction } from '#core/ports';
 import type { Identity } from '#core/identity';
 import { inRound, isFinalRequestStatus, isFinalTaskStatus, TASK_KINDS, type Action, type RequestRecord, type TaskRecord } from '#core/request';
@@ -84,10 +84,22 @@ async function runTask(record: SQSRecord): Promise<void> {
     }
   }
 
-  if (await store.transitionTask(requestId, systemName, action, 'running')) {
-    await audit.append(requestId, taskEvent('task.running', message, { status: 'running' }));
+  // One attempt at a time: a duplicate delivery finds the task held and comes back when the lease ends.
+  const owner = randomUUID();
+  const claim = await store.claimTask(requestId, systemName, action, owner, system.heartbeatSeconds);
+  if (!claim.claimed) {
+    if (claim.task && isFinalTaskStatus(claim.task.status)) return report(message, claim.task);
+    if (!claim.busyUntil) return; // waiting on a vendor: the poller follows it
+    // Back within half a heartbeat, this message's token kept alive meanwhile: when the holder is an
+    // attempt that died, and this is the saga sending the task again, it takes over once the lease ends.
+    const delay = Math.min(Math.max(1, Math.floor(system.heartbeatSeconds / 2)), Math.max(1, Math.ceil((Date.parse(claim.busyUntil) - Date.now()) / 1000)));
+    logger.info('task held by another attempt', { requestId, system: systemName, action, delay });
+    await beat(message);
+    await retryAfter(record, delay);
+    throw new TaskBusyError(`${systemName}/${action}: another attempt holds the task for ${String(delay)} s`);
   }
-  const heartbeat = setInterval(() => void beat(message), Math.max(5, system.heartbeatSeconds / 3) * 1000);
+  if (claim.first) await audit.append(requestId, taskEvent('task.running', message, { status: 'running' }));
+  const heartbeat = setInterval(() => void keepAlive(message, owner, system), Math.max(5, system.heartbeatSeconds / 3) * 1000);
   try {
     const { request, dataKey, identities } = await subjectOf(requestId);
     const connector = await connectorFor(system, connectorClients);
@@ -141,6 +153,7 @@ async function runTask(record: SQSRecord): Promise<void> {
       // Keep the saga's heartbeat alive and bring the message back after a short backoff,
       // instead of the queue's full visibility timeout.
       await beat(message);
+      await store.renewLease(message, owner, 0).catch(() => false); // the retry may claim it at once
       await retryAfter(record, delay);
       throw error;
     }
@@ -435,6 +448,16 @@ async function beat({ requestId, system, taskToken }: TaskMessage): Promise<void
     await sfn.send(new SendTaskHeartbeatCommand({ taskToken }));
   } catch (error) {
     logger.warn('heartbeat failed', { requestId, system, ...errorFields(error) });
+  }
+}
+
+/** While an attempt works: the saga's heartbeat, and the attempt's lease on the task. */
+async function keepAlive(message: TaskMessage, owner: string, system: SystemConfig): Promise<void> {
+  await beat(message);
+  try {
+    await store.renewLease(message, owner, system.heartbeatSeconds);
+  } catch (error) {
+    logger.warn('lease renewal failed', { requestId: message.requestId, system: message.system, ...errorFields(error) });
   }
 }
 

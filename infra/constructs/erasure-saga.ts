@@ -78,6 +78,10 @@ export class ErasureSaga extends Construct {
       parameters: { 'system.$': '$.system', 'action.$': '$.action', 'error.$': '$.error' },
     });
     dispatch.addRetry({ errors: ['SQS.SdkClientException', 'SQS.AmazonSQSException'], maxAttempts: 3 });
+    // A missed heartbeat means the attempt's worker died (crashed, killed, timed out): send the task
+    // again, under a new token. The dead attempt's lease on the task has run out by then, so the new
+    // message claims it; should the old message come back too, it finds the task held or final.
+    dispatch.addRetry({ errors: ['States.HeartbeatTimeout'], interval: Duration.seconds(1), maxAttempts: 2 });
     dispatch.addCatch(taskFailed, { errors: ['States.ALL'], resultPath: '$.error' });
 
     // Stages run one after another; the tasks of a stage run together.

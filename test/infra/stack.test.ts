@@ -57,12 +57,15 @@ describe('Stack: Lethe', () => {
     }
   });
 
-  it('lets workers only put audit objects, never delete them or touch retention', () => {
-    const s3Actions = Object.values(template.findResources('AWS::IAM::Policy'))
-      .flatMap((p) => (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties.PolicyDocument.Statement)
-      .flatMap(actions)
-      .filter((a) => a.startsWith('s3:'));
-    expect(new Set(s3Actions)).toEqual(new Set(['s3:PutObject']));
+  it('lets workers only put audit objects, never delete them or touch retention; only the sequencer reads them', () => {
+    const policies = Object.entries(template.findResources('AWS::IAM::Policy')).map(([id, p]) => ({
+      fn: id.replace(/ServiceRoleDefaultPolicy.*/, ''),
+      statements: (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties.PolicyDocument.Statement,
+    }));
+    const s3Actions = policies.flatMap((p) => p.statements.flatMap(actions)).filter((a) => a.startsWith('s3:'));
+    expect(new Set(s3Actions)).toEqual(new Set(['s3:PutObject', 's3:GetObject', 's3:ListBucket']));
+    const readers = policies.filter((p) => p.statements.some((st) => actions(st).some((a) => a === 's3:GetObject' || a === 's3:ListBucket'))).map((p) => p.fn);
+    expect(readers).toEqual(['SequenceAudit']);
   });
 
   it('sequences the audit log every minute, from a sparse index, and lets only the sequencer write the log', () => {
@@ -76,6 +79,10 @@ describe('Stack: Lethe', () => {
       .filter(([, p]) => JSON.stringify(p).includes('/log/*'))
       .map(([id]) => id.replace(/ServiceRoleDefaultPolicy.*/, ''));
     expect(logWriters).toEqual(['SequenceAudit']);
+    // It may list the audit records' prefix only (to see a missing record as missing).
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: 's3:ListBucket', Condition: { StringLike: { 's3:prefix': ['audit/*'] } } })]) },
+    });
   });
 
   it('gives people two roles (compliance may only read and look up; operators may also act on a request; neither may submit) and product backends a third that may only submit', () => {
@@ -194,6 +201,8 @@ describe('Stack: Lethe', () => {
     expect(definition).toContain('\\"HeartbeatSecondsPath\\":\\"$.heartbeatSeconds\\"');
     expect(definition).toContain('\\"TimeoutSecondsPath\\":\\"$.timeoutSeconds\\"');
     expect(definition).toContain('\\"taskToken.$\\":\\"$$.Task.Token\\"');
+    // A dead worker's task is sent again, twice at most.
+    expect(definition).toContain('{\\"ErrorEquals\\":[\\"States.HeartbeatTimeout\\"],\\"IntervalSeconds\\":1,\\"MaxAttempts\\":2}');
     // Stages one at a time (resolution before action, dependencies in order); a stage's tasks together.
     expect(definition).toMatch(/\\"Stages\\":\{\\"Type\\":\\"Map\\".*?\\"MaxConcurrency\\":1/);
     expect(definition).toMatch(/\\"Tasks\\":\{\\"Type\\":\\"Map\\".*?\\"MaxConcurrency\\":40/);
@@ -455,7 +464,7 @@ describe('Stack: Lethe with a worker per connector kind', () => {
     expect(policyOf('SubmitRequest')).not.toContain('events:PutEvents');
   });
 
-  it('grants no role a way around Object Lock, and nothing but PutObject on the audit bucket, whatever the data map', () => {
+  it('grants no role a way around Object Lock, and nothing but put and read on the audit bucket, whatever the data map', () => {
     const statements = Object.values(many.findResources('AWS::IAM::Policy')).flatMap(
       (p) => (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties.PolicyDocument.Statement,
     );
@@ -465,7 +474,8 @@ describe('Stack: Lethe with a worker per connector kind', () => {
     }
     const audit = Object.keys(many.findResources('AWS::S3::Bucket', { Properties: { ObjectLockEnabled: true } }))[0]!;
     const onAudit = statements.filter((st) => JSON.stringify(st.Resource).includes(audit)).flatMap(actions);
-    expect(new Set(onAudit)).toEqual(new Set(['s3:PutObject']));
+    // Put, and (for the sequencer alone, tested above) read.
+    expect(new Set(onAudit)).toEqual(new Set(['s3:PutObject', 's3:GetObject', 's3:ListBucket']));
   });
 
   it('gives the lake worker a batch’s time: 15 minutes, 3 GB, and its queue six times that to hide a message', () => {

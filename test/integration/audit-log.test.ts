@@ -1,4 +1,4 @@
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { startFauxqs } from 'fauxqs';
 import { createPublicKey, randomUUID } from 'node:crypto';
@@ -110,10 +110,37 @@ describe.skipIf(unavailable)('Class: TransparencyLog, and the sequence-audit han
     expect((await check()).problems).toEqual([]);
   });
 
+  it('writes a record to the bucket from its staged copy when its writer died before writing it, before logging it', async () => {
+    const [requestId] = await appendRecords(1, 3);
+    // The second record was staged, but never written: its writer died (or the bucket did not answer).
+    const key = commons.audit.auditObjectKey(requestId!, 1);
+    await s3.send(new DeleteObjectCommand({ Bucket: 'audit', Key: key }));
+    await expect(s3.send(new HeadObjectCommand({ Bucket: 'audit', Key: key }))).rejects.toThrow();
+
+    expect(await sequence({}, lambdaContext())).toMatchObject({ appended: 3 });
+    const written = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: 'audit', Key: key }))).Body!.transformToString()) as { seq: number; requestId: string };
+    expect(written).toMatchObject({ seq: 1, requestId });
+    expect((await check()).problems).toEqual([]);
+  });
+
   it('finishes a run that died after committing, publishing what it had signed byte for byte', async () => {
     await appendRecords(3, 2);
-    const broken = new commons.log.TransparencyLog('requests', 'no-such-bucket', signer);
-    await expect(broken.sequence(Date.now() + 2000)).rejects.toThrow(/audit bucket/);
+    // The bucket refuses what the log writes (the run dies after its commit).
+    const refuseLog = 'refuse-log-writes';
+    commons.clients.s3.middlewareStack.add(
+      (next) => (args) => {
+        const input = args.input as { Key?: string };
+        if (input.Key?.startsWith('log/')) throw Object.assign(new Error('refused'), { name: 'ServiceUnavailable' });
+        return next(args);
+      },
+      { step: 'initialize', name: refuseLog },
+    );
+    const log = new commons.log.TransparencyLog('requests', 'audit', signer);
+    try {
+      await expect(log.sequence(Date.now() + 2000)).rejects.toThrow(/audit bucket/);
+    } finally {
+      commons.clients.s3.middlewareStack.remove(refuseLog);
+    }
     const before = (await check()).latest!.treeSize;
     const signed = (await commons.clients.dynamo.send(new GetCommand({ TableName: 'requests', Key: { pk: 'LOG', sk: 'HEAD' } }))).Item?.['pending'] as TreeHead;
     expect(signed.treeSize).toBe(before + 6);

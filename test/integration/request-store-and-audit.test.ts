@@ -89,6 +89,31 @@ describe.skipIf(unavailable)('Request store and audit log (DynamoDB Local, fauxq
     expect(await store.tasks(id)).toEqual([expect.objectContaining({ status: 'succeeded', affected: 2, attempts: 1 })]);
   });
 
+  it('lets one attempt at a time hold a task, until its lease ends or it lets go', async () => {
+    const id = await newRequest();
+    await store.putTaskIfAbsent({ requestId: id, system: 'users', action: 'delete', connector: 'dynamodb', status: 'pending', attempts: 0, updatedAt: 'now' });
+    const task = { requestId: id, system: 'users', action: 'delete' } as const;
+
+    // Three deliveries at once: one claims, two find it held.
+    const claims = await Promise.all(['a', 'b', 'c'].map((owner) => store.claimTask(id, 'users', 'delete', owner, 60)));
+    expect(claims.filter((c) => c.claimed)).toEqual([{ claimed: true, first: true }]);
+    for (const c of claims.filter((c) => !c.claimed)) expect(Date.parse(c.busyUntil!)).toBeGreaterThan(Date.now() + 50_000);
+    const holder = ['a', 'b', 'c'][claims.findIndex((c) => c.claimed)]!;
+
+    // Only the holder renews; once it lets go (a retryable failure), the next attempt claims at once.
+    expect(await store.renewLease(task, 'someone-else', 60)).toBe(false);
+    expect(await store.renewLease(task, holder, 0)).toBe(true);
+    expect(await store.claimTask(id, 'users', 'delete', 'd', 1)).toEqual({ claimed: true, first: false });
+    // A lease that ran out (its attempt died) is claimed by the next.
+    await new Promise((ok) => setTimeout(ok, 1100));
+    expect(await store.claimTask(id, 'users', 'delete', 'e', 60)).toEqual({ claimed: true, first: false });
+    expect(await store.transitionTask(id, 'users', 'delete', 'succeeded', { affected: 1 })).toBe(true);
+    // Final: no claim, the task as it stands, without the lease's attributes.
+    const after = await store.claimTask(id, 'users', 'delete', 'f', 60);
+    expect(after).toEqual({ claimed: false, task: expect.objectContaining({ status: 'succeeded', affected: 1, attempts: 3 }) as unknown });
+    expect(JSON.stringify(after)).not.toContain('lease');
+  });
+
   it('finds the requests of a subject through any of its pseudonyms, oldest first, each once', async () => {
     const email = { type: 'email', pseudonym: randomUUID().replaceAll('-', '') };
     const phone = { type: 'phone', pseudonym: randomUUID().replaceAll('-', '') };

@@ -114,6 +114,27 @@ describe('Function: run-connector handler', () => {
     expect(sqs).not.toHaveReceivedCommand(ChangeMessageVisibilityCommand);
   });
 
+  it('leaves a task another attempt holds alone, and comes back when its lease ends', async () => {
+    const heldUntil = new Date(Date.now() + 20_000).toISOString();
+    dynamo.on(UpdateCommand, { ReturnValues: 'UPDATED_OLD' }) // the claim
+      .rejects(Object.assign(new Error('held'), { name: 'ConditionalCheckFailedException', $metadata: { httpStatusCode: 400 } }));
+    dynamo.on(GetCommand, { Key: { pk: `REQ#${requestId}`, sk: 'TASK#users#delete' } })
+      .resolvesOnce({ Item: { status: 'pending' } })
+      .resolves({ Item: { status: 'running', leaseUntil: heldUntil } });
+
+    const out = await handler(delivery(1), lambdaContext());
+
+    expect(out.batchItemFailures).toEqual([{ itemIdentifier: 'm1' }]);
+    expect(dynamo).not.toHaveReceivedCommand(QueryCommand);
+    expect(sfn).not.toHaveReceivedCommand(SendTaskSuccessCommand);
+    expect(sfn).not.toHaveReceivedCommand(SendTaskFailureCommand);
+    expect(sfn).toHaveReceivedCommandWith(SendTaskHeartbeatCommand, { taskToken });
+    // Within half a heartbeat (60 s here), the lease's end (20 s) being sooner.
+    const delay = sqs.commandCalls(ChangeMessageVisibilityCommand)[0]?.args[0].input.VisibilityTimeout;
+    expect(delay).toBeGreaterThanOrEqual(19);
+    expect(delay).toBeLessThanOrEqual(20);
+  });
+
   it('reports a task that is already final without acting again', async () => {
     dynamo.on(GetCommand, { Key: { pk: `REQ#${requestId}`, sk: 'TASK#users#delete' } }).resolves({ Item: { status: 'succeeded', affected: 4 } });
 
