@@ -10,6 +10,8 @@ export interface EventSourceSpec {
   readonly batchSize: number;
   readonly reportBatchItemFailures: boolean;
   readonly maximumConcurrency: number;
+  /** How many times each batch is handed to the function, at once (the chaos suite's duplicate delivery); default 1. */
+  readonly deliveries?: number | undefined;
 }
 
 /**
@@ -65,14 +67,14 @@ export class SqsEventSource {
 
   async #deliver(messages: Message[]): Promise<void> {
     const records = messages.map((m) => this.#record(m));
-    let failed: Set<string>;
-    try {
-      const response = (await this.#fn.invoke({ Records: records })) as SQSBatchResponse | undefined;
-      failed = new Set(
-        this.#spec.reportBatchItemFailures ? (response?.batchItemFailures ?? []).map((f) => f.itemIdentifier) : [],
-      );
-    } catch {
-      return; // The whole batch returns to the queue.
+    const failed = new Set<string>();
+    // Delivered more than once: a message is done only when every copy is done with it.
+    const copies = await Promise.allSettled(
+      Array.from({ length: this.#spec.deliveries ?? 1 }, () => this.#fn.invoke({ Records: records }) as Promise<SQSBatchResponse | undefined>),
+    );
+    for (const copy of copies) {
+      if (copy.status === 'rejected') return; // The whole batch returns to the queue.
+      if (this.#spec.reportBatchItemFailures) for (const f of copy.value?.batchItemFailures ?? []) failed.add(f.itemIdentifier);
     }
     const done = messages.filter((m) => !failed.has(m.MessageId!));
     if (done.length === 0) return;

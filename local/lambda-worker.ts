@@ -7,9 +7,12 @@ interface Init {
   readonly functionName: string;
   readonly timeoutMs: number;
   readonly memoryMb: number;
+  /** A module to load before the handler (the chaos suite's fault injection). */
+  readonly preload?: string | undefined;
 }
 const init = workerData as Init;
 const port = parentPort!;
+if (init.preload) await import(pathToFileURL(init.preload).href);
 const module = (await import(pathToFileURL(init.entry).href)) as {
   handler: (event: unknown, context: unknown) => Promise<unknown>;
 };

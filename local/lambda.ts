@@ -22,8 +22,10 @@ export class LambdaInvocationError extends Error {
 
 interface Slot {
   readonly worker: Worker;
-  readonly ready: Promise<void>;
+  ready: Promise<void>;
   busy: boolean;
+  /** The invocation it serves now. */
+  current?: string | undefined;
 }
 
 /**
@@ -41,11 +43,14 @@ export class LocalFunction {
   readonly #pending = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   #stopped = false;
 
-  constructor(spec: FunctionSpec, options: { root: string; log: Writable; maxEnvironments?: number }) {
+  readonly #preload: string | undefined;
+
+  constructor(spec: FunctionSpec, options: { root: string; log: Writable; maxEnvironments?: number; preload?: string | undefined }) {
     this.spec = spec;
     this.#root = options.root;
     this.#log = options.log;
     this.#max = options.maxEnvironments ?? 2;
+    this.#preload = options.preload;
   }
 
   async invoke(event: unknown): Promise<unknown> {
@@ -55,9 +60,11 @@ export class LocalFunction {
       const id = randomUUID();
       return await new Promise((resolve, reject) => {
         this.#pending.set(id, { resolve, reject });
+        slot.current = id;
         slot.worker.postMessage({ id, event });
       });
     } finally {
+      slot.current = undefined;
       this.#release(slot);
     }
   }
@@ -103,6 +110,7 @@ export class LocalFunction {
         functionName: this.spec.logicalId,
         timeoutMs: this.spec.timeoutSeconds * 1000,
         memoryMb: this.spec.memoryMb,
+        preload: this.#preload,
       },
       stdout: true,
       stderr: true,
@@ -110,7 +118,24 @@ export class LocalFunction {
     const forward = (chunk: Buffer) => this.#log.write(chunk);
     worker.stdout.on('data', forward);
     worker.stderr.on('data', forward);
+    const slot: Slot = { worker, ready: Promise.resolve(), busy: true };
+    // An environment that dies (crashes, exits, is killed) fails the invocation it served, as Lambda's
+    // Runtime.ExitError does, and is replaced by a fresh one for the next.
+    const lose = (failure: LambdaInvocationError) => {
+      const index = this.#slots.indexOf(slot);
+      if (index >= 0) this.#slots.splice(index, 1);
+      const pending = slot.current ? this.#pending.get(slot.current) : undefined;
+      if (pending && slot.current) {
+        this.#pending.delete(slot.current);
+        pending.reject(failure);
+      }
+    };
     const ready = new Promise<void>((resolve, reject) => {
+      worker.on('exit', (code) => {
+        const failure = new LambdaInvocationError('Runtime.ExitError', `${this.spec.logicalId}: the execution environment exited (code ${String(code)})`);
+        reject(failure);
+        lose(failure);
+      });
       worker.on('message', (m: { ready?: true; id?: string; ok?: boolean; result?: unknown; error?: { name: string; message: string } }) => {
         if (m.ready) return resolve();
         const pending = m.id ? this.#pending.get(m.id) : undefined;
@@ -122,15 +147,10 @@ export class LocalFunction {
       worker.on('error', (error) => {
         const failure = new LambdaInvocationError('Runtime.ImportModuleError', `${this.spec.logicalId}: ${error.message}`);
         reject(failure);
-        for (const [id, p] of this.#pending) {
-          this.#pending.delete(id);
-          p.reject(failure);
-        }
-        const index = this.#slots.findIndex((s) => s.worker === worker);
-        if (index >= 0) this.#slots.splice(index, 1);
+        lose(failure);
       });
     });
     ready.catch(() => undefined);
-    return { worker, ready, busy: true };
+    return Object.assign(slot, { ready });
   }
 }

@@ -4,7 +4,7 @@ import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { startFauxqs } from 'fauxqs';
 import { appendFileSync, chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -38,6 +38,19 @@ export interface LocalOptions {
   /** Receives everything the handlers log. */
   readonly log: Writable;
   readonly onExecution?: (change: ExecutionStatusChange) => void;
+  /** Hooks for the chaos suite (test/chaos); none in normal use. */
+  readonly faults?: FaultHooks | undefined;
+}
+
+export interface FaultHooks {
+  /** A module each function's environment loads before its handler. */
+  readonly preload?: string | undefined;
+  /** Variables added to every function's environment. */
+  readonly environment?: Readonly<Record<string, string>> | undefined;
+  /** How many times each SQS batch is handed to its function, at once. */
+  readonly deliveries?: number | undefined;
+  /** Put the SQS and S3 emulator behind a proxy that `interruptAws` can cut. */
+  readonly interruptible?: boolean | undefined;
 }
 
 /** What `local.json` records, so the CLI and tests can find a running local mode. */
@@ -60,6 +73,8 @@ export interface LocalState {
 export interface LocalLethe {
   readonly state: LocalState;
   readonly dataMap: DataMap;
+  /** With `faults.interruptible`: refuse and drop every connection to the SQS and S3 emulator for `ms`, as if it restarted. */
+  interruptAws(ms: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -107,7 +122,9 @@ async function start(
   stops.push(() => dynamo.stop());
   const fauxqs = await startFauxqs({ port: 0, logger: false });
   stops.push(() => fauxqs.stop());
-  const awsEndpoint = `http://127.0.0.1:${String(fauxqs.port)}`;
+  const proxy = options.faults?.interruptible ? await interruptibleProxy(fauxqs.port) : undefined;
+  if (proxy) stops.push(() => proxy.stop());
+  const awsEndpoint = `http://127.0.0.1:${String(proxy?.port ?? fauxqs.port)}`;
   const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
   const sqs = new SQSClient({ endpoint: awsEndpoint, region: REGION, credentials, useQueueUrlAsEndpoint: false });
   const s3 = new S3Client({ endpoint: awsEndpoint, region: REGION, credentials, forcePathStyle: true });
@@ -196,9 +213,10 @@ async function start(
             LOCAL_RECEIPT_KEY_FILE: receiptKeyFile,
             LOG_SEQUENCE_SECONDS: String(scheduleSeconds),
             POWERTOOLS_TRACE_ENABLED: 'false',
+            ...options.faults?.environment,
           },
         },
-        { root: PROJECT_ROOT, log: options.log, maxEnvironments: 4 },
+        { root: PROJECT_ROOT, log: options.log, maxEnvironments: 4, preload: options.faults?.preload },
       ),
     );
   }
@@ -305,6 +323,7 @@ async function start(
         batchSize: p.BatchSize ?? 10,
         reportBatchItemFailures: (p.FunctionResponseTypes ?? []).includes('ReportBatchItemFailures'),
         maximumConcurrency: Math.min(p.ScalingConfig?.MaximumConcurrency ?? 2, 4),
+        deliveries: options.faults?.deliveries,
       },
       fn,
       (error) => options.log.write(`event source ${queueId}: ${(error as Error).name}\n`),
@@ -363,7 +382,49 @@ async function start(
     pid: process.pid,
   };
   writeFileSync(join(stateDir, 'local.json'), JSON.stringify(state, null, 2));
-  return { state, dataMap, stop };
+  const interruptAws = async (ms: number) => {
+    if (!proxy) throw new Error('local mode was started without faults.interruptible');
+    await proxy.interrupt(ms);
+  };
+  return { state, dataMap, interruptAws, stop };
+}
+
+/** A TCP proxy to a local port that can refuse and drop every connection for a while. */
+async function interruptibleProxy(target: number): Promise<{ port: number; interrupt(ms: number): Promise<void>; stop(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const track = (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => s.destroy());
+  };
+  const server = createServer((client) => {
+    const upstream = connect(target, '127.0.0.1');
+    track(client);
+    track(upstream);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    client.pipe(upstream).pipe(client);
+  });
+  const listen = (port: number) =>
+    new Promise<number>((ok, fail) => {
+      server.once('error', fail);
+      server.listen(port, '127.0.0.1', () => ok((server.address() as AddressInfo).port));
+    });
+  const close = () => {
+    const closed = new Promise<void>((ok) => server.close(() => ok()));
+    for (const s of sockets) s.destroy();
+    return closed;
+  };
+  const port = await listen(0);
+  return {
+    port,
+    interrupt: async (ms) => {
+      await close();
+      await sleep(ms);
+      await listen(port);
+    },
+    stop: close,
+  };
 }
 
 /** The environment variables the data map names as secret sources (connections, vendor credentials). */
