@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { auditConsistency } from './audit-consistency.ts';
 import { auditVerify } from './audit-verify.ts';
+import { costCommand } from './cost.ts';
 import { dashboardCommand } from './dashboard.ts';
 import { datasetsCommand, filterDatasetCommand } from './datasets.ts';
 import { plan } from './plan.ts';
@@ -25,6 +26,7 @@ const USAGE = `usage: lethe <command>
   filter-dataset  a dataset file without the rows of erased and opted-out subjects
   receipt         get a final request's signed receipt, or verify one offline
   dashboard       the web dashboard against a deployed stack (local mode serves it at /dashboard/)
+  cost            what a month of requests costs in AWS, by the measured model (--systems, --requests)
 
 They talk to local mode (--state-dir, default .lethe) or, with --api <url> or LETHE_API_URL, to a
 deployed stack with your AWS credentials (SigV4). Run lethe <command> --help for its options.`;
@@ -40,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
   if (first === 'datasets') return datasetsCommand(argv.slice(1));
   if (first === 'filter-dataset') return filterDatasetCommand(argv.slice(1));
   if (first === 'receipt') return receiptCommand(argv.slice(1));
+  if (first === 'cost') return costCommand(argv.slice(1));
   console.error(USAGE);
   return first === undefined || first === '--help' || first === '-h' ? 0 : 2;
 }

@@ -14,6 +14,8 @@ export interface BuildOptions {
   readonly auditRetentionDays?: number;
   /** Days after a request is final until its data key is destroyed. @default context `shredAfterDays`, else 30 */
   readonly shredAfterDays?: number;
+  /** Saga executions the starter begins a second, at most. @default context `startsPerSecond`, else 100 */
+  readonly startsPerSecond?: number;
   /**
    * `local`: the template local mode runs, where connection secrets may come from the environment
    * or a file. `aws`: a deployable template, secrets by reference only. @default 'aws'
@@ -30,12 +32,14 @@ export function buildApp(options: BuildOptions = {}): { app: App; stack: LetheSt
   const configPath = options.configPath ?? (app.node.tryGetContext('letheConfig') as string | undefined) ?? 'lethe.config.yaml';
   const retention = options.auditRetentionDays ?? (app.node.tryGetContext('auditRetentionDays') as string | number | undefined);
   const shredAfter = options.shredAfterDays ?? (app.node.tryGetContext('shredAfterDays') as string | number | undefined);
+  const starts = options.startsPerSecond ?? (app.node.tryGetContext('startsPerSecond') as string | number | undefined);
   const dataMap = loadDataMap(configPath);
   if (options.target !== 'local') assertDeployable(dataMap);
   const stack = new LetheStack(app, 'Lethe', {
     dataMap,
     ...(retention === undefined ? {} : { auditRetentionDays: Number(retention) }),
     ...(shredAfter === undefined ? {} : { shredAfterDays: Number(shredAfter) }),
+    ...(starts === undefined ? {} : { startsPerSecond: Number(starts) }),
   });
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app), new ServerlessChecks(app));
   return { app, stack };

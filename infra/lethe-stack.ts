@@ -21,6 +21,7 @@ import type { Construct } from 'constructs';
 import type { DataMap, SystemConfig } from '#core/config';
 import { BY_MONTH_INDEX, LISTED_ATTRIBUTES, OPEN_INDEX, SHRED_INDEX, WAITING_INDEX } from '#core/request';
 import { UNLOGGED_INDEX } from '#core/log';
+import { ConfigError } from '#core/errors';
 import { cognitoSettingsSchema } from '#connectors/cognito/settings';
 import { CONNECTOR_KINDS } from '#connectors/kinds';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
@@ -43,7 +44,16 @@ export interface LetheStackProps extends StackProps {
   readonly auditRetentionDays?: number;
   /** Days after a request is final (its verification window) until its data key is destroyed. @default 30 */
   readonly shredAfterDays?: number;
+  /**
+   * Saga executions begun a second, at most: a burst beyond it waits in the intake buffer. Step
+   * Functions refills StartExecution at 300 a second per account and region in the largest regions
+   * (150 elsewhere), shared with everything else there. @default 100
+   */
+  readonly startsPerSecond?: number;
 }
+
+/** Starter invocations at once: the rate is shared between them. */
+const STARTER_CONCURRENCY = 2;
 
 const WORKER_TIMEOUT = Duration.minutes(2);
 /** A lake worker reads and rewrites whole objects, for a batch of subjects at a time. */
@@ -150,7 +160,9 @@ export class LetheStack extends Stack {
       `AwsSolutions-IAM5[Resource::${arnRef(audit.bucket)}/log/*]`,
       "Write-only (s3:PutObject) access to the audit log's prefix, for its sequencer alone; object keys name leaf positions and tree sizes.",
     );
-    const intakeBuffer = new SecureQueue(this, 'IntakeBuffer', { visibilityTimeout: Duration.minutes(3) });
+    // A start throttled by Step Functions comes back after a backoff of up to a minute: a burst may
+    // take many receives to start, and is not a poison message.
+    const intakeBuffer = new SecureQueue(this, 'IntakeBuffer', { visibilityTimeout: Duration.minutes(3), maxReceiveCount: 50 });
 
     const stateEnv = { REQUESTS_TABLE: table.tableName, AUDIT_BUCKET: audit.bucket.bucketName };
     const writesAudit = (fn: IFunction) => {
@@ -264,13 +276,27 @@ export class LetheStack extends Stack {
       ack(this, `AwsSolutions-IAM5[Resource::${arnRef(fn)}:*]`, 'Step Functions may invoke versions of its own Plan and Finalize functions only.');
     }
 
+    const startsPerSecond = props.startsPerSecond ?? 100;
+    if (!Number.isInteger(startsPerSecond) || startsPerSecond < 1 || startsPerSecond > 1000) {
+      throw new ConfigError([{ path: 'startsPerSecond', message: 'must be a whole number from 1 to 1000' }]);
+    }
     const starter = new SecureFunction(this, 'StartSaga', {
       handler: 'start-saga',
-      description: 'Lethe: start one saga execution per request from the intake buffer',
-      environment: { STATE_MACHINE_ARN: this.saga.stateMachine.stateMachineArn },
+      description: 'Lethe: start one saga execution per request from the intake buffer, at a steady rate',
+      // Ten starts at the slowest rate, with room for backing off.
+      timeout: Duration.seconds(Math.max(30, Math.ceil((10 * STARTER_CONCURRENCY) / startsPerSecond) * 3)),
+      environment: {
+        STATE_MACHINE_ARN: this.saga.stateMachine.stateMachineArn,
+        STARTS_PER_SECOND: String(startsPerSecond / STARTER_CONCURRENCY),
+        INTAKE_QUEUE_URL: intakeBuffer.queue.queueUrl,
+      },
     });
     this.saga.stateMachine.grantStartExecution(starter);
-    starter.addEventSource(new SqsEventSource(intakeBuffer.queue, { batchSize: 10, reportBatchItemFailures: true }));
+    // A throttled start puts its message back for a while (ChangeMessageVisibility on its own queue).
+    starter.addToRolePolicy(new PolicyStatement({ actions: ['sqs:ChangeMessageVisibility'], resources: [intakeBuffer.queue.queueArn] }));
+    starter.addEventSource(
+      new SqsEventSource(intakeBuffer.queue, { batchSize: 10, reportBatchItemFailures: true, maxConcurrency: STARTER_CONCURRENCY }),
+    );
 
     // Catch-all: an execution that failed, timed out or was aborted fails its request.
     const failRequest = new SecureFunction(this, 'FailRequest', {

@@ -26,6 +26,8 @@ export class SqsEventSource {
   readonly #onError: (error: unknown) => void;
   #running = true;
   #loops: Promise<void>[] = [];
+  /** Ends the pollers' long polls at once on stop. */
+  readonly #abort = new AbortController();
 
   constructor(sqs: SQSClient, spec: EventSourceSpec, fn: LocalFunction, onError: (error: unknown) => void) {
     this.#sqs = sqs;
@@ -40,6 +42,7 @@ export class SqsEventSource {
 
   async stop(): Promise<void> {
     this.#running = false;
+    this.#abort.abort();
     await Promise.all(this.#loops);
   }
 
@@ -50,10 +53,12 @@ export class SqsEventSource {
           new ReceiveMessageCommand({
             QueueUrl: this.#spec.queueUrl,
             MaxNumberOfMessages: Math.min(10, this.#spec.batchSize),
-            WaitTimeSeconds: 1,
+            // Long polling, as Lambda's pollers do: an idle queue costs a request every 20 s, not every second.
+            WaitTimeSeconds: 20,
             MessageSystemAttributeNames: ['All'],
             MessageAttributeNames: ['All'],
           }),
+          { abortSignal: this.#abort.signal },
         );
         const messages = out.Messages ?? [];
         if (messages.length > 0 && this.#running) await this.#deliver(messages);

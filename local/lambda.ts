@@ -53,8 +53,13 @@ export class LocalFunction {
     this.#preload = options.preload;
   }
 
+  /** Invocations so far, and their time in an environment (what Lambda bills), in ms. */
+  readonly usage = { invocations: 0, ms: 0 };
+
   async invoke(event: unknown): Promise<unknown> {
     const slot = await this.#acquire();
+    this.usage.invocations += 1;
+    const started = performance.now();
     try {
       await slot.ready;
       const id = randomUUID();
@@ -64,6 +69,7 @@ export class LocalFunction {
         slot.worker.postMessage({ id, event });
       });
     } finally {
+      this.usage.ms += performance.now() - started;
       slot.current = undefined;
       this.#release(slot);
     }

@@ -38,11 +38,15 @@ export interface LocalOptions {
   /** Receives everything the handlers log. */
   readonly log: Writable;
   readonly onExecution?: (change: ExecutionStatusChange) => void;
-  /** Hooks for the chaos suite (test/chaos); none in normal use. */
-  readonly faults?: FaultHooks | undefined;
+  /** Saga executions the starter begins a second (the stack's `startsPerSecond`). @default 100 */
+  readonly startsPerSecond?: number | undefined;
+  /** Step Functions' StartExecution quota to emulate. @default us-east-1's: a bucket of 1,300, refilled 300 a second */
+  readonly startQuota?: { readonly size: number; readonly perSecond: number } | undefined;
+  /** Hooks for the chaos suite (test/chaos) and the benchmarks (bench/); none in normal use. */
+  readonly hooks?: TestHooks | undefined;
 }
 
-export interface FaultHooks {
+export interface TestHooks {
   /** A module each function's environment loads before its handler. */
   readonly preload?: string | undefined;
   /** Variables added to every function's environment. */
@@ -73,7 +77,9 @@ export interface LocalState {
 export interface LocalLethe {
   readonly state: LocalState;
   readonly dataMap: DataMap;
-  /** With `faults.interruptible`: refuse and drop every connection to the SQS and S3 emulator for `ms`, as if it restarted. */
+  /** What ran so far: each function's invocations and billed time, and the state machine's transitions. */
+  usage(): { functions: Record<string, { invocations: number; ms: number; memoryMb: number }>; stateTransitions: number };
+  /** With `hooks.interruptible`: refuse and drop every connection to the SQS and S3 emulator for `ms`, as if it restarted. */
   interruptAws(ms: number): Promise<void>;
   stop(): Promise<void>;
 }
@@ -115,14 +121,20 @@ async function start(
   writeFileSync(eventsFile, '');
   LocalReceiptSigner.ensureKeyFile(receiptKeyFile);
   const dataMap = loadDataMap(options.configPath);
-  const { app } = buildApp({ skipBundling: true, target: 'local', outdir: join(stateDir, 'cdk.out'), configPath: options.configPath });
+  const { app } = buildApp({
+    skipBundling: true,
+    target: 'local',
+    outdir: join(stateDir, 'cdk.out'),
+    configPath: options.configPath,
+    ...(options.startsPerSecond !== undefined && { startsPerSecond: options.startsPerSecond }),
+  });
   const template = app.synth().getStackByName('Lethe').template as CfnTemplate;
 
   const dynamo = await startDynamoDbLocal(options.dynamoDbPort || (await freePort()));
   stops.push(() => dynamo.stop());
   const fauxqs = await startFauxqs({ port: 0, logger: false });
   stops.push(() => fauxqs.stop());
-  const proxy = options.faults?.interruptible ? await interruptibleProxy(fauxqs.port) : undefined;
+  const proxy = options.hooks?.interruptible ? await interruptibleProxy(fauxqs.port) : undefined;
   if (proxy) stops.push(() => proxy.stop());
   const awsEndpoint = `http://127.0.0.1:${String(proxy?.port ?? fauxqs.port)}`;
   const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
@@ -213,10 +225,10 @@ async function start(
             LOCAL_RECEIPT_KEY_FILE: receiptKeyFile,
             LOG_SEQUENCE_SECONDS: String(scheduleSeconds),
             POWERTOOLS_TRACE_ENABLED: 'false',
-            ...options.faults?.environment,
+            ...options.hooks?.environment,
           },
         },
-        { root: PROJECT_ROOT, log: options.log, maxEnvironments: 4, preload: options.faults?.preload },
+        { root: PROJECT_ROOT, log: options.log, maxEnvironments: 4, preload: options.hooks?.preload },
       ),
     );
   }
@@ -291,6 +303,7 @@ async function start(
     })),
     invokeFunction: invoke,
     sqs,
+    ...(options.startQuota && { startQuota: { ...options.startQuota } }),
     emit: (change) => {
       options.onExecution?.(change);
       bus.publish('default', {
@@ -323,7 +336,7 @@ async function start(
         batchSize: p.BatchSize ?? 10,
         reportBatchItemFailures: (p.FunctionResponseTypes ?? []).includes('ReportBatchItemFailures'),
         maximumConcurrency: Math.min(p.ScalingConfig?.MaximumConcurrency ?? 2, 4),
-        deliveries: options.faults?.deliveries,
+        deliveries: options.hooks?.deliveries,
       },
       fn,
       (error) => options.log.write(`event source ${queueId}: ${(error as Error).name}\n`),
@@ -383,10 +396,14 @@ async function start(
   };
   writeFileSync(join(stateDir, 'local.json'), JSON.stringify(state, null, 2));
   const interruptAws = async (ms: number) => {
-    if (!proxy) throw new Error('local mode was started without faults.interruptible');
+    if (!proxy) throw new Error('local mode was started without hooks.interruptible');
     await proxy.interrupt(ms);
   };
-  return { state, dataMap, interruptAws, stop };
+  const usage = () => ({
+    functions: Object.fromEntries([...functions].map(([id, fn]) => [id, { ...fn.usage, memoryMb: fn.spec.memoryMb }])),
+    stateTransitions: stepFunctions.transitions,
+  });
+  return { state, dataMap, usage, interruptAws, stop };
 }
 
 /** A TCP proxy to a local port that can refuse and drop every connection for a while. */

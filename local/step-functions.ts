@@ -70,13 +70,21 @@ export class LocalStepFunctions {
   readonly #invoke: (functionArn: string, payload: unknown) => Promise<unknown>;
   readonly #sqs: SQSClient;
   readonly #emit: (change: ExecutionStatusChange) => void;
+  /** StartExecution's token bucket, as Step Functions keeps it per account and region. */
+  readonly #bucket: { size: number; perSecond: number; tokens: number; at: number };
+  /** State transitions so far, as Step Functions bills them: each state entered, each retry. */
+  transitions = 0;
 
   constructor(options: {
     machines: readonly MachineSpec[];
     invokeFunction: (functionArn: string, payload: unknown) => Promise<unknown>;
     sqs: SQSClient;
     emit: (change: ExecutionStatusChange) => void;
+    /** StartExecution's quota: bucket size and refill a second. @default us-east-1's: 1,300 and 300 */
+    startQuota?: { size: number; perSecond: number };
   }) {
+    const quota = options.startQuota ?? { size: 1300, perSecond: 300 };
+    this.#bucket = { ...quota, tokens: quota.size, at: Date.now() };
     this.#invoke = options.invokeFunction;
     this.#sqs = options.sqs;
     this.#emit = options.emit;
@@ -117,6 +125,7 @@ export class LocalStepFunctions {
   startExecution(request: { stateMachineArn: string; name?: string; input?: string }): { executionArn: string; startDate: number } {
     const entry = this.#machines.get(request.stateMachineArn);
     if (!entry) throw new AwsApiError('StateMachineDoesNotExist', `no state machine ${request.stateMachineArn}`);
+    this.#takeStartToken();
     const name = request.name ?? randomUUID();
     const executionArn = `arn:aws:states:${REGION}:${ACCOUNT}:execution:${entry.spec.name}:${name}`;
     const input = request.input ?? '{}';
@@ -137,6 +146,9 @@ export class LocalStepFunctions {
       context,
       overrides: { taskResourceLocalHandlers: this.#overrides(entry.spec.definition) },
     });
+    void (async () => {
+      for await (const event of run.eventLogs) if (event.type === 'StateEntered' || event.type === 'StateRetried') this.transitions += 1;
+    })().catch(() => undefined);
     const record = {
       executionArn,
       stateMachineArn: entry.spec.arn,
@@ -167,6 +179,16 @@ export class LocalStepFunctions {
       },
     ).finally(() => clearTimeout(timer));
     return { executionArn, startDate: startDate / 1000 };
+  }
+
+  /** Take a StartExecution token, or refuse as Step Functions does when its bucket is empty. */
+  #takeStartToken(): void {
+    const b = this.#bucket;
+    const now = Date.now();
+    b.tokens = Math.min(b.size, b.tokens + ((now - b.at) / 1000) * b.perSecond);
+    b.at = now;
+    if (b.tokens < 1) throw new AwsApiError('ThrottlingException', 'Rate exceeded');
+    b.tokens -= 1;
   }
 
   describeExecution(executionArn: string): Record<string, unknown> {

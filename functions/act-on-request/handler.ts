@@ -12,6 +12,7 @@ import {
   inRound,
   isFinalRequestStatus,
   type RequestRecord,
+  type TaskRecord,
   zodIssues,
 } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
@@ -96,8 +97,14 @@ async function cancel(request: RequestRecord, reason: string, actor: string, at:
   await audit.append(requestId, { eventId: 'request.cancelled', event: 'request.cancelled', at: now, actor, status: 'cancelled' });
   const cancelled: { system: string; action: string }[] = [];
   const done: { system: string; action: string }[] = [];
+  // A task a worker takes meanwhile runs on (it moved past `pending`): it is not cancelled.
+  const cancelTask = (task: TaskRecord) =>
+    store.transitionTask(requestId, task.system, task.action, 'cancelled').catch((error: unknown) => {
+      if (error instanceof InvalidTransitionError) return false;
+      throw error;
+    });
   for (const task of await store.tasks(requestId)) {
-    if ((task.status === 'pending' || task.status === 'dispatched') && (await store.transitionTask(requestId, task.system, task.action, 'cancelled'))) {
+    if ((task.status === 'pending' || task.status === 'dispatched') && (await cancelTask(task))) {
       cancelled.push({ system: task.system, action: task.action });
       await audit.append(requestId, {
         eventId: inRound(`task.cancelled:${task.system}:${task.action}`, task.round),

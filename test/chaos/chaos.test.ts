@@ -3,7 +3,7 @@ import { dynamoUnavailable } from '../fixtures/servers.ts';
 import { formatReport, runChaos } from './harness.ts';
 
 /**
- * The chaos suite at CI's size (LETHE_CHAOS_CI_REQUESTS, default 30; `npm run chaos` runs 1,000):
+ * The chaos suite at CI's size (LETHE_CHAOS_CI_REQUESTS, default 20; `npm run chaos` runs 1,000):
  * every fault kind is met at least once (the first requests are forced to meet one each), and the
  * reconciliation must find nothing lost, nothing duplicated, nothing unexpected.
  */
@@ -14,7 +14,7 @@ if (unavailable) console.warn(`skipping the chaos suite: ${unavailable}`);
 describe.skipIf(unavailable)('Chaos suite (reduced)', () => {
   it('loses, duplicates and surprises nothing under retryable, permanent, slow and fatal faults, triple delivery and an SQS outage', async () => {
     const report = await runChaos({
-      requests: Number(process.env['LETHE_CHAOS_CI_REQUESTS'] ?? 30),
+      requests: Number(process.env['LETHE_CHAOS_CI_REQUESTS'] ?? 20),
       seed: Number(process.env['LETHE_CHAOS_SEED'] ?? 1),
       rate: 25,
       outageMs: 3000,

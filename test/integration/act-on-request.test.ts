@@ -161,6 +161,31 @@ describe.skipIf(unavailable)('Function: act-on-request handler (:extend, :cancel
     expect(await extend(`${r.requestId}:cancel`, {})).toMatchObject({ status: 400, body: { issues: [{ path: 'reason' }] } });
   });
 
+  it('lets a task a worker takes while the request is being cancelled run on, and still cancels the request', async () => {
+    const r = await request('gdpr');
+    await task(r.requestId, 'mailer', 'pending');
+    await task(r.requestId, 'crm', 'pending');
+    // The crm worker claims its task between the cancel's reading the tasks and its cancelling them.
+    const dynamo = (await import('#functions/commons/clients')).dynamo;
+    const race = 'claim-during-cancel';
+    dynamo.middlewareStack.add(
+      (next) => async (args) => {
+        const input = args.input as { Key?: { sk?: string }; ExpressionAttributeValues?: Record<string, unknown> };
+        if (input.Key?.sk === 'TASK#crm#delete' && input.ExpressionAttributeValues?.[':to'] === 'cancelled') {
+          dynamo.middlewareStack.remove(race);
+          await store.claimTask(r.requestId, 'crm', 'delete', 'worker', 60);
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: race },
+    );
+
+    const done = await extend(`${r.requestId}:cancel`, { reason: 'Duplicate of another request' });
+
+    expect(done).toMatchObject({ status: 200, body: { status: 'cancelled', cancelledTasks: [{ system: 'mailer', action: 'delete' }] } });
+    expect((await store.tasks(r.requestId)).map((t) => `${t.system} ${t.status}`).sort()).toEqual(['crm running', 'mailer cancelled']);
+  });
+
   it('retries only the failed tasks of a failed request, in a new round, through the intake buffer', async () => {
     const r = await request('ccpa', { status: 'partially_failed', completedAt: new Date().toISOString() });
     await task(r.requestId, 'crm', 'succeeded', { affected: 2 });
