@@ -1,6 +1,6 @@
 /**
  * `npm run bench:latency`: end-to-end latency of erasures across three systems in local mode, from
- * intake to final, at 10, 50 and 100 requests a second (LETHE_LATENCY_SECONDS of each, default 30);
+ * intake to final, at 10, 50 and 100 requests a second (LETHE_LATENCY_SECONDS of each, default 10);
  * and the orchestration overhead: the same deletions done directly by a script (each subject's rows,
  * item and objects found and deleted, sequentially), as a ratio of work time per subject.
  */
@@ -9,7 +9,7 @@ import { DeleteCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { erasure, machine, percentile, records, seed, startBench, subject, waitFinal, type Bench } from './local.ts';
 
-const seconds = Number(process.env['LETHE_LATENCY_SECONDS'] ?? 30);
+const seconds = Number(process.env['LETHE_LATENCY_SECONDS'] ?? 10);
 const rates = (process.env['LETHE_LATENCY_RATES'] ?? '10,50,100').split(',').map(Number);
 const say = (line: string) => console.error(`[latency] ${line}`);
 

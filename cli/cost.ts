@@ -11,16 +11,14 @@ const USAGE = `usage: lethe cost [--systems <n>] [--requests <n>] [--json]
 
 /** `lethe cost`. Exit codes: 0 printed, 2 usage error. */
 export function costCommand(argv: string[]): number {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      systems: { type: 'string', default: '5' },
-      requests: { type: 'string', default: '100000' },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parse(argv);
+  } catch (error) {
+    console.error(`lethe cost: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
   if (values.help) {
     console.log(USAGE);
     return 0;
@@ -49,4 +47,17 @@ export function costCommand(argv: string[]): number {
   console.log(`\n${line(['Total', '', '', '', usd(total)])}`);
   console.log(`${line(['Per 1,000 requests', '', '', '', usd((total / requests) * 1000)])}`);
   return 0;
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      systems: { type: 'string', default: '5' },
+      requests: { type: 'string', default: '100000' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
 }

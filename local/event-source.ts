@@ -53,8 +53,9 @@ export class SqsEventSource {
           new ReceiveMessageCommand({
             QueueUrl: this.#spec.queueUrl,
             MaxNumberOfMessages: Math.min(10, this.#spec.batchSize),
-            // Long polling, as Lambda's pollers do: an idle queue costs a request every 20 s, not every second.
-            WaitTimeSeconds: 20,
+            // Short long-polls: fauxqs wakes a waiting receive for a new message, not for one whose
+            // visibility timeout ran out (a retry), which would wait out the whole poll.
+            WaitTimeSeconds: 1,
             MessageSystemAttributeNames: ['All'],
             MessageAttributeNames: ['All'],
           }),

@@ -222,6 +222,20 @@ describe('Stack: Lethe', () => {
     expect(starters.map(([id]) => id)).toEqual([expect.stringMatching(/^StartSaga/) as string]);
   });
 
+  it('drains the intake buffer at a steady rate: two starters sharing 100 starts a second, a throttled start back in the buffer, 50 receives before a dead letter', () => {
+    const [starterId, starter] = Object.entries(template.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith('StartSaga'))!;
+    expect((starter as { Properties: { Environment: { Variables: Record<string, unknown> } } }).Properties.Environment.Variables).toMatchObject({ STARTS_PER_SECOND: '50' });
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: starterId },
+      BatchSize: 10,
+      ScalingConfig: { MaximumConcurrency: 2 },
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+    expect(JSON.stringify(statementsOf('StartSaga'))).toContain('sqs:ChangeMessageVisibility');
+    template.hasResourceProperties('AWS::SQS::Queue', { RedrivePolicy: Match.objectLike({ maxReceiveCount: 50, deadLetterTargetArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^IntakeBufferDlq'), 'Arn'] } }) });
+    expect(() => buildApp({ skipBundling: true, target: 'local', configPath: 'lethe.config.yaml', startsPerSecond: 0, outdir: mkdtempSync(join(tmpdir(), 'lethe-rate-')) })).toThrow(/startsPerSecond: must be a whole number from 1 to 1000/);
+  });
+
   it('scopes the DynamoDB worker to its own target table and the requests table', () => {
     const dynamoStatements = statementsOf('RunConnectordynamodb').filter((s) => actions(s).some((a) => a.startsWith('dynamodb:')));
     const resources = JSON.stringify(dynamoStatements.map((s) => s.Resource));
