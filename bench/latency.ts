@@ -1,8 +1,8 @@
 /**
  * `npm run bench:latency`: end-to-end latency of erasures across three systems in local mode, from
  * intake to final, at 10, 50 and 100 requests a second (LETHE_LATENCY_SECONDS of each, default 10);
- * and the orchestration overhead: the same deletions done directly by a script (each subject's rows,
- * item and objects found and deleted, sequentially), as a ratio of work time per subject.
+ * and the orchestration overhead: one erasure at a time through Lethe, intake to final, against the
+ * same deletions done directly by a script (each subject's rows, item and objects found and deleted).
  */
 import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { DeleteCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
@@ -14,7 +14,7 @@ const rates = (process.env['LETHE_LATENCY_RATES'] ?? '10,50,100').split(',').map
 const say = (line: string) => console.error(`[latency] ${line}`);
 
 const bench = await startBench();
-const total = rates.reduce((n, r) => n + r * seconds, 0);
+const total = rates.reduce((n, r) => n + r * seconds, 0) + 23;
 const direct = 200;
 say(`seeding ${String(total + direct)} subjects`);
 await seed(bench, 0, total + direct);
@@ -35,9 +35,23 @@ for (let i = total; i < total + direct; i += 1) await deleteDirectly(bench, subj
 const directMs = (performance.now() - d0) / direct;
 say(`direct deletion: ${directMs.toFixed(1)} ms a subject`);
 
+// Unloaded: one erasure at a time, each submitted once the one before is final (after a few to warm up).
+const sequential = Number(process.env['LETHE_LATENCY_SEQUENTIAL'] ?? 20);
+let next = 0;
+const alone: number[] = [];
+for (let k = 0; k < sequential + 3; k += 1) {
+  const { requestId, body } = erasure(next++, 'latency-alone');
+  const response = await bench.submitter.fetch('/v1/requests', { method: 'POST', body });
+  if (response.status !== 202) throw new Error(`intake answered ${String(response.status)}`);
+  await waitFinal(bench, [requestId], 5 * 60_000);
+  const r = (await records(bench, [requestId])).get(requestId)!;
+  if (k >= 3 && r.completedAt) alone.push(Date.parse(r.completedAt) - Date.parse(r.receivedAt));
+}
+const aloneMean = alone.reduce((a, b) => a + b, 0) / alone.length;
+say(`one at a time: mean ${aloneMean.toFixed(0)} ms, p50 ${String(percentile(alone, 50))} ms`);
+
 // Lethe at each rate, open loop; the rates follow each other once the one before is final.
 const rows: { rate: number; n: number; p50: number; p99: number; mean: number; final: number }[] = [];
-let next = 0;
 for (const rate of rates) {
   const n = rate * seconds;
   const ids: string[] = [];
@@ -59,8 +73,7 @@ for (const rate of rates) {
   say(`${String(rate)}/s: p50 ${String(row.p50)} ms, p99 ${String(row.p99)} ms, ${String(final)} of ${String(n)} final`);
 }
 
-// Overhead: at the lowest rate, the mean time from intake to final against the direct script's time.
-const lowest = rows[0]!;
+// Overhead: one erasure at a time, intake to final, against the direct script's time for one subject.
 console.log(
   JSON.stringify(
     {
@@ -70,7 +83,8 @@ console.log(
       secondsPerRate: seconds,
       latency: rows,
       directMsPerSubject: +directMs.toFixed(1),
-      overhead: { letheMeanMs: Math.round(lowest.mean), directMs: +directMs.toFixed(1), ratio: +(lowest.mean / directMs).toFixed(1) },
+      oneAtATime: { n: alone.length, meanMs: Math.round(aloneMean), p50Ms: percentile(alone, 50), p99Ms: percentile(alone, 99) },
+      overhead: { letheMeanMs: Math.round(aloneMean), directMs: +directMs.toFixed(1), ratio: +(aloneMean / directMs).toFixed(1) },
     },
     null,
     2,

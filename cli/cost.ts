@@ -38,7 +38,8 @@ export function costCommand(argv: string[]): number {
   const usd = (x: number) => (x >= 1 ? `$${x.toFixed(2)}` : `$${x.toFixed(4)}`);
   const count = (x: number) => (x >= 100 ? Math.round(x).toLocaleString('en-US') : x.toPrecision(3));
   console.log(`Lethe in AWS: ${requests.toLocaleString('en-US')} requests across ${String(systems)} systems (model measured ${MEASURED.date})\n`);
-  const rows = lines.map((l) => [PRICES[l.item].what, count(usage[l.item]), count(l.quantity), `${usd(PRICES[l.item].price)} per ${PRICES[l.item].per.toLocaleString('en-US')}`, usd(l.cost)]);
+  const price = (item: keyof typeof PRICES) => `$${String(PRICES[item].price)} per ${PRICES[item].per.toLocaleString('en-US')}`;
+  const rows = lines.map((l) => [PRICES[l.item].what, count(usage[l.item]), count(l.quantity), price(l.item), usd(l.cost)]);
   const header = ['', 'per request', 'total', 'list price', 'cost'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');

@@ -47,8 +47,11 @@ async function main(argv: string[]): Promise<number> {
   return first === undefined || first === '--help' || first === '-h' ? 0 : 2;
 }
 
+// Exit once what was printed has reached a pipe: process.exit alone cuts a large --json answer short.
+const exit = (code: number) => process.stdout.write('', () => process.exit(code));
+
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exit(code),
   (error: unknown) => {
     console.error(`lethe: ${(error as Error).name}: ${(error as Error).message}`);
     process.exit(2);

@@ -63,40 +63,42 @@ export const PRICES: Readonly<Record<keyof Usage, { readonly price: number; read
 };
 
 /**
- * Operations per request, measured by `npm run bench:cost` in local mode (erasures of subjects
- * found in every system, three systems and one, fitted to a fixed part and a part per system).
+ * Operations per request, measured by `npm run bench:cost` in local mode (100 erasures of subjects
+ * found in every system, with three systems and with one, fitted to a fixed part and a part per
+ * system; BENCHMARKS.md has the run). Lambda GB-seconds are this machine's time under load, and
+ * overstate what the same functions take in Lambda.
  */
 export const MEASURED: { readonly date: string; readonly base: Usage; readonly perSystem: Usage } = {
-  date: '2026-11-29',
+  date: '2026-11-30',
   base: {
-    stateTransitions: 0,
-    lambdaRequests: 0,
-    lambdaGbSeconds: 0,
-    sqsRequests: 0,
-    dynamoWriteUnits: 0,
-    dynamoReadUnits: 0,
-    s3PutRequests: 0,
-    s3GetRequests: 0,
-    kmsRequests: 0,
-    kmsSignRequests: 0,
+    stateTransitions: 5,
+    lambdaRequests: 4.222,
+    lambdaGbSeconds: 1.667,
+    sqsRequests: 2.65,
+    dynamoWriteUnits: 29.97,
+    dynamoReadUnits: 13.13,
+    s3PutRequests: 1.99,
+    s3GetRequests: 3,
+    kmsRequests: 1,
+    kmsSignRequests: 0.005,
     eventBridgeEvents: 0,
-    apiRequests: 0,
-    logGb: 0,
+    apiRequests: 1,
+    logGb: 2.58e-06,
   },
   perSystem: {
-    stateTransitions: 0,
-    lambdaRequests: 0,
-    lambdaGbSeconds: 0,
-    sqsRequests: 0,
-    dynamoWriteUnits: 0,
-    dynamoReadUnits: 0,
-    s3PutRequests: 0,
-    s3GetRequests: 0,
-    kmsRequests: 0,
-    kmsSignRequests: 0,
+    stateTransitions: 1,
+    lambdaRequests: 0.6732,
+    lambdaGbSeconds: 3.599,
+    sqsRequests: 2.61,
+    dynamoWriteUnits: 18.63,
+    dynamoReadUnits: 11.24,
+    s3PutRequests: 3.03,
+    s3GetRequests: 2,
+    kmsRequests: 1,
+    kmsSignRequests: 0.005,
     eventBridgeEvents: 0,
     apiRequests: 0,
-    logGb: 0,
+    logGb: 6.399e-07,
   },
 };
 

@@ -328,11 +328,15 @@ function allStates(definition: { States: Record<string, State> }): [string, Stat
 
 /**
  * HeartbeatSecondsPath / TimeoutSecondsPath read the state's input, which an override does not
- * see: carry their values to the override in the parameters, under a key the override removes.
+ * see: carry their values to the override in the parameters, under a key the override removes
+ * (the override keeps those timers itself).
  */
 function withLocalTiming(definition: Definition): Definition {
   const copy = structuredClone(definition);
   for (const [, state] of allStates(copy)) {
+    // A Task state without a timeout has none to speak of in AWS (99999999 s); the library would
+    // give it 60 s, failing a Lambda task that waits its turn behind a burst. Its timers hold 24.8 days.
+    if (state.Type === 'Task' && state['TimeoutSeconds'] === undefined) state['TimeoutSeconds'] = Math.floor(MAX_TIMER_MS / 1000);
     const heartbeat = state['HeartbeatSecondsPath'];
     const timeout = state['TimeoutSecondsPath'];
     if (heartbeat === undefined && timeout === undefined) continue;

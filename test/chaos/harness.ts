@@ -402,6 +402,8 @@ systems:
     for (const c of billing.fake.calls.filter((c) => c.method === 'DELETE')) deletes.set(c.path, (deletes.get(c.path) ?? 0) + 1);
     for (const [path, n] of deletes) if (n > 1) duplicated.push(`billing: DELETE ${path} ${String(n)} times`);
 
+    // The sequencer logs the last records within a few of its runs (every 5 s here).
+    await sleep(15_000);
     const deadLetters = await deadLetterCount(sqs);
     if (deadLetters > 0) unexpected.push(`${String(deadLetters)} messages in dead-letter queues`);
     const audit = await verifyAudit(stateDir);
@@ -493,7 +495,13 @@ async function verifyAudit(stateDir: string): Promise<{ ok: boolean; chains: num
   const out = await run(process.execPath, ['cli/lethe.ts', 'audit', 'verify', '--all', '--json', '--state-dir', stateDir], { maxBuffer: 64 * 1024 * 1024 }).catch(
     (error: { stdout?: string }) => ({ stdout: error.stdout ?? '{}' }),
   );
-  const result = JSON.parse(out.stdout || '{}') as { ok?: boolean; checked?: number; broken?: { requestId: string; problems: string[] }[]; log?: { leaves?: number; problems?: { where: string; problem: string }[] } };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(out.stdout || '{}');
+  } catch {
+    return { ok: false, chains: 0, leaves: 0, problems: [`lethe audit verify --json answered no JSON (${String(out.stdout.length)} characters)`] };
+  }
+  const result = parsed as { ok?: boolean; checked?: number; broken?: { requestId: string; problems: string[] }[]; log?: { leaves?: number; problems?: { where: string; problem: string }[] } };
   const problems = [
     ...(result.broken ?? []).flatMap((b) => b.problems.map((p) => `${b.requestId}: ${p}`)),
     ...(result.log?.problems ?? []).map((p) => `${p.where}: ${p.problem}`),
