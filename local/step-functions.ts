@@ -309,6 +309,9 @@ export class LocalStepFunctions {
       });
       beat();
     });
+    // A heartbeat may lapse while the message is still being sent (a slow queue): the outcome is
+    // awaited below, and must not count as unhandled meanwhile.
+    result.catch(() => undefined);
     await this.#send(params);
     return result;
   }
