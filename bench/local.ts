@@ -13,13 +13,13 @@ import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { requestIdFor } from '#core/request';
+import { isFinalRequestStatus, requestIdFor, type RequestStatus } from '#core/request';
+import { percentile as nearestRank } from '#core/report';
 import { startLocal, type LocalLethe, type LocalOptions } from '#local/runtime';
 import { LetheApi } from '../cli/api.ts';
 
 export const CONFIG = fileURLToPath(new URL('./three-systems.yaml', import.meta.url));
 export const subject = (i: number) => `bench-${String(i)}@example.com`;
-const FINAL = new Set(['completed', 'partially_failed', 'failed', 'cancelled']);
 
 export interface Bench {
   readonly local: LocalLethe;
@@ -133,7 +133,7 @@ export async function waitFinal(bench: Bench, ids: readonly string[], timeoutMs:
   let open = [...ids];
   while (open.length > 0 && Date.now() < deadline) {
     const seen = await records(bench, open);
-    open = open.filter((id) => !FINAL.has(seen.get(id)?.status ?? ''));
+    open = open.filter((id) => !isFinalRequestStatus((seen.get(id)?.status ?? 'received') as RequestStatus));
     progress?.(ids.length - open.length);
     if (open.length > 0) await sleep(1000);
   }
@@ -158,10 +158,7 @@ export async function inParallel<T>(items: readonly T[], width: number, work: (i
   );
 }
 
-/** p-th percentile, nearest rank. */
-export function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-}
+/** p-th percentile, nearest rank (core's, on a sorted copy); NaN for none. */
+export const percentile = (values: readonly number[], p: number): number => nearestRank([...values].sort((a, b) => a - b), p) ?? NaN;
 
 export const machine = () => `${String(cpus().length)} × ${cpus()[0]?.model.trim() ?? 'CPU'}, ${String(Math.round(totalmem() / 2 ** 30))} GiB, Node ${process.versions.node}`;

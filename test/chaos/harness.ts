@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { outcomeOf, requestIdFor, type TaskStatus } from '#core/request';
+import { isFinalRequestStatus, outcomeOf, requestIdFor, type RequestStatus, type TaskStatus } from '#core/request';
 import { startLocal, type LocalLethe } from '#local/runtime';
 import { LetheApi } from '../../cli/api.ts';
 import { stripe } from '../fixtures/vendors.ts';
@@ -172,6 +172,7 @@ class Oracle {
   }
 }
 
+const isFinal = (status: string) => isFinalRequestStatus(status as RequestStatus);
 const subject = (i: number) => `chaos-${String(i)}@example.com`;
 const canary = (i: number) => `canary-${String(i)}@example.com`;
 
@@ -329,12 +330,12 @@ systems:
     const deadline = Date.now() + options.timeoutMs;
     for (;;) {
       for (let i = 0; i < requestIds.length; i += 100) {
-        const keys = requestIds.slice(i, i + 100).filter((id) => !FINAL.has(statuses.get(id) ?? '')).map((id) => ({ pk: `REQ#${id}`, sk: 'META' }));
+        const keys = requestIds.slice(i, i + 100).filter((id) => !isFinal(statuses.get(id) ?? '')).map((id) => ({ pk: `REQ#${id}`, sk: 'META' }));
         if (keys.length === 0) continue;
         const out = await dynamo.send(new BatchGetCommand({ RequestItems: { [state.requestsTable]: { Keys: keys, ProjectionExpression: 'requestId, #s', ExpressionAttributeNames: { '#s': 'status' } } } }));
         for (const item of out.Responses?.[state.requestsTable] ?? []) statuses.set(item['requestId'] as string, item['status'] as string);
       }
-      const done = requestIds.filter((id) => FINAL.has(statuses.get(id) ?? '')).length;
+      const done = requestIds.filter((id) => isFinal(statuses.get(id) ?? '')).length;
       if (done === requestIds.length || Date.now() > deadline) break;
       say(`${String(done)} of ${String(requestIds.length)} final`);
       await sleep(2000);
@@ -360,7 +361,7 @@ systems:
       if (response.status !== 200) return void lost.push(`${id}: GET answered ${String(response.status)}`);
       const status = (await response.json()) as { status: string; systems: { system: string; action: string; status: TaskStatus; error?: { name: string; message: string } }[] };
       outcomes[status.status] = (outcomes[status.status] ?? 0) + 1;
-      if (!FINAL.has(status.status)) lost.push(`${id}: still ${status.status}`);
+      if (!isFinal(status.status)) lost.push(`${id}: still ${status.status}`);
       const expected: TaskStatus[] = [];
       for (const kind of KINDS) {
         const system = SYSTEMS[kind];
@@ -386,7 +387,7 @@ systems:
       }
       const outcome = outcomeOf(expected);
       expectedOutcomes[outcome] = (expectedOutcomes[outcome] ?? 0) + 1;
-      if (status.status !== outcome && FINAL.has(status.status)) unexpected.push(`${id}: ${status.status}, expected ${outcome}`);
+      if (status.status !== outcome && isFinal(status.status)) unexpected.push(`${id}: ${status.status}, expected ${outcome}`);
     });
     for (let i = 0; i < canaries; i += 1) {
       for (const system of Object.values(SYSTEMS)) {
@@ -418,7 +419,7 @@ systems:
       seed: options.seed,
       seconds: Math.round((Date.now() - started) / 1000),
       accepted: accepted.size,
-      final: requestIds.filter((id) => FINAL.has(statuses.get(id) ?? '')).length,
+      final: requestIds.filter((id) => isFinal(statuses.get(id) ?? '')).length,
       outcomes,
       expectedOutcomes,
       tasks: requestIds.length * KINDS.length,
@@ -442,7 +443,6 @@ systems:
   }
 }
 
-const FINAL = new Set(['completed', 'partially_failed', 'failed', 'cancelled']);
 
 /** Records left per `<system>|<email>`, read from each system itself. */
 async function remaining(
