@@ -86,7 +86,7 @@ async function runTask(record: SQSRecord): Promise<void> {
 
   // One attempt at a time: a duplicate delivery finds the task held and comes back when the lease ends.
   const owner = randomUUID();
-  const claim = await store.claimTask(requestId, systemName, action, owner, system.heartbeatSeconds);
+  const claim = await store.claimTask(requestId, systemName, action, owner, leaseSeconds(system));
   if (!claim.claimed) {
     if (claim.task && isFinalTaskStatus(claim.task.status)) return report(message, claim.task);
     if (!claim.busyUntil) return; // waiting on a vendor: the poller follows it
@@ -99,7 +99,7 @@ async function runTask(record: SQSRecord): Promise<void> {
     throw new TaskBusyError(`${systemName}/${action}: another attempt holds the task for ${String(delay)} s`);
   }
   if (claim.first) await audit.append(requestId, taskEvent('task.running', message, { status: 'running' }));
-  const heartbeat = setInterval(() => void keepAlive(message, owner, system), Math.max(5, system.heartbeatSeconds / 3) * 1000);
+  const heartbeat = setInterval(() => void keepAlive(message, owner, system), renewEvery(system) * 1000);
   try {
     const { request, dataKey, identities } = await subjectOf(requestId);
     const connector = await connectorFor(system, connectorClients);
@@ -451,14 +451,28 @@ async function beat({ requestId, system, taskToken }: TaskMessage): Promise<void
   }
 }
 
-/** While an attempt works: the saga's heartbeat, and the attempt's lease on the task. */
+/**
+ * An attempt's lease on its task is two heartbeats long and renewed four times a heartbeat, so a
+ * holder whose renewals stall (a starved CPU, a slow table) keeps it for a heartbeat and a half
+ * longer than they should take. An attempt that died is taken over within two heartbeats, the
+ * saga's token kept alive meanwhile by the attempt waiting for it.
+ */
+function leaseSeconds(system: SystemConfig): number {
+  return 2 * system.heartbeatSeconds;
+}
+function renewEvery(system: SystemConfig): number {
+  return Math.max(1, system.heartbeatSeconds / 4);
+}
+
+/** While an attempt works: the saga's heartbeat, and the attempt's lease on the task, side by side. */
 async function keepAlive(message: TaskMessage, owner: string, system: SystemConfig): Promise<void> {
-  await beat(message);
-  try {
-    await store.renewLease(message, owner, system.heartbeatSeconds);
-  } catch (error) {
-    logger.warn('lease renewal failed', { requestId: message.requestId, system: message.system, ...errorFields(error) });
-  }
+  const renewal = store.renewLease(message, owner, leaseSeconds(system)).then(
+    (held) => {
+      if (!held) logger.warn('lease lost: another attempt may act on the task', { requestId: message.requestId, system: message.system, action: message.action });
+    },
+    (error: unknown) => logger.warn('lease renewal failed', { requestId: message.requestId, system: message.system, ...errorFields(error) }),
+  );
+  await Promise.all([beat(message), renewal]);
 }
 
 /** Complete the saga's task token from the task's final state. A stale token is not an error. */

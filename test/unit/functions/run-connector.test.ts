@@ -4,7 +4,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { BatchWriteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { retryDelaySeconds } from '#core/errors';
 import { LocalKeyService } from '#functions/commons/keys';
 import { handlerEnvironment, lambdaContext } from '../../fixtures/lambda.ts';
@@ -133,6 +133,33 @@ describe('Function: run-connector handler', () => {
     const delay = sqs.commandCalls(ChangeMessageVisibilityCommand)[0]?.args[0].input.VisibilityTimeout;
     expect(delay).toBeGreaterThanOrEqual(19);
     expect(delay).toBeLessThanOrEqual(20);
+  });
+
+  it('keeps its lease, two heartbeats long, while the saga\'s heartbeat hangs', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      noLinks();
+      sfn.on(SendTaskHeartbeatCommand).callsFake(() => new Promise(() => {})); // Step Functions never answers
+      // The connector's lookup takes half a heartbeat: two renewals fall due meanwhile.
+      dynamo.on(QueryCommand, { TableName: 'users' })
+        .callsFakeOnce(async () => {
+          await vi.advanceTimersByTimeAsync(31_000);
+          return { Items: [] };
+        })
+        .resolves({ Items: [] });
+      const started = Date.now();
+
+      const out = await handler(delivery(1), lambdaContext());
+
+      expect(out.batchItemFailures).toEqual([]);
+      const leases = dynamo.commandCalls(UpdateCommand).map((c) => c.args[0].input).filter((i) => i.ExpressionAttributeValues?.[':until']);
+      const [claim, ...renewals] = leases.map((i) => Date.parse(i.ExpressionAttributeValues![':until'] as string) - started);
+      expect(claim).toBeGreaterThanOrEqual(120_000);
+      expect(renewals).toHaveLength(2);
+      for (const until of renewals) expect(until).toBeGreaterThanOrEqual(120_000);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('reports a task that is already final without acting again', async () => {
