@@ -14,6 +14,11 @@ import { classifyAwsError } from '../aws-errors.ts';
 import { fill } from '../templates.ts';
 import { COGNITO_ACTIONS, type CognitoSettings } from './settings.ts';
 
+/** What can be a username: 1 to 128 letters, marks, symbols, digits and punctuation (Cognito's own pattern). Nothing else names a user. */
+const USERNAME = /^[\p{L}\p{M}\p{S}\p{N}\p{P}]{1,128}$/u;
+/** The longest ListUsers filter Cognito accepts. */
+const FILTER_LENGTH = 256;
+
 /**
  * A subject's users in one Cognito user pool: deleted (AdminDeleteUser), restricted by disabling
  * them (AdminDisableUser), and lifted by enabling again exactly the users a restriction disabled
@@ -96,11 +101,17 @@ export class CognitoConnector implements Connector {
     const usernames = new Set<string>();
     for (const entry of this.#s.users) {
       if ('username' in entry) {
-        for (const u of fill(entry.username, identities)) usernames.add(u);
+        for (const u of fill(entry.username, identities)) if (USERNAME.test(u)) usernames.add(u);
         continue;
       }
       for (const identity of identities.filter((i) => i.type === entry.identity)) {
         const filter = `${entry.attribute} = "${identity.value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+        if (filter.length > FILTER_LENGTH) {
+          // Not found is not the truth here: the pool cannot be searched for it. Someone must look.
+          throw new ConnectorPermanentError(
+            `cognito user pool ${this.#s.userPoolId}: this ${identity.type} is too long to search ${entry.attribute} for (ListUsers filters hold ${String(FILTER_LENGTH)} characters)`,
+          );
+        }
         try {
           for await (const page of paginateListUsers({ client: this.#cognito }, { UserPoolId: this.#s.userPoolId, Filter: filter })) {
             for (const user of page.Users ?? []) if (user.Username) usernames.add(user.Username);

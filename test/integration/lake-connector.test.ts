@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
+import fc from 'fast-check';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { LakeConnector } from '#connectors/lake/connector';
@@ -13,6 +14,7 @@ import { lakeSettingsSchema } from '#connectors/lake/settings';
 import { ConnectorPermanentError } from '#core/errors';
 import type { ConnectorCommand } from '#core/ports';
 import { duckdbParquet, rowsOf, shapeOf } from '../fixtures/lake.ts';
+import { HOSTILE_RUNS, hostileIdentifier } from '../fixtures/hostile.ts';
 import { credentials } from '../fixtures/servers.ts';
 
 /**
@@ -46,25 +48,20 @@ describe('Class: LakeConnector (fauxqs)', () => {
     await put('clicks/user_id=8/part-0.jsonl.gz', 'not json, and never read: another partition');
   });
 
-  const connector = () =>
-    new LakeConnector(
-      s3,
-      lakeSettingsSchema.parse({
-        tables: [
-          { bucket, prefix: 'events/', format: 'parquet', columns: [{ identity: 'email', column: 'email' }] },
-          {
-            bucket,
-            prefix: 'clicks/',
-            format: 'jsonl',
-            columns: [
-              { identity: 'email', column: 'user.email' },
-              { identity: 'user_id', column: 'user.id' },
-            ],
-            partitions: [{ identity: 'user_id', key: 'user_id' }],
-          },
-        ],
-      }),
-    );
+  const tables = () => [
+    { bucket, prefix: 'events/', format: 'parquet', columns: [{ identity: 'email', column: 'email' }] },
+    {
+      bucket,
+      prefix: 'clicks/',
+      format: 'jsonl',
+      columns: [
+        { identity: 'email', column: 'user.email' },
+        { identity: 'user_id', column: 'user.id' },
+      ],
+      partitions: [{ identity: 'user_id', key: 'user_id' }],
+    },
+  ];
+  const connector = () => new LakeConnector(s3, lakeSettingsSchema.parse({ tables: tables() }));
   const command = (): ConnectorCommand => ({
     requestId: 'r',
     action: 'delete',
@@ -149,6 +146,35 @@ describe('Class: LakeConnector (fauxqs)', () => {
     expect(await connector().run({ ...command(), identities: [{ type: 'phone', value: '+441234567890' }] })).toEqual({ affected: 0 });
     expect(Buffer.from(await object('events/dt=2024-01-01/part-0.parquet')).equals(Buffer.from(before))).toBe(true);
   });
+
+  it(`removes nothing for ${String(HOSTILE_RUNS)} generated hostile identities (fast-check): every object stays byte for byte`, async () => {
+    // Canary rows whose identities are the syntax hostile values are made of.
+    const canaries = ['*', '%', '_', "' OR '1'='1", '.*', '\\', '"', 'USER7@EXAMPLE.COM', 'user7@example.com.evil', ' user7@example.com'];
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'canaries/part-0.jsonl', Body: canaries.map((email, id) => JSON.stringify({ email, id })).join('\n') }));
+    const withCanaries = () =>
+      new LakeConnector(
+        s3,
+        lakeSettingsSchema.parse({
+          tables: [
+            ...tables(),
+            { bucket, prefix: 'canaries/', format: 'jsonl', columns: [{ identity: 'email', column: 'email' }, { identity: 'user_id', column: 'id' }] },
+          ],
+        }),
+      );
+    const keys = ['events/dt=2024-01-01/part-0.parquet', 'events/dt=2024-01-02/part-0.parquet', 'clicks/user_id=7/part-0.jsonl.gz', 'clicks/user_id=8/part-0.jsonl.gz', 'canaries/part-0.jsonl'];
+    const before = await Promise.all(keys.map(object));
+    // A subject's own values may rightly match: the table's e-mails and user ids, and the canaries themselves.
+    const own = new Set([...Array.from({ length: 50 }, (_, i) => `user${String(i)}@example.com`), 'grace@example.com', '7', '8', ...canaries, ...canaries.map((_, i) => String(i))]);
+    await fc.assert(
+      fc.asyncProperty(hostileIdentifier, async (value) => {
+        fc.pre(!own.has(value));
+        expect(await withCanaries().run({ ...command(), identities: [{ type: 'email', value }, { type: 'user_id', value }] })).toEqual({ affected: 0 });
+      }),
+      { numRuns: HOSTILE_RUNS },
+    );
+    const after = await Promise.all(keys.map(object));
+    after.forEach((bytes, i) => expect(Buffer.from(bytes).equals(Buffer.from(before[i]!)), keys[i]).toBe(true));
+  }, 600_000);
 
   it('fails permanently on an object it cannot read as its table’s format, naming the table and not the key', async () => {
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'clicks/user_id=7/part-1.jsonl', Body: 'user7@example.com was here\n' }));

@@ -8,11 +8,13 @@ import {
   UserNotFoundException,
 } from '@aws-sdk/client-cognito-identity-provider';
 import { mockClient } from 'aws-sdk-client-mock';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CognitoConnector } from '#connectors/cognito/connector';
 import { cognitoSettingsSchema } from '#connectors/cognito/settings';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
 import type { Restriction } from '#core/ports';
+import { HOSTILE_RUNS, hostileIdentifier } from '../../fixtures/hostile.ts';
 
 const client = new CognitoIdentityProviderClient({ region: 'eu-west-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
 const mock = mockClient(client);
@@ -88,3 +90,73 @@ describe('Class: CognitoConnector', () => {
     await expect(connector.run(command('delete'))).rejects.toThrow(ConnectorPermanentError);
   });
 });
+
+/**
+ * A user pool as Cognito's API answers (aws-sdk-client-mock): ListUsers parses its filter by the
+ * documented grammar (`attribute = "value"` or `^=`, quotes and backslashes escaped, at most 256
+ * characters) and refuses any other; the Admin calls take a username by its pattern and refuse
+ * any other; users match exactly, or by prefix.
+ */
+function cognitoPool(users: Record<string, { email: string }>) {
+  const pool = new Map(Object.entries(users));
+  const invalid = (message: string) => Object.assign(new Error(message), { name: 'InvalidParameterException', $metadata: { httpStatusCode: 400 } });
+  const named = (input: { Username: string }) => {
+    if (!/^[\p{L}\p{M}\p{S}\p{N}\p{P}]{1,128}$/u.test(input.Username)) throw invalid('1 validation error detected: Value at \'username\' failed to satisfy constraint');
+    if (!pool.has(input.Username)) throw notFound;
+    return input.Username;
+  };
+  mock.on(ListUsersCommand).callsFake((input: { Filter?: string }) => {
+    const filter = input.Filter ?? '';
+    if (filter.length > 256) throw invalid('1 validation error detected: Value at \'filter\' failed to satisfy constraint: Member must have length less than or equal to 256');
+    const parsed = /^(\w+) (=|\^=) "((?:[^"\\]|\\.)*)"$/su.exec(filter);
+    if (!parsed) throw invalid('Invalid search filter');
+    const [, attribute, type, quoted] = parsed as unknown as [string, string, string, string];
+    if (attribute !== 'email') throw invalid('Invalid search attribute');
+    const value = quoted.replace(/\\(.)/gsu, '$1');
+    const Users = [...pool].filter(([, u]) => (type === '=' ? u.email === value : u.email.startsWith(value))).map(([Username]) => ({ Username }));
+    return { Users };
+  });
+  mock.on(AdminDeleteUserCommand).callsFake((input: { Username: string }) => pool.delete(named(input)) && {});
+  mock.on(AdminGetUserCommand).callsFake((input: { Username: string }) => ({ Username: named(input), Enabled: true }));
+  return pool;
+}
+
+describe('Class: CognitoConnector, against a pool that parses filters and usernames as Cognito does', () => {
+  // Canaries: users whose e-mail or name is the syntax a hostile value is made of, or the prefix of a subject's.
+  const canaries = {
+    'ada-sub-1': { email: 'ada@example.com' },
+    '*': { email: '*' },
+    '"': { email: '"' },
+    '\\': { email: '\\' },
+    'u-ada': { email: 'u-ada@example.com' },
+    '..': { email: 'a' },
+  };
+
+  it('deletes the subject found by e-mail, and nobody whose e-mail merely starts the same', async () => {
+    const pool = cognitoPool({ ...canaries, 'ada-sub-2': { email: 'ada@example.com.evil' } });
+    expect(await connector.run(command('delete'))).toEqual({ affected: 2 }); // ada-sub-1 by e-mail, u-ada by username
+    expect([...pool.keys()].sort()).toEqual(['"', '*', '..', '\\', 'ada-sub-2']);
+  });
+
+  it('fails, naming neither the value nor the pool\'s answer, when a value is too long to search for', async () => {
+    cognitoPool(canaries);
+    const error = await connector.run(command('delete', `${'a'.repeat(250)}@example.com`)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConnectorPermanentError);
+    expect((error as Error).message).toBe(`cognito user pool ${pool}: this email is too long to search email for (ListUsers filters hold 256 characters)`);
+    expect(mock).not.toHaveReceivedCommand(ListUsersCommand);
+  });
+
+  it(`deletes nothing for ${String(HOSTILE_RUNS)} generated hostile identities (fast-check): every canary user remains`, async () => {
+    const users = cognitoPool(canaries);
+    const own = new Set([...Object.keys(canaries), ...Object.values(canaries).map((u) => u.email)]);
+    await fc.assert(
+      fc.asyncProperty(hostileIdentifier, async (value) => {
+        fc.pre(!own.has(value));
+        expect(await connector.run({ ...command('delete'), identities: [{ type: 'email', value }, { type: 'user_id', value }] })).toEqual({ affected: 0 });
+      }),
+      { numRuns: HOSTILE_RUNS },
+    );
+    expect([...users.keys()]).toEqual(Object.keys(canaries));
+  });
+});
+
