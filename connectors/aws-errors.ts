@@ -1,4 +1,4 @@
-import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
+import { ConnectorPermanentError, ConnectorRetryableError, PermanentError, RetryableError } from '#core/errors';
 
 const RETRYABLE_NAMES = new Set([
   'ProvisionedThroughputExceededException',
@@ -25,6 +25,12 @@ export function classifyAwsError(target: string, error: unknown): ConnectorRetry
   return isRetryableAwsError(error)
     ? new ConnectorRetryableError(message, { cause: error })
     : new ConnectorPermanentError(message, { cause: error });
+}
+
+/** The same for Lethe's own stores (its tables): retryable or permanent, naming the target and the error class. */
+export function classifyStoreError(target: string, error: unknown): RetryableError | PermanentError {
+  const message = describeAwsError(target, error);
+  return isRetryableAwsError(error) ? new RetryableError(message, { cause: error }) : new PermanentError(message, { cause: error });
 }
 
 type AwsLikeError = { name?: string; code?: string; $retryable?: unknown; $metadata?: { httpStatusCode?: number } };

@@ -53,19 +53,23 @@ export function normalizeIdentity(identity: Identity): Identity {
 
 /** Normalize a list of identities, naming every invalid one at once, and drop exact duplicates. */
 export function normalizeIdentities(identities: readonly Identity[]): Identity[] {
+  return [...new Map(normalizeEach(identities).map((n) => [`${n.type}\u0000${n.value}`, n])).values()];
+}
+
+/** Normalize each identity of a list, in its place, naming every invalid one (`identities.<i>.value`) at once. */
+export function normalizeEach(identities: readonly Identity[]): Identity[] {
   const issues: FieldIssue[] = [];
-  const out = new Map<string, Identity>();
-  identities.forEach((identity, index) => {
+  const out = identities.map((identity, index) => {
     try {
-      const n = normalizeIdentity(identity);
-      out.set(`${n.type}\u0000${n.value}`, n);
+      return normalizeIdentity(identity);
     } catch (error) {
       if (!(error instanceof ValidationError)) throw error;
-      issues.push(...error.issues.map((i) => ({ path: `identities.${index}.value`, message: i.message })));
+      issues.push(...error.issues.map((i) => ({ path: `identities.${String(index)}.value`, message: i.message })));
+      return identity;
     }
   });
   if (issues.length > 0) throw new ValidationError(issues);
-  return [...out.values()];
+  return out;
 }
 
 export function pseudonymize(identity: Identity, key: PseudonymKey): PseudonymousIdentity {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { ValidationError, type FieldIssue } from './errors.ts';
+import { SCOPES, type Scope } from './suppression.ts';
 
 export const REQUEST_TYPES = ['erasure', 'anonymize', 'restrict', 'opt_out', 'withdraw'] as const;
 export type RequestType = (typeof REQUEST_TYPES)[number];
@@ -101,9 +102,12 @@ const identityTypeSchema = z
   .string()
   .regex(/^[a-z][a-z0-9_]{1,63}$/, 'must be a lower-case identity type such as email, phone or user_id');
 
+/** One identity as a caller gives it. */
+export const identitySchema = z.strictObject({ type: identityTypeSchema, value: z.string().min(1).max(512).refine((v) => !v.includes('\u0000'), 'must not contain a NUL character') });
+
 /** A subject's identities, as a request (or a lookup) gives them. */
 export const identitiesSchema = z
-  .array(z.strictObject({ type: identityTypeSchema, value: z.string().min(1).max(512).refine((v) => !v.includes('\u0000'), 'must not contain a NUL character') }))
+  .array(identitySchema)
   .min(1, 'at least one identity is required')
   .max(20, 'at most 20 identities per request');
 
@@ -115,10 +119,21 @@ export const submissionSchema = z
     requestId: z.uuid().optional(),
     source: z.string().min(1).max(128).optional(),
     sourceEventId: z.string().min(1).max(256).optional(),
+    /** What an opt-out opts out of, or a withdraw lifts (see suppression.ts); other types set their own. */
+    scopes: z
+      .array(z.enum(SCOPES))
+      .min(1)
+      .max(SCOPES.length)
+      .refine((s) => new Set(s).size === s.length, 'must not repeat a scope')
+      .optional(),
   })
   .refine((s) => (s.source === undefined) === (s.sourceEventId === undefined), {
     message: 'source and sourceEventId go together',
     path: ['sourceEventId'],
+  })
+  .refine((s) => s.scopes === undefined || s.type === 'opt_out' || s.type === 'withdraw', {
+    message: 'only an opt_out or a withdraw names scopes',
+    path: ['scopes'],
   });
 
 export type Submission = z.infer<typeof submissionSchema>;
@@ -176,6 +191,8 @@ export interface RequestRecord {
   readonly round?: number | undefined;
   readonly source?: string | undefined;
   readonly sourceEventId?: string | undefined;
+  /** The scopes an opt-out or a withdraw named (absent: its type's defaults). */
+  readonly scopes?: readonly Scope[] | undefined;
   readonly pseudonyms: readonly { type: string; pseudonym: string }[];
   readonly keyVersion: string;
   /** SHA-256 over the normalized submission: a replay with another body is a conflict. */

@@ -100,14 +100,24 @@ export class LetheStack extends Stack {
       'Rotating the pseudonym key would unlink every stored pseudonym; rotation is a versioned, planned operation, not a schedule.',
     );
 
-    // The table has its own key: reading the table must not give the power to unwrap data keys.
+    // The tables have their own key: reading a table must not give the power to unwrap data keys.
+    const tableKey = new Key(this, 'TableKey', { description: 'Lethe: encrypts the requests and suppressions tables', enableKeyRotation: true });
     const table = new Table(this, 'Requests', {
       partitionKey: { name: 'pk', type: AttributeType.STRING },
       sortKey: { name: 'sk', type: AttributeType.STRING },
       billingMode: BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       encryption: TableEncryption.CUSTOMER_MANAGED,
-      encryptionKey: new Key(this, 'TableKey', { description: 'Lethe: encrypts the requests table', enableKeyRotation: true }),
+      encryptionKey: tableKey,
+    });
+    // The suppression plane: what each pseudonymous identity must no longer be used for. It is read
+    // on every check, at a product's volume, and listed whole for the filter snapshot: its own table.
+    const suppressions = new Table(this, 'Suppressions', {
+      partitionKey: { name: 'subject', type: AttributeType.STRING },
+      billingMode: BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      encryption: TableEncryption.CUSTOMER_MANAGED,
+      encryptionKey: tableKey,
     });
     // Tasks waiting on a vendor, by when they are next due (a sparse index: only they have `waiting`).
     table.addGlobalSecondaryIndex({
@@ -186,9 +196,10 @@ export class LetheStack extends Stack {
       const fn = new SecureFunction(this, name, {
         handler,
         description,
-        environment: { ...stateEnv, ...keyEnv, INTAKE_QUEUE_URL: intakeBuffer.queue.queueUrl },
+        environment: { ...stateEnv, ...keyEnv, INTAKE_QUEUE_URL: intakeBuffer.queue.queueUrl, SUPPRESSIONS_TABLE: suppressions.tableName },
       });
       writesAudit(fn);
+      suppressions.grantWriteData(fn);
       identityKey.grant(fn, 'kms:GenerateDataKey');
       pseudonymKey.grantRead(fn);
       intakeBuffer.queue.grantSendMessages(fn);
@@ -482,6 +493,15 @@ export class LetheStack extends Stack {
     table.grantReadData(lookup);
     pseudonymKey.grantRead(lookup);
     v1.addResource('subjects:lookup').addMethod('POST', new LambdaIntegration(lookup), { requestValidator: validator });
+    // Whether identities may be used: product backends ask before they collect, sell or share.
+    const check = new SecureFunction(this, 'CheckSuppressions', {
+      handler: 'check-suppressions',
+      description: 'Lethe: POST /v1/suppressions:check',
+      environment: { SUPPRESSIONS_TABLE: suppressions.tableName, ...keyEnv },
+    });
+    suppressions.grantReadData(check);
+    pseudonymKey.grantRead(check);
+    v1.addResource('suppressions:check').addMethod('POST', new LambdaIntegration(check), { requestValidator: validator });
     // Reports: a period's summary, and its export as CSV or JSON.
     const reports = new SecureFunction(this, 'ReportRequests', {
       handler: 'report-requests',
@@ -518,7 +538,7 @@ export class LetheStack extends Stack {
     // act on requests. Neither submits.
     const read = new PolicyStatement({
       actions: ['execute-api:Invoke'],
-      resources: [this.api.arnForExecuteApi('GET', '/v1/*'), this.api.arnForExecuteApi('POST', '/v1/subjects:lookup')],
+      resources: [this.api.arnForExecuteApi('GET', '/v1/*'), this.api.arnForExecuteApi('POST', '/v1/subjects:lookup'), this.api.arnForExecuteApi('POST', '/v1/suppressions:check')],
     });
     this.complianceRole = new Role(this, 'ComplianceRole', {
       assumedBy: new AccountRootPrincipal(),
@@ -534,16 +554,19 @@ export class LetheStack extends Stack {
     // Product backends submit: a role for them to assume (or grant the same to their own roles).
     this.submitterRole = new Role(this, 'SubmitterRole', {
       assumedBy: new AccountRootPrincipal(),
-      description: 'Lethe: submit privacy requests over HTTP',
+      description: 'Lethe: submit privacy requests over HTTP, and check suppressions',
     });
-    this.submitterRole.addToPolicy(new PolicyStatement({ actions: ['execute-api:Invoke'], resources: [this.api.arnForExecuteApi('POST', '/v1/requests')] }));
+    this.submitterRole.addToPolicy(
+      new PolicyStatement({ actions: ['execute-api:Invoke'], resources: [this.api.arnForExecuteApi('POST', '/v1/requests'), this.api.arnForExecuteApi('POST', '/v1/suppressions:check')] }),
+    );
     this.bus.grantPutEventsTo(this.submitterRole);
     const apiRef = `arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<${this.getLogicalId(this.api.node.defaultChild as CfnElement)}>`;
-    const why = "Invoke on the API's paths by method, in any stage: GET on /v1/* and POST on /v1/subjects:lookup for reading, POST on /v1/requests/* (actions on one request) for operators, POST on /v1/requests for submitting; request ids are not known in advance.";
+    const why = "Invoke on the API's paths by method, in any stage: GET on /v1/* and POST on /v1/subjects:lookup for reading, POST on /v1/requests/* (actions on one request) for operators, POST on /v1/requests for submitting, POST on /v1/suppressions:check for everyone; request ids are not known in advance.";
     for (const role of [this.complianceRole, this.operatorRole, this.submitterRole]) {
       if (role === this.submitterRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/POST/v1/requests]`, why);
       if (role !== this.submitterRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/GET/v1/*]`, why);
       if (role !== this.submitterRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/POST/v1/subjects:lookup]`, why);
+      ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/POST/v1/suppressions:check]`, why);
       if (role === this.operatorRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/POST/v1/requests/*]`, why);
       const description = { OperatorRole: 'Assume to read and act on requests', ComplianceRole: 'Assume to read requests', SubmitterRole: 'Assume to submit requests' }[role.node.id];
       new CfnOutput(this, `${role.node.id}Arn`, { value: role.roleArn, ...(description && { description }) });

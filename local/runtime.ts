@@ -65,6 +65,7 @@ export interface LocalState {
   readonly sqsEndpoint: string;
   readonly s3Endpoint: string;
   readonly requestsTable: string;
+  readonly suppressionsTable: string;
   readonly auditBucket: string;
   readonly eventBusName: string;
   /** Connection variable name → URL, for the systems' databases local mode reaches. */
@@ -350,6 +351,11 @@ async function start(
     if (found.length !== 1) throw new Error(`expected one ${type}, found ${String(found.length)}`);
     return found[0]!;
   };
+  const tableNamed = (construct: string) => {
+    const found = resolver.resources('AWS::DynamoDB::Table').map(([id]) => id).filter((id) => new RegExp(`^${construct}[0-9A-F]{8}$`).test(id));
+    if (found.length !== 1) throw new Error(`expected one ${construct} table, found ${String(found.length)}`);
+    return found[0]!;
+  };
   // API Gateway routes.
   const routes: Route[] = resolver.resources('AWS::ApiGateway::Method').flatMap(([, method]) => {
     const p = method.Properties ?? {};
@@ -387,7 +393,8 @@ async function start(
     dynamoDbEndpoint: dynamo.endpoint,
     sqsEndpoint: awsEndpoint,
     s3Endpoint: awsEndpoint,
-    requestsTable: single('AWS::DynamoDB::Table'),
+    requestsTable: tableNamed('Requests'),
+    suppressionsTable: tableNamed('Suppressions'),
     auditBucket: bucketName(resolver.resources('AWS::S3::Bucket').find(([, b]) => b.Properties?.['ObjectLockEnabled'])![0]),
     eventBusName: single('AWS::Events::EventBus'),
     databases: connectionEnv,

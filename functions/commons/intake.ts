@@ -8,18 +8,21 @@ import { normalizeIdentities, pseudonymize } from '#core/identity';
 import type { KeyService } from '#core/ports';
 import { deadlinesFor } from '#core/deadlines';
 import { parseSubmission, requestIdFor, type RequestRecord, type RequestStatus } from '#core/request';
+import { suppressionChange } from '#core/suppression';
 import { AuditLog } from './audit-log.ts';
 import { sqs } from './clients.ts';
 import { requireEnv } from './env.ts';
 import { keyServiceFromEnv } from './keys.ts';
 import { logger, metrics } from './observability.ts';
 import { RequestStore } from './request-store.ts';
+import { SuppressionStore } from './suppression-store.ts';
 
 /** Intake's adapters, from the environment the stack gives both intake functions. */
 export function intakeDepsFromEnv(): IntakeDeps {
   const table = requireEnv('REQUESTS_TABLE');
   return {
     store: new RequestStore(table),
+    suppressions: new SuppressionStore(requireEnv('SUPPRESSIONS_TABLE')),
     audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')),
     keys: keyServiceFromEnv(),
     intakeQueueUrl: requireEnv('INTAKE_QUEUE_URL'),
@@ -28,6 +31,7 @@ export function intakeDepsFromEnv(): IntakeDeps {
 
 export interface IntakeDeps {
   readonly store: RequestStore;
+  readonly suppressions: SuppressionStore;
   readonly audit: AuditLog;
   readonly keys: KeyService;
   readonly intakeQueueUrl: string;
@@ -59,6 +63,7 @@ export async function submitRequest(input: unknown, actor: string, deps: IntakeD
         type: submission.type,
         regulation: submission.regulation,
         pseudonyms: pseudonyms.map((p) => `${p.type}:${p.pseudonym}`).sort(),
+        ...(submission.scopes && { scopes: [...submission.scopes].sort() }),
       }) ?? '',
     )
     .digest('hex');
@@ -79,6 +84,7 @@ export async function submitRequest(input: unknown, actor: string, deps: IntakeD
     ...(deadlines.acknowledgeBy && { acknowledgeBy: deadlines.acknowledgeBy }),
     source: submission.source,
     sourceEventId: submission.sourceEventId,
+    ...(submission.scopes && { scopes: submission.scopes }),
     pseudonyms,
     keyVersion: pseudonymKey.version,
     bodyHash,
@@ -105,6 +111,10 @@ async function replay(existing: RequestRecord, bodyHash: string, actor: string, 
 }
 
 async function dispatch(record: RequestRecord, actor: string, deps: IntakeDeps): Promise<void> {
+  // The suppression plane first: an opt-out holds from the moment intake answers (a replay of a
+  // request that died before its dispatch applies it again, to the same effect).
+  const { on, scopes } = suppressionChange(record.type, record.scopes);
+  await deps.suppressions.apply(record.pseudonyms, scopes, { on, at: record.receivedAt, requestId: record.requestId, ...(record.source && { source: record.source }) });
   await deps.store.indexSubject(record);
   await deps.audit.append(record.requestId, {
     eventId: 'request.received',

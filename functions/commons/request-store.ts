@@ -1,9 +1,9 @@
 import { BatchGetCommand, type BatchGetCommandOutput, DeleteCommand, GetCommand, paginateQuery, paginateScan, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
-import { describeAwsError, isRetryableAwsError } from '#connectors/aws-errors';
+import { classifyStoreError } from '#connectors/aws-errors';
 import type { PseudonymousIdentity } from '#core/identity';
 import { isOverdue, type ReminderKind } from '#core/deadlines';
 import type { ListedRequest } from '#core/report';
-import { InvalidTransitionError, NotFoundError, PermanentError, RetryableError, ValidationError } from '#core/errors';
+import { InvalidTransitionError, NotFoundError, PermanentError, ValidationError } from '#core/errors';
 import {
   BY_MONTH_INDEX,
   FINAL_REQUEST_STATUSES,
@@ -949,10 +949,7 @@ export function isConditionFailure(error: unknown): boolean {
   return (error as { name?: string }).name === 'ConditionalCheckFailedException';
 }
 
-function wrap(what: string, error: unknown): RetryableError | PermanentError {
-  const message = describeAwsError(`requests table: ${what}`, error);
-  return isRetryableAwsError(error) ? new RetryableError(message, { cause: error }) : new PermanentError(message, { cause: error });
-}
+const wrap = (what: string, error: unknown) => classifyStoreError(`requests table: ${what}`, error);
 
 function stripKeys<T>(item: Record<string, unknown>): T {
   const { pk: _pk, sk: _sk, auditSeq: _s, auditHead: _h, auditHeadEvent: _e, waiting: _w, nextCheckAt: _c, shred: _d, shredAt: _a, month: _m, open: _o, leaseOwner: _lo, leaseUntil: _lu, ...rest } = item;

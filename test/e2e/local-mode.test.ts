@@ -298,6 +298,51 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect(await restricted()).toEqual(['a-8']);
   });
 
+  it('suppresses an opt-out, a restriction and an erasure before intake answers, and a withdraw lifts what it names', async () => {
+    type Verdict = { suppressed: boolean; scopes: string[]; since?: string };
+    const check = async (identities: { type: string; value: string }[], scope?: string) => {
+      const response = await local.as('SubmitterRole')(`${api}/v1/suppressions:check`, { method: 'POST', body: JSON.stringify({ identities, ...(scope && { scope }) }) });
+      expect(response.status).toBe(200);
+      return ((await response.json()) as { results: Verdict[] }).results;
+    };
+    const margaret = { type: 'email', value: 'margaret@example.com' };
+    expect(await check([margaret])).toEqual([{ suppressed: false, scopes: [] }]);
+
+    // An opt-out of marketing only: marketing is forbidden from the answer on, sale is not.
+    const sent: string[] = [];
+    const submit = async (body: object) => {
+      const response = await post(body);
+      expect(response.status).toBe(202);
+      sent.push(((await response.json()) as { requestId: string }).requestId);
+    };
+    await submit({ type: 'opt_out', regulation: 'ccpa', identities: [margaret], scopes: ['marketing'] });
+    expect(await check([{ type: 'email', value: ' Margaret@Example.com' }], 'marketing')).toMatchObject([{ suppressed: true, scopes: ['marketing'] }]);
+    expect(await check([margaret], 'sale')).toMatchObject([{ suppressed: false, scopes: ['marketing'] }]);
+    // Ada was erased (the first test): nothing more may be collected about her, for any use.
+    expect(await check([{ type: 'email', value: 'ada@example.com' }], 'sale')).toMatchObject([{ suppressed: true, scopes: ['all'] }]);
+    // A restriction forbids every use but keeps the data; a withdraw lifts it, and the opt-out with it.
+    await submit({ type: 'restrict', regulation: 'gdpr', identities: [margaret] });
+    expect(await check([margaret], 'sharing')).toMatchObject([{ suppressed: true, scopes: ['marketing', 'processing'] }]);
+    await submit({ type: 'withdraw', regulation: 'gdpr', identities: [margaret] });
+    expect(await check([margaret])).toEqual([{ suppressed: false, scopes: [] }]);
+
+    // A thousand at once, answered in order, naming none.
+    const many = Array.from({ length: 1000 }, (_, i) => (i === 500 ? { type: 'email', value: 'ada@example.com' } : { type: 'user_id', value: `u-check-${String(i)}` }));
+    const results = await check(many);
+    expect(results.flatMap((r, i) => (r.suppressed ? [i] : []))).toEqual([500]);
+    expect(JSON.stringify(results)).not.toMatch(/u-check|ada@/);
+    // An invalid identity is named by its place; more than a thousand are refused.
+    const refused = async (identities: unknown[]) => {
+      const response = await local.as('ComplianceRole')(`${api}/v1/suppressions:check`, { method: 'POST', body: JSON.stringify({ identities }) });
+      expect(response.status).toBe(400);
+      return (await response.json()) as { issues: { path: string }[] };
+    };
+    expect(await refused([margaret, margaret, margaret, { type: 'email', value: 'not-an-address' }])).toMatchObject({ issues: [{ path: 'identities.3.value' }] });
+    expect(await refused([...many, margaret])).toMatchObject({ issues: [{ path: 'identities' }] });
+    // The requests themselves run their course meanwhile.
+    for (const id of sent) expect((await final(id)).status).toBe('completed');
+  });
+
   it('records an invalid event in the dead-letter queue by id and bad fields, without its identifiers', async () => {
     const before = await countItems();
     const events = new EventBridgeClient({ endpoint: api, region: state.region, credentials });
@@ -412,7 +457,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     const printed = local.output();
     const afterBanner = printed.slice(printed.indexOf('Ctrl-C stops everything.'));
     expect(handlerLog).toContain('request received');
-    for (const raw of ['ada@example.com', 'grace@example.com', 'linus@example.com', 'nobody@example.com', 'not-an-address']) {
+    for (const raw of ['ada@example.com', 'grace@example.com', 'linus@example.com', 'margaret@example.com', 'nobody@example.com', 'not-an-address']) {
       expect(handlerLog).not.toContain(raw);
       expect(afterBanner).not.toContain(raw);
     }

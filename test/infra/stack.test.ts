@@ -85,18 +85,40 @@ describe('Stack: Lethe', () => {
     });
   });
 
-  it('gives people two roles (compliance may only read and look up; operators may also act on a request; neither may submit) and product backends a third that may only submit', () => {
+  it('gives people two roles (compliance may only read and look up; operators may also act on a request; neither may submit) and product backends a third that may only submit; all may check suppressions', () => {
     const invokes = (role: string) =>
       Object.entries(template.findResources('AWS::IAM::Policy'))
         .filter(([id]) => id.startsWith(role))
         .flatMap(([, p]) => (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties.PolicyDocument.Statement)
         .map((st) => `${actions(st).join(',')} ${[st.Resource].flat().map((r) => JSON.stringify(r).replace(/.*:execute-api:[^/]*\/\*(\/[^"]*)".*$/, '$1')).join(' ')}`);
-    const read = 'execute-api:Invoke /GET/v1/* /POST/v1/subjects:lookup';
+    const read = 'execute-api:Invoke /GET/v1/* /POST/v1/subjects:lookup /POST/v1/suppressions:check';
     expect(invokes('ComplianceRole')).toEqual([read]);
     expect(invokes('OperatorRole')).toEqual([read, 'execute-api:Invoke /POST/v1/requests/*']);
-    expect(invokes('SubmitterRole').filter((s) => s.startsWith('execute-api'))).toEqual(['execute-api:Invoke /POST/v1/requests']);
+    expect(invokes('SubmitterRole').filter((s) => s.startsWith('execute-api'))).toEqual(['execute-api:Invoke /POST/v1/requests /POST/v1/suppressions:check']);
     expect(invokes('SubmitterRole').filter((s) => !s.startsWith('execute-api'))).toEqual([expect.stringMatching(/^events:PutEvents /)]);
     for (const role of ['OperatorRole', 'ComplianceRole', 'SubmitterRole']) template.hasOutput(`${role}Arn`, {});
+  });
+
+  it('keeps suppressions in a table of their own that intake alone writes and the check reads', () => {
+    const tables = Object.entries(template.findResources('AWS::DynamoDB::Table'));
+    const [id, table] = tables.find(([name]) => name.startsWith('Suppressions'))!;
+    expect((table as { Properties: Record<string, unknown> }).Properties).toMatchObject({
+      KeySchema: [{ AttributeName: 'subject', KeyType: 'HASH' }],
+      BillingMode: 'PAY_PER_REQUEST',
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      SSESpecification: { SSEEnabled: true, SSEType: 'KMS' },
+    });
+    const reaching = (action: string) =>
+      Object.entries(template.findResources('AWS::IAM::Policy'))
+        .filter(([, p]) =>
+          (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties.PolicyDocument.Statement.some(
+            (st) => actions(st).includes(action) && JSON.stringify(st.Resource).includes(id),
+          ),
+        )
+        .map(([name]) => name.replace(/ServiceRoleDefaultPolicy.*/, ''))
+        .sort();
+    expect(reaching('dynamodb:UpdateItem')).toEqual(['ReceiveEvent', 'SubmitRequest']);
+    expect(reaching('dynamodb:BatchGetItem')).toEqual(['CheckSuppressions']);
   });
 
   it('encrypts the requests table with its own key and keeps point-in-time recovery', () => {
@@ -282,7 +304,7 @@ describe('Synth', () => {
     const { app } = buildApp({ outdir: dir, configPath });
     app.synth();
     const bundles = readdirSync(dir).filter((d) => d.startsWith('asset.') && existsSync(join(dir, d, 'index.mjs')));
-    expect(bundles).toHaveLength(17);
+    expect(bundles).toHaveLength(18);
     // The dashboard's bundle carries its page, styles and the browser build of its script.
     const dashboard = bundles.filter((d) => existsSync(join(dir, d, 'dashboard', 'app.js')));
     expect(dashboard).toHaveLength(1);

@@ -7,7 +7,7 @@ import { startFauxqs } from 'fauxqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REGULATIONS, REQUEST_TYPES } from '#core/request';
 import { handlerEnvironment, lambdaContext } from '../fixtures/lambda.ts';
-import { createRequestsTable, credentials, dynamoDb, dynamoUnavailable, type DynamoEndpoint } from '../fixtures/servers.ts';
+import { createRequestsTable, createSuppressionsTable, credentials, dynamoDb, dynamoUnavailable, type DynamoEndpoint } from '../fixtures/servers.ts';
 
 /**
  * Intake under hostile input (issue 8), on DynamoDB Local and fauxqs: fast-check sends
@@ -104,6 +104,7 @@ describe.skipIf(unavailable)('Intake under hostile input (fast-check)', () => {
       REJECTED_EVENTS_QUEUE_URL: rejectedQueueUrl,
     });
     await createRequestsTable(server.client);
+    await createSuppressionsTable(server.client);
     const http = (await import('#functions/submit-request/handler')) as unknown as { handler: (e: APIGatewayProxyEvent, c: unknown) => Promise<APIGatewayProxyResult> };
     const events = (await import('#functions/receive-event/handler')) as unknown as { handler: (e: EventBridgeEvent<string, unknown>, c: unknown) => Promise<unknown> };
     post = (text) => http.handler({ body: text, isBase64Encoded: false, headers: {}, requestContext: { identity: { userArn: 'arn:aws:sts::1:assumed-role/SubmitterRole/fuzz' } } } as unknown as APIGatewayProxyEvent, lambdaContext('SubmitRequest'));
@@ -177,6 +178,13 @@ describe.skipIf(unavailable)('Intake under hostile input (fast-check)', () => {
     expect(accepted.size).toBeGreaterThan(RUNS / 10);
     expect([...stored].sort()).toEqual([...accepted].sort());
     expect(other).toBe(0);
+    // Every suppression was set by an accepted request.
+    const setBy = new Set<string>();
+    for await (const page of paginateScan({ client: DynamoDBDocumentClient.from(server.client) }, { TableName: 'suppressions' })) {
+      for (const item of page.Items ?? []) for (const [name, state] of Object.entries(item)) if (name.startsWith('scope_')) setBy.add((state as { requestId: string }).requestId);
+    }
+    expect(setBy.size).toBeGreaterThan(0);
+    expect([...setBy].filter((id) => !accepted.has(id))).toEqual([]);
     const chains = new Set<string>();
     for (let token: string | undefined, first = true; first || token; first = false) {
       const out = await s3.send(new ListObjectsV2Command({ Bucket: 'audit', Prefix: 'audit/', ...(token && { ContinuationToken: token }) }));

@@ -1,0 +1,99 @@
+import { BatchGetCommand, type BatchGetCommandOutput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { classifyStoreError } from '#connectors/aws-errors';
+import type { PseudonymousIdentity } from '#core/identity';
+import { SCOPES, type Scope, type ScopeState, type Suppression } from '#core/suppression';
+import { dynamo } from './clients.ts';
+
+/** A subject's item: `subject = <type>:<pseudonym>`; each scope's state in its own attribute. */
+const subjectOf = (p: PseudonymousIdentity) => `${p.type}:${p.pseudonym}`;
+const attribute = (scope: Scope) => `scope_${scope}`;
+
+/**
+ * The suppression plane's table: one item per pseudonymous identity, with the state of each scope
+ * (set or lifted, when, by which request). A change applies scope by scope, and only over an older
+ * state, so requests that race or arrive out of order end as their order of receipt says.
+ * Reads are consistent: an opt-out holds from the moment intake answers.
+ */
+export class SuppressionStore {
+  readonly #table: string;
+
+  constructor(table: string) {
+    this.#table = table;
+  }
+
+  /** Set or lift `scopes` for each identity, where `state` is newer than what the table holds. */
+  async apply(pseudonyms: readonly PseudonymousIdentity[], scopes: readonly Scope[], state: ScopeState): Promise<void> {
+    for (const p of pseudonyms) {
+      // One write for every scope, when none holds a newer state (nearly always); else scope by scope.
+      if (await this.#update(p, scopes, state)) continue;
+      for (const scope of scopes) await this.#update(p, [scope], state);
+    }
+  }
+
+  /** Each identity's suppression, in the order given (an identity never suppressed: `{}`). */
+  async get(pseudonyms: readonly PseudonymousIdentity[]): Promise<Suppression[]> {
+    const found = new Map<string, Suppression>();
+    const subjects = [...new Set(pseudonyms.map(subjectOf))];
+    try {
+      await Promise.all(
+        chunks(subjects, 100).map(async (chunk) => {
+          let keys: Record<string, unknown>[] | undefined = chunk.map((subject) => ({ subject }));
+          for (let round = 0; keys?.length; round += 1) {
+            if (round > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** round)));
+            const out: BatchGetCommandOutput = await dynamo.send(new BatchGetCommand({ RequestItems: { [this.#table]: { Keys: keys, ConsistentRead: true } } }));
+            for (const item of out.Responses?.[this.#table] ?? []) found.set(String(item['subject']), suppressionOf(item));
+            keys = out.UnprocessedKeys?.[this.#table]?.Keys;
+          }
+        }),
+      );
+    } catch (error) {
+      throw wrap('read suppressions', error);
+    }
+    return pseudonyms.map((p) => found.get(subjectOf(p)) ?? {});
+  }
+
+  async #update(p: PseudonymousIdentity, scopes: readonly Scope[], state: ScopeState): Promise<boolean> {
+    const names: Record<string, string> = {};
+    const sets: string[] = [];
+    const conditions: string[] = [];
+    scopes.forEach((scope, i) => {
+      names[`#s${String(i)}`] = attribute(scope);
+      sets.push(`#s${String(i)} = :state`);
+      // Written only over an older state: see `supersedes`.
+      conditions.push(`(attribute_not_exists(#s${String(i)}) OR #s${String(i)}.#at < :at OR (#s${String(i)}.#at = :at AND #s${String(i)}.#rid < :rid))`);
+    });
+    try {
+      await dynamo.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: { subject: subjectOf(p) },
+          UpdateExpression: `SET ${sets.join(', ')}, updatedAt = :now`,
+          ConditionExpression: conditions.join(' AND '),
+          ExpressionAttributeNames: { ...names, '#at': 'at', '#rid': 'requestId' },
+          ExpressionAttributeValues: { ':state': state, ':at': state.at, ':rid': state.requestId, ':now': new Date().toISOString() },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if ((error as { name?: string }).name === 'ConditionalCheckFailedException') return false;
+      throw wrap('record a suppression', error);
+    }
+  }
+}
+
+function suppressionOf(item: Record<string, unknown>): Suppression {
+  const out: Suppression = {};
+  for (const scope of SCOPES) {
+    const state = item[attribute(scope)] as ScopeState | undefined;
+    if (state) out[scope] = state;
+  }
+  return out;
+}
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+const wrap = (what: string, error: unknown) => classifyStoreError(`suppressions table: ${what}`, error);
