@@ -64,6 +64,14 @@ export class LetheApi {
 
   /** A call to the API, signed: `path` may hold a query string; `body` is sent as it is (JSON). */
   async fetch(path: string, init: { method?: string; body?: string } = {}): Promise<Response> {
+    const { url, method, headers, body } = await this.sign(path, init);
+    // fetch sends the host itself (the same one).
+    const { host: _host, ...rest } = headers;
+    return fetch(url, { method, headers: rest, ...(body !== undefined && { body }) });
+  }
+
+  /** What a signed call sends, for a client other than fetch: its URL, method, headers (host included) and body. */
+  async sign(path: string, init: { method?: string; body?: string } = {}): Promise<{ url: URL; method: string; headers: Record<string, string>; body?: string }> {
     const given = path.startsWith('http') ? new URL(path) : undefined;
     const url = new URL(`${this.baseUrl}${given ? given.pathname + given.search : path}`);
     const method = init.method ?? 'GET';
@@ -83,9 +91,7 @@ export class LetheApi {
       headers: { host: url.host, ...(body !== undefined && { 'content-type': 'application/json' }) },
       ...(body !== undefined && { body }),
     });
-    // fetch sends the host itself (the same one).
-    const { host: _host, ...headers } = signed.headers;
-    return fetch(url, { method, headers, ...(body !== undefined && { body }) });
+    return { url, method, headers: signed.headers, ...(body !== undefined && { body }) };
   }
 
   async request(method: string, path: string, options: { query?: URLSearchParams; body?: unknown } = {}): Promise<ApiAnswer> {
