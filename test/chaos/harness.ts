@@ -89,6 +89,8 @@ interface Call {
 class Oracle {
   readonly ledger = new Map<string, Call[]>();
   readonly faults: Record<Fault, number> = { none: 0, retryable: 0, permanent: 0, slow: 0, crash: 0 };
+  /** Environments that reported their death: a call they begin after that never runs. */
+  readonly #dead = new Set<string>();
   readonly duplicated: string[] = [];
   /** Faults forced on the first requests, so that even a small run meets every kind. */
   readonly #forced = new Map<string, Fault>();
@@ -129,6 +131,7 @@ class Oracle {
         const m = JSON.parse(body) as { kind: string; requestId: string; action: string; environment: string; call?: number; ok?: boolean; affected?: number };
         if (req.url === '/crash') {
           // The environment dies, and every call it was in the middle of (a batch's records run together) ends there, unfinished.
+          this.#dead.add(m.environment);
           for (const calls of this.ledger.values()) {
             for (const c of calls) if (c.environment === m.environment && c.end === undefined) Object.assign(c, { end: Date.now(), ok: false });
           }
@@ -149,7 +152,9 @@ class Oracle {
           const fault = this.decide(m.kind, m.requestId, m.action, call);
           this.faults[fault] += 1;
           // A faulted call ends here: the connector is not reached (a crash ends it too, with its environment).
-          calls.push({ call, fault, start: now, environment: m.environment, ...(fault !== 'none' && fault !== 'slow' && { end: now, ok: false }) });
+          // A call its environment began as it died (the crash's report overtook this one) ends with it.
+          const ended = (fault !== 'none' && fault !== 'slow') || this.#dead.has(m.environment);
+          calls.push({ call, fault, start: now, environment: m.environment, ...(ended && { end: now, ok: false }) });
           answer = { fault, call, slowMs: HEARTBEAT_SECONDS * 1500 };
         } else {
           const c = calls.find((x) => x.call === m.call);
