@@ -320,7 +320,7 @@ describe('Synth', () => {
     }
     expect((await get('/dashboard/app.js', 'app.js')).body).toContain('execute-api');
     expect((await get('/dashboard/handler.js', '..%2Findex.mjs')).statusCode).toBe(404);
-  });
+  }, 180_000); // esbuild bundles 18 functions: about 25 s alone, twice that beside the other test lane
 
   it('compiles each worker’s systems into its bundle, not its 4 KB environment', () => {
     const dir = outdir();
