@@ -1,3 +1,5 @@
+import { createHmac } from 'node:crypto';
+import type { Identity, PseudonymKey } from './identity.ts';
 import type { RequestType } from './request.ts';
 
 /**
@@ -86,4 +88,18 @@ export function verdict(suppression: Suppression, scope?: Scope): { suppressed: 
   const forbidding = scope ? scopes.filter((s) => COVERED_BY[scope].includes(s)) : scopes;
   const since = forbidding.map((s) => suppression[s]!.at).sort()[0];
   return { suppressed: forbidding.length > 0, scopes, ...(since && { since }) };
+}
+
+/**
+ * The key a product backend holds to look identities up in the suppression filter: derived one
+ * way from the pseudonym key (HMAC-SHA256 of a fixed label), so holding it yields no pseudonym,
+ * and versioned with it.
+ */
+export function filterKeyOf(key: PseudonymKey): PseudonymKey {
+  return { version: key.version, key: new Uint8Array(createHmac('sha256', key.key).update('lethe/suppression-filter/v1').digest()) };
+}
+
+/** An identity's tag in the suppression filter: HMAC-SHA256 of its normalized `type:value` under the filter key, 16 bytes. */
+export function filterTag(identity: Identity, filterKey: PseudonymKey): Uint8Array {
+  return new Uint8Array(createHmac('sha256', filterKey.key).update(`${identity.type}:${identity.value}`).digest().subarray(0, 16));
 }

@@ -8,7 +8,7 @@ import { normalizeIdentities, pseudonymize } from '#core/identity';
 import type { KeyService } from '#core/ports';
 import { deadlinesFor } from '#core/deadlines';
 import { parseSubmission, requestIdFor, type RequestRecord, type RequestStatus } from '#core/request';
-import { suppressionChange } from '#core/suppression';
+import { filterKeyOf, filterTag, suppressionChange } from '#core/suppression';
 import { AuditLog } from './audit-log.ts';
 import { sqs } from './clients.ts';
 import { requireEnv } from './env.ts';
@@ -57,6 +57,9 @@ export async function submitRequest(input: unknown, actor: string, deps: IntakeD
   const requestId = requestIdFor(submission);
   const pseudonymKey = await deps.keys.pseudonymKey();
   const pseudonyms = identities.map((i) => pseudonymize(i, pseudonymKey));
+  // Each identity's tag in the suppression filter, by pseudonym (a replay's record has pseudonyms only).
+  const filterKey = filterKeyOf(pseudonymKey);
+  const tags = new Map(identities.map((i, n) => [`${pseudonyms[n]!.type}:${pseudonyms[n]!.pseudonym}`, Buffer.from(filterTag(i, filterKey)).toString('hex')]));
   const bodyHash = createHash('sha256')
     .update(
       canonicalize({
@@ -69,7 +72,7 @@ export async function submitRequest(input: unknown, actor: string, deps: IntakeD
     .digest('hex');
 
   const existing = await deps.store.get(requestId);
-  if (existing) return replay(existing, bodyHash, actor, deps);
+  if (existing) return replay(existing, bodyHash, actor, deps, tags);
 
   const dataKey = await deps.keys.generateDataKey(requestId);
   const receivedAt = new Date();
@@ -92,29 +95,30 @@ export async function submitRequest(input: unknown, actor: string, deps: IntakeD
     wrappedDataKey: dataKey.wrapped,
   };
   if (!(await deps.store.create(record))) {
-    return replay(await deps.store.mustGet(requestId), bodyHash, actor, deps);
+    return replay(await deps.store.mustGet(requestId), bodyHash, actor, deps, tags);
   }
   logger.info('request received', { requestId, type: record.type, regulation: record.regulation, identities: pseudonyms.length });
   metrics.addMetric('RequestsReceived', MetricUnit.Count, 1);
-  await dispatch(record, actor, deps);
+  await dispatch(record, actor, deps, tags);
   return { requestId, status: 'received', dueAt: record.dueAt, created: true };
 }
 
-async function replay(existing: RequestRecord, bodyHash: string, actor: string, deps: IntakeDeps): Promise<IntakeAnswer> {
+async function replay(existing: RequestRecord, bodyHash: string, actor: string, deps: IntakeDeps, tags: ReadonlyMap<string, string>): Promise<IntakeAnswer> {
   if (existing.bodyHash !== bodyHash) {
     throw new IdempotencyConflictError(`request ${existing.requestId} exists with a different body`);
   }
   logger.info('request replayed', { requestId: existing.requestId, status: existing.status });
   // A request still `received` may have died between storing and enqueueing: finish the job.
-  if (existing.status === 'received') await dispatch(existing, actor, deps);
+  if (existing.status === 'received') await dispatch(existing, actor, deps, tags);
   return { requestId: existing.requestId, status: existing.status, dueAt: existing.dueAt, created: false };
 }
 
-async function dispatch(record: RequestRecord, actor: string, deps: IntakeDeps): Promise<void> {
+async function dispatch(record: RequestRecord, actor: string, deps: IntakeDeps, tags: ReadonlyMap<string, string>): Promise<void> {
   // The suppression plane first: an opt-out holds from the moment intake answers (a replay of a
   // request that died before its dispatch applies it again, to the same effect).
   const { on, scopes } = suppressionChange(record.type, record.scopes);
-  await deps.suppressions.apply(record.pseudonyms, scopes, { on, at: record.receivedAt, requestId: record.requestId, ...(record.source && { source: record.source }) });
+  const subjects = record.pseudonyms.map((p) => ({ ...p, tag: tags.get(`${p.type}:${p.pseudonym}`), keyVersion: record.keyVersion }));
+  await deps.suppressions.apply(subjects, scopes, { on, at: record.receivedAt, requestId: record.requestId, ...(record.source && { source: record.source }) });
   await deps.store.indexSubject(record);
   await deps.audit.append(record.requestId, {
     eventId: 'request.received',

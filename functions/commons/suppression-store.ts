@@ -4,6 +4,15 @@ import type { PseudonymousIdentity } from '#core/identity';
 import { SCOPES, type Scope, type ScopeState, type Suppression } from '#core/suppression';
 import { dynamo } from './clients.ts';
 
+/**
+ * An identity as the table keeps it: its pseudonym, and (from intake) its tag in the suppression
+ * filter (hex) and the key version both were made under.
+ */
+export interface SuppressedIdentity extends PseudonymousIdentity {
+  readonly tag?: string;
+  readonly keyVersion?: string;
+}
+
 /** A subject's item: `subject = <type>:<pseudonym>`; each scope's state in its own attribute. */
 const subjectOf = (p: PseudonymousIdentity) => `${p.type}:${p.pseudonym}`;
 const attribute = (scope: Scope) => `scope_${scope}`;
@@ -22,7 +31,7 @@ export class SuppressionStore {
   }
 
   /** Set or lift `scopes` for each identity, where `state` is newer than what the table holds. */
-  async apply(pseudonyms: readonly PseudonymousIdentity[], scopes: readonly Scope[], state: ScopeState): Promise<void> {
+  async apply(pseudonyms: readonly SuppressedIdentity[], scopes: readonly Scope[], state: ScopeState): Promise<void> {
     for (const p of pseudonyms) {
       // One write for every scope, when none holds a newer state (nearly always); else scope by scope.
       if (await this.#update(p, scopes, state)) continue;
@@ -52,9 +61,14 @@ export class SuppressionStore {
     return pseudonyms.map((p) => found.get(subjectOf(p)) ?? {});
   }
 
-  async #update(p: PseudonymousIdentity, scopes: readonly Scope[], state: ScopeState): Promise<boolean> {
+  async #update(p: SuppressedIdentity, scopes: readonly Scope[], state: ScopeState): Promise<boolean> {
     const names: Record<string, string> = {};
     const sets: string[] = [];
+    const values: Record<string, string> = {};
+    if (p.tag && p.keyVersion) {
+      sets.push('tag = :tag', 'keyVersion = :kv');
+      Object.assign(values, { ':tag': p.tag, ':kv': p.keyVersion });
+    }
     const conditions: string[] = [];
     scopes.forEach((scope, i) => {
       names[`#s${String(i)}`] = attribute(scope);
@@ -70,7 +84,7 @@ export class SuppressionStore {
           UpdateExpression: `SET ${sets.join(', ')}, updatedAt = :now`,
           ConditionExpression: conditions.join(' AND '),
           ExpressionAttributeNames: { ...names, '#at': 'at', '#rid': 'requestId' },
-          ExpressionAttributeValues: { ':state': state, ':at': state.at, ':rid': state.requestId, ':now': new Date().toISOString() },
+          ExpressionAttributeValues: { ...values, ':state': state, ':at': state.at, ':rid': state.requestId, ':now': new Date().toISOString() },
         }),
       );
       return true;

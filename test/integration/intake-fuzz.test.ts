@@ -181,7 +181,11 @@ describe.skipIf(unavailable)('Intake under hostile input (fast-check)', () => {
     // Every suppression was set by an accepted request.
     const setBy = new Set<string>();
     for await (const page of paginateScan({ client: DynamoDBDocumentClient.from(server.client) }, { TableName: 'suppressions' })) {
-      for (const item of page.Items ?? []) for (const [name, state] of Object.entries(item)) if (name.startsWith('scope_')) setBy.add((state as { requestId: string }).requestId);
+      for (const item of page.Items ?? []) {
+        // Each with its tag in the suppression filter and the key version it was made under.
+        expect(item).toMatchObject({ tag: expect.stringMatching(/^[0-9a-f]{32}$/) as string, keyVersion: expect.any(String) as string });
+        for (const [name, state] of Object.entries(item)) if (name.startsWith('scope_')) setBy.add((state as { requestId: string }).requestId);
+      }
     }
     expect(setBy.size).toBeGreaterThan(0);
     expect([...setBy].filter((id) => !accepted.has(id))).toEqual([]);

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { REQUEST_TYPES } from '#core/request';
-import { applyChange, SCOPES, suppressionChange, verdict, type Scope, type ScopeState, type Suppression } from '#core/suppression';
+import { pseudonymize } from '#core/identity';
+import { applyChange, filterKeyOf, filterTag, SCOPES, suppressionChange, verdict, type Scope, type ScopeState, type Suppression } from '#core/suppression';
 
 const state = (on: boolean, at: string, requestId = `r-${at}`): ScopeState => ({ on, at, requestId });
 const after = (...changes: [readonly Scope[], ScopeState][]): Suppression => changes.reduce<Suppression>((s, [scopes, st]) => applyChange(s, scopes, st), {});
@@ -70,5 +71,19 @@ describe('Module: suppression', () => {
         expect(apply(arrived)).toEqual(apply(list));
       }),
     );
+  });
+
+  it('tags identities for the filter under a key of their own, derived one way from the pseudonym key', () => {
+    const key = { version: 'v1', key: new Uint8Array(32).fill(1) };
+    const filterKey = filterKeyOf(key);
+    const ada = { type: 'email', value: 'ada@example.com' };
+    expect(filterKey.version).toBe('v1');
+    expect(Buffer.from(filterKey.key).equals(Buffer.from(key.key))).toBe(false);
+    expect(filterTag(ada, filterKey)).toHaveLength(16);
+    expect(Buffer.from(filterTag(ada, filterKey))).toEqual(Buffer.from(filterTag({ ...ada }, filterKeyOf({ ...key }))));
+    // Not the pseudonym, nor a tag of another type with the same value, nor under another key.
+    expect(pseudonymize(ada, key).pseudonym).not.toContain(Buffer.from(filterTag(ada, filterKey)).toString('hex'));
+    expect(Buffer.from(filterTag({ type: 'user_id', value: ada.value }, filterKey))).not.toEqual(Buffer.from(filterTag(ada, filterKey)));
+    expect(Buffer.from(filterTag(ada, filterKeyOf({ version: 'v2', key: new Uint8Array(32).fill(2) })))).not.toEqual(Buffer.from(filterTag(ada, filterKey)));
   });
 });
