@@ -11,13 +11,14 @@
  *
  *   LETHE_SUPPRESSED (10000000)  LETHE_LOOKUPS (1000000)
  */
-import { BloomFilter } from 'bloom-filters';
+import bloomFilters from 'bloom-filters';
 import { createHmac } from 'node:crypto';
 import { buildPackedFilter, encodeFilter, mayContain } from '#core/filter';
 import { normalizeIdentity } from '#core/identity';
 import { filterKeyOf, filterTag } from '#core/suppression';
 import { machine } from './local.ts';
 
+const { BloomFilter } = bloomFilters; // CommonJS
 const n = Number(process.env['LETHE_SUPPRESSED'] ?? 10_000_000);
 const lookups = Number(process.env['LETHE_LOOKUPS'] ?? 1_000_000);
 const say = (line: string) => console.error(`[suppression] ${line}`);
