@@ -2,7 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 const shared = {
   setupFiles: ['test/setup.ts'],
-  testTimeout: 30_000,
+  // A hang detector, not a speed check: the two lanes share the machine, and I/O-bound tests slow down beside local mode.
+  testTimeout: 60_000,
   hookTimeout: 120_000,
   pool: 'forks' as const,
 };
