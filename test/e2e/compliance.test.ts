@@ -31,8 +31,8 @@ describe.skipIf(unavailable)('Compliance: roles, the lethe CLI, retries and the 
   beforeAll(async () => {
     local = await startLocalMode();
   });
-  afterAll(() => {
-    if (local.child.exitCode === null) local.child.kill('SIGKILL');
+  afterAll(async () => {
+    await local.stop(); // SIGKILL would leave local mode's DynamoDB Local running
   });
 
   it('rejects unsigned and wrongly signed calls, and lets each role do only what the stack allows it', async () => {

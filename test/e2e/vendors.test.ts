@@ -86,7 +86,7 @@ systems:
   });
 
   afterAll(async () => {
-    if (local.child.exitCode === null) local.child.kill('SIGKILL');
+    await local.stop(); // SIGKILL would leave local mode's DynamoDB Local running
     for (const f of Object.values(fakes)) await f.fake.close();
     await ledger.close();
   });
