@@ -1,4 +1,4 @@
-import { BatchGetCommand, type BatchGetCommandOutput, DeleteCommand, GetCommand, paginateQuery, paginateScan, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, GetCommand, paginateQuery, paginateScan, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import { classifyStoreError } from '#connectors/aws-errors';
 import type { PseudonymousIdentity } from '#core/identity';
 import { isOverdue, type ReminderKind } from '#core/deadlines';
@@ -22,6 +22,7 @@ import {
   WAITING_INDEX,
   SHRED_INDEX,
 } from '#core/request';
+import { batchGetAll } from './batch-get.ts';
 import { dynamo } from './clients.ts';
 
 /**
@@ -249,15 +250,7 @@ export class RequestStore {
   async getListed(requestIds: readonly string[], now = new Date()): Promise<ListedRequest[]> {
     const found = new Map<string, ListedRequest>();
     try {
-      for (let i = 0; i < requestIds.length; i += 100) {
-        let keys: Record<string, unknown>[] | undefined = requestIds.slice(i, i + 100).map(requestKey);
-        for (let round = 0; keys?.length; round += 1) {
-          if (round > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** round)));
-          const out: BatchGetCommandOutput = await dynamo.send(new BatchGetCommand({ RequestItems: { [this.#table]: { Keys: keys, ConsistentRead: true } } }));
-          for (const item of out.Responses?.[this.#table] ?? []) found.set(String(item['requestId']), listed(item, now));
-          keys = out.UnprocessedKeys?.[this.#table]?.Keys;
-        }
-      }
+      for (const item of await batchGetAll(this.#table, requestIds.map(requestKey))) found.set(String(item['requestId']), listed(item, now));
     } catch (error) {
       throw wrap('read requests', error);
     }

@@ -1,7 +1,8 @@
-import { BatchGetCommand, type BatchGetCommandOutput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { classifyStoreError } from '#connectors/aws-errors';
 import type { PseudonymousIdentity } from '#core/identity';
 import { SCOPES, type Scope, type ScopeState, type Suppression } from '#core/suppression';
+import { batchGetAll } from './batch-get.ts';
 import { dynamo } from './clients.ts';
 
 /**
@@ -42,19 +43,9 @@ export class SuppressionStore {
   /** Each identity's suppression, in the order given (an identity never suppressed: `{}`). */
   async get(pseudonyms: readonly PseudonymousIdentity[]): Promise<Suppression[]> {
     const found = new Map<string, Suppression>();
-    const subjects = [...new Set(pseudonyms.map(subjectOf))];
     try {
-      await Promise.all(
-        chunks(subjects, 100).map(async (chunk) => {
-          let keys: Record<string, unknown>[] | undefined = chunk.map((subject) => ({ subject }));
-          for (let round = 0; keys?.length; round += 1) {
-            if (round > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** round)));
-            const out: BatchGetCommandOutput = await dynamo.send(new BatchGetCommand({ RequestItems: { [this.#table]: { Keys: keys, ConsistentRead: true } } }));
-            for (const item of out.Responses?.[this.#table] ?? []) found.set(String(item['subject']), suppressionOf(item));
-            keys = out.UnprocessedKeys?.[this.#table]?.Keys;
-          }
-        }),
-      );
+      const subjects = [...new Set(pseudonyms.map(subjectOf))];
+      for (const item of await batchGetAll(this.#table, subjects.map((subject) => ({ subject })))) found.set(String(item['subject']), suppressionOf(item));
     } catch (error) {
       throw wrap('read suppressions', error);
     }
@@ -101,12 +92,6 @@ function suppressionOf(item: Record<string, unknown>): Suppression {
     const state = item[attribute(scope)] as ScopeState | undefined;
     if (state) out[scope] = state;
   }
-  return out;
-}
-
-function chunks<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
 }
 
