@@ -1,6 +1,7 @@
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, type FieldIssue } from './errors.ts';
+import { streamFilterSchema, type StreamFilter } from './stream-filter.ts';
 import { ACTIONS, DEFAULT_ACTION, REQUEST_TYPES, zodIssues, type Action, type RequestType } from './request.ts';
 
 /**
@@ -73,6 +74,8 @@ const dataMapSchema = z.strictObject({
   /** The identity types requests may carry. When given, any other type a system needs must be provided by a system. */
   identities: z.array(identityType).min(1).optional(),
   systems: z.record(systemName, systemSchema).refine((s) => Object.keys(s).length > 0, 'declare at least one system'),
+  /** Firehose delivery streams, by name, whose records the stream filter drops or redacts for suppressed subjects. */
+  streams: z.record(z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'must be a Firehose stream name'), streamFilterSchema).default({}),
 });
 
 export interface SystemConfig {
@@ -108,6 +111,8 @@ export interface DataMap {
   /** Where database workers run in AWS; undefined: Lambda's default network. */
   readonly network?: NetworkConfig | undefined;
   readonly systems: readonly SystemConfig[];
+  /** The stream filter's configuration of each Firehose delivery stream, by its name; absent: none. */
+  readonly streams?: Readonly<Record<string, StreamFilter>> | undefined;
 }
 
 /** Parse and validate a data map, naming every problem at once with its path. */
@@ -171,8 +176,23 @@ export function validateDataMap(input: unknown, kinds: ConnectorKinds): DataMap 
   }
   const datasets = Object.entries(parsed.data.datasets).map(([name, d]) => ({ name, ...d }));
   issues.push(...dependencyIssues(systems), ...unprovidedIdentities(parsed.data.identities, systems), ...datasetIssues(datasets, systems));
+  // A stream field of a type no request carries could never match a suppression.
+  const known = parsed.data.identities;
+  for (const [name, stream] of Object.entries(parsed.data.streams)) {
+    stream.fields.forEach((f, i) => {
+      if (known && !known.includes(f.identity)) issues.push({ path: `streams.${name}.fields.${String(i)}.identity`, message: `no request carries "${f.identity}" (identities: ${known.join(', ')})` });
+    });
+  }
   if (issues.length > 0) throw new ConfigError(issues);
-  return { version: 1, identities: parsed.data.identities, network: parsed.data.network, systems, ...(datasets.length > 0 && { datasets }) };
+  const streams = parsed.data.streams;
+  return {
+    version: 1,
+    identities: parsed.data.identities,
+    network: parsed.data.network,
+    systems,
+    ...(datasets.length > 0 && { datasets }),
+    ...(Object.keys(streams).length > 0 && { streams }),
+  };
 }
 
 /** dependsOn must name other systems and never loop; a loop is named system by system. */

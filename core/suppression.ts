@@ -103,3 +103,7 @@ export function filterKeyOf(key: PseudonymKey): PseudonymKey {
 export function filterTag(identity: Identity, filterKey: PseudonymKey): Uint8Array {
   return new Uint8Array(createHmac('sha256', filterKey.key).update(`${identity.type}:${identity.value}`).digest().subarray(0, 16));
 }
+
+/** Where the filter snapshot lives in its bucket: the published filter, and the tag set it is built from. */
+export const FILTER_KEY = 'suppressions/filter.bin';
+export const TAGS_KEY = 'suppressions/tags.bin';

@@ -34,6 +34,7 @@ import { Alerts } from './constructs/alerts.ts';
 import { AuditBucket } from './constructs/audit-bucket.ts';
 import { ErasureSaga } from './constructs/erasure-saga.ts';
 import { SecureFunction } from './constructs/secure-function.ts';
+import { SuppressionSnapshot } from './constructs/suppression-snapshot.ts';
 import { DeadLetterQueue, SecureQueue } from './constructs/secure-queue.ts';
 import { ack, acknowledgeFindings, arnRef } from './nag.ts';
 
@@ -502,6 +503,20 @@ export class LetheStack extends Stack {
     suppressions.grantReadData(check);
     pseudonymKey.grantRead(check);
     v1.addResource('suppressions:check').addMethod('POST', new LambdaIntegration(check), { requestValidator: validator });
+    const snapshot = new SuppressionSnapshot(this, 'SuppressionSnapshot', {
+      table: suppressions,
+      keyEnv,
+      pseudonymKey,
+      accessLogs: audit.accessLogs,
+      resource: v1.addResource('suppressions'),
+      target,
+      streams: dataMap.streams,
+    });
+    // Intake tells the publisher which subjects changed.
+    for (const fn of [submit, receive]) {
+      fn.addEnvironment('SUPPRESSION_CHANGES_QUEUE_URL', snapshot.changes.queue.queueUrl);
+      snapshot.changes.queue.grantSendMessages(fn);
+    }
     // Reports: a period's summary, and its export as CSV or JSON.
     const reports = new SecureFunction(this, 'ReportRequests', {
       handler: 'report-requests',
@@ -557,13 +572,17 @@ export class LetheStack extends Stack {
       description: 'Lethe: submit privacy requests over HTTP, and check suppressions',
     });
     this.submitterRole.addToPolicy(
-      new PolicyStatement({ actions: ['execute-api:Invoke'], resources: [this.api.arnForExecuteApi('POST', '/v1/requests'), this.api.arnForExecuteApi('POST', '/v1/suppressions:check')] }),
+      new PolicyStatement({
+        actions: ['execute-api:Invoke'],
+        resources: [this.api.arnForExecuteApi('POST', '/v1/requests'), this.api.arnForExecuteApi('POST', '/v1/suppressions:check'), this.api.arnForExecuteApi('GET', '/v1/suppressions/filter')],
+      }),
     );
     this.bus.grantPutEventsTo(this.submitterRole);
     const apiRef = `arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<${this.getLogicalId(this.api.node.defaultChild as CfnElement)}>`;
-    const why = "Invoke on the API's paths by method, in any stage: GET on /v1/* and POST on /v1/subjects:lookup for reading, POST on /v1/requests/* (actions on one request) for operators, POST on /v1/requests for submitting, POST on /v1/suppressions:check for everyone; request ids are not known in advance.";
+    const why = "Invoke on the API's paths by method, in any stage: GET on /v1/* and POST on /v1/subjects:lookup for reading, POST on /v1/requests/* (actions on one request) for operators, POST on /v1/requests for submitting, POST on /v1/suppressions:check for everyone and GET on /v1/suppressions/filter for submitters too; request ids are not known in advance.";
     for (const role of [this.complianceRole, this.operatorRole, this.submitterRole]) {
       if (role === this.submitterRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/POST/v1/requests]`, why);
+      if (role === this.submitterRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/GET/v1/suppressions/filter]`, why);
       if (role !== this.submitterRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/GET/v1/*]`, why);
       if (role !== this.submitterRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/POST/v1/subjects:lookup]`, why);
       ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/POST/v1/suppressions:check]`, why);
@@ -634,10 +653,11 @@ export class LetheStack extends Stack {
       deadLetterQueue: eventsDlq.queue,
       stateMachine: this.saga.stateMachine,
       api: this.api,
-      workQueues: [{ name: 'IntakeBuffer', queue: intakeBuffer.queue }, ...[...systemQueues].map(([name, q]) => ({ name: `System-${name}`, queue: q.queue }))],
+      workQueues: [{ name: 'IntakeBuffer', queue: intakeBuffer.queue }, { name: 'SuppressionChanges', queue: snapshot.changes.queue }, ...[...systemQueues].map(([name, q]) => ({ name: `System-${name}`, queue: q.queue }))],
       deadLetterQueues: [
         { name: 'EventTargetsDlq', queue: eventsDlq.queue },
         { name: 'IntakeBufferDlq', queue: intakeBuffer.deadLetterQueue },
+        { name: 'SuppressionChangesDlq', queue: snapshot.changes.deadLetterQueue },
         ...[...systemQueues].map(([name, q]) => ({ name: `System-${name}Dlq`, queue: q.deadLetterQueue })),
       ],
     });

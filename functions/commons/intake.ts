@@ -15,7 +15,8 @@ import { requireEnv } from './env.ts';
 import { keyServiceFromEnv } from './keys.ts';
 import { logger, metrics } from './observability.ts';
 import { RequestStore } from './request-store.ts';
-import { SuppressionStore } from './suppression-store.ts';
+import { announceChange } from './suppression-snapshot.ts';
+import { subjectOf, SuppressionStore } from './suppression-store.ts';
 
 /** Intake's adapters, from the environment the stack gives both intake functions. */
 export function intakeDepsFromEnv(): IntakeDeps {
@@ -26,6 +27,7 @@ export function intakeDepsFromEnv(): IntakeDeps {
     audit: new AuditLog(table, requireEnv('AUDIT_BUCKET')),
     keys: keyServiceFromEnv(),
     intakeQueueUrl: requireEnv('INTAKE_QUEUE_URL'),
+    changesQueueUrl: requireEnv('SUPPRESSION_CHANGES_QUEUE_URL'),
   };
 }
 
@@ -35,6 +37,8 @@ export interface IntakeDeps {
   readonly audit: AuditLog;
   readonly keys: KeyService;
   readonly intakeQueueUrl: string;
+  /** Where intake tells the filter snapshot's publisher which subjects changed. */
+  readonly changesQueueUrl: string;
 }
 
 export interface IntakeAnswer {
@@ -119,6 +123,7 @@ async function dispatch(record: RequestRecord, actor: string, deps: IntakeDeps, 
   const { on, scopes } = suppressionChange(record.type, record.scopes);
   const subjects = record.pseudonyms.map((p) => ({ ...p, tag: tags.get(`${p.type}:${p.pseudonym}`), keyVersion: record.keyVersion }));
   await deps.suppressions.apply(subjects, scopes, { on, at: record.receivedAt, requestId: record.requestId, ...(record.source && { source: record.source }) });
+  await announceChange(deps.changesQueueUrl, { subjects: subjects.map(subjectOf) });
   await deps.store.indexSubject(record);
   await deps.audit.append(record.requestId, {
     eventId: 'request.received',

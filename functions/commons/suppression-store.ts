@@ -1,7 +1,7 @@
-import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { ScanCommand, UpdateCommand, type ScanCommandOutput } from '@aws-sdk/lib-dynamodb';
 import { classifyStoreError } from '#connectors/aws-errors';
 import type { PseudonymousIdentity } from '#core/identity';
-import { SCOPES, type Scope, type ScopeState, type Suppression } from '#core/suppression';
+import { activeScopes, SCOPES, type Scope, type ScopeState, type Suppression } from '#core/suppression';
 import { batchGetAll } from './batch-get.ts';
 import { dynamo } from './clients.ts';
 
@@ -14,8 +14,16 @@ export interface SuppressedIdentity extends PseudonymousIdentity {
   readonly keyVersion?: string;
 }
 
+/** What the filter snapshot needs of a subject: whether anything is suppressed, and its tag if intake gave one. */
+export interface SubjectEntry {
+  readonly subject: string;
+  readonly active: boolean;
+  readonly tag?: string;
+  readonly keyVersion?: string;
+}
+
 /** A subject's item: `subject = <type>:<pseudonym>`; each scope's state in its own attribute. */
-const subjectOf = (p: PseudonymousIdentity) => `${p.type}:${p.pseudonym}`;
+export const subjectOf = (p: PseudonymousIdentity) => `${p.type}:${p.pseudonym}`;
 const attribute = (scope: Scope) => `scope_${scope}`;
 
 /**
@@ -52,6 +60,37 @@ export class SuppressionStore {
     return pseudonyms.map((p) => found.get(subjectOf(p)) ?? {});
   }
 
+  /** The entries of `subjects` (`type:pseudonym`) the table holds, read consistently. */
+  async entries(subjects: readonly string[]): Promise<SubjectEntry[]> {
+    try {
+      return (await batchGetAll(this.#table, [...new Set(subjects)].map((subject) => ({ subject })))).map(entryOf);
+    } catch (error) {
+      throw wrap('read suppressions', error);
+    }
+  }
+
+  /** Every entry of the table, `segments` parallel scans at once, a page at a time. */
+  async *scan(segments = 4): AsyncGenerator<SubjectEntry[]> {
+    const cursors: (Record<string, unknown> | undefined | null)[] = Array.from({ length: segments }, () => undefined);
+    try {
+      while (cursors.some((c) => c !== null)) {
+        const pages = await Promise.all(
+          cursors.map((cursor, segment) =>
+            cursor === null
+              ? Promise.resolve(undefined)
+              : dynamo.send(new ScanCommand({ TableName: this.#table, Segment: segment, TotalSegments: segments, ConsistentRead: true, ExclusiveStartKey: cursor })),
+          ),
+        );
+        pages.forEach((page: ScanCommandOutput | undefined, segment) => {
+          if (page) cursors[segment] = page.LastEvaluatedKey ?? null;
+        });
+        yield pages.flatMap((page) => (page?.Items ?? []).map(entryOf));
+      }
+    } catch (error) {
+      throw wrap('scan suppressions', error);
+    }
+  }
+
   async #update(p: SuppressedIdentity, scopes: readonly Scope[], state: ScopeState): Promise<boolean> {
     const names: Record<string, string> = {};
     const sets: string[] = [];
@@ -84,6 +123,16 @@ export class SuppressionStore {
       throw wrap('record a suppression', error);
     }
   }
+}
+
+function entryOf(item: Record<string, unknown>): SubjectEntry {
+  const { tag, keyVersion } = item as { tag?: unknown; keyVersion?: unknown };
+  return {
+    subject: String(item['subject']),
+    active: activeScopes(suppressionOf(item)).length > 0,
+    ...(typeof tag === 'string' && { tag }),
+    ...(typeof keyVersion === 'string' && { keyVersion }),
+  };
 }
 
 function suppressionOf(item: Record<string, unknown>): Suppression {

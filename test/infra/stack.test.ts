@@ -51,7 +51,7 @@ describe('Stack: Lethe', () => {
 
   it('refuses every request to every bucket over plain HTTP', () => {
     const policies = template.findResources('AWS::S3::BucketPolicy');
-    expect(Object.keys(policies)).toHaveLength(2);
+    expect(Object.keys(policies)).toHaveLength(3); // the audit bucket, its access logs, the suppression snapshots
     for (const policy of Object.values(policies)) {
       expect(JSON.stringify(policy)).toContain('"aws:SecureTransport":"false"');
     }
@@ -64,7 +64,8 @@ describe('Stack: Lethe', () => {
     }));
     const s3Actions = policies.flatMap((p) => p.statements.flatMap(actions)).filter((a) => a.startsWith('s3:'));
     expect(new Set(s3Actions)).toEqual(new Set(['s3:PutObject', 's3:GetObject', 's3:ListBucket']));
-    const readers = policies.filter((p) => p.statements.some((st) => actions(st).some((a) => a === 's3:GetObject' || a === 's3:ListBucket'))).map((p) => p.fn);
+    const onAudit = (st: Statement) => JSON.stringify(st).includes('AuditBucket');
+    const readers = policies.filter((p) => p.statements.some((st) => onAudit(st) && actions(st).some((a) => a === 's3:GetObject' || a === 's3:ListBucket'))).map((p) => p.fn);
     expect(readers).toEqual(['SequenceAudit']);
   });
 
@@ -94,12 +95,12 @@ describe('Stack: Lethe', () => {
     const read = 'execute-api:Invoke /GET/v1/* /POST/v1/subjects:lookup /POST/v1/suppressions:check';
     expect(invokes('ComplianceRole')).toEqual([read]);
     expect(invokes('OperatorRole')).toEqual([read, 'execute-api:Invoke /POST/v1/requests/*']);
-    expect(invokes('SubmitterRole').filter((s) => s.startsWith('execute-api'))).toEqual(['execute-api:Invoke /POST/v1/requests /POST/v1/suppressions:check']);
+    expect(invokes('SubmitterRole').filter((s) => s.startsWith('execute-api'))).toEqual(['execute-api:Invoke /POST/v1/requests /POST/v1/suppressions:check /GET/v1/suppressions/filter']);
     expect(invokes('SubmitterRole').filter((s) => !s.startsWith('execute-api'))).toEqual([expect.stringMatching(/^events:PutEvents /)]);
     for (const role of ['OperatorRole', 'ComplianceRole', 'SubmitterRole']) template.hasOutput(`${role}Arn`, {});
   });
 
-  it('keeps suppressions in a table of their own that intake alone writes and the check reads', () => {
+  it('keeps suppressions in a table of their own that intake alone writes and the check, the publisher and the stream filter read', () => {
     const tables = Object.entries(template.findResources('AWS::DynamoDB::Table'));
     const [id, table] = tables.find(([name]) => name.startsWith('Suppressions'))!;
     expect((table as { Properties: Record<string, unknown> }).Properties).toMatchObject({
@@ -118,7 +119,36 @@ describe('Stack: Lethe', () => {
         .map(([name]) => name.replace(/ServiceRoleDefaultPolicy.*/, ''))
         .sort();
     expect(reaching('dynamodb:UpdateItem')).toEqual(['ReceiveEvent', 'SubmitRequest']);
-    expect(reaching('dynamodb:BatchGetItem')).toEqual(['CheckSuppressions']);
+    expect(reaching('dynamodb:BatchGetItem')).toEqual(['CheckSuppressions', 'SuppressionSnapshotPublish', 'SuppressionSnapshotStreamFilter']);
+  });
+
+  it('publishes the suppression filter every minute from the changes intake announces, to a private bucket only it writes', () => {
+    template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 minute)', Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^SuppressionSnapshotPublish'), 'Arn'] } })] });
+    const [bucketId] = Object.keys(template.findResources('AWS::S3::Bucket')).filter((id) => id.startsWith('SuppressionSnapshotBucket'));
+    template.hasResourceProperties('AWS::S3::Bucket', { PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true } });
+    const reaching = (action: string) =>
+      Object.entries(template.findResources('AWS::IAM::Policy'))
+        .filter(([, p]) => (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties.PolicyDocument.Statement.some((st) => actions(st).includes(action) && JSON.stringify(st.Resource).includes(bucketId!)))
+        .map(([name]) => name.replace(/ServiceRoleDefaultPolicy.*/, ''))
+        .sort();
+    expect(reaching('s3:PutObject')).toEqual(['SuppressionSnapshotPublish']);
+    expect(reaching('s3:GetObject')).toEqual(['SuppressionSnapshotPublish', 'SuppressionSnapshotServe', 'SuppressionSnapshotStreamFilter']);
+    const [queueId] = Object.keys(template.findResources('AWS::SQS::Queue')).filter((id) => id.startsWith('SuppressionSnapshotChangesQueue'));
+    const senders = Object.entries(template.findResources('AWS::IAM::Policy'))
+      .filter(([, p]) => JSON.stringify(p).includes('sqs:SendMessage') && JSON.stringify(p).includes(queueId!))
+      .map(([name]) => name.replace(/ServiceRoleDefaultPolicy.*/, ''))
+      .sort();
+    expect(senders).toEqual(['ReceiveEvent', 'SubmitRequest']);
+  });
+
+  it("deploys the stream filter for the data map's streams, reading the filter and the table, with its ARN as an output", () => {
+    const [id, fn] = Object.entries(template.findResources('AWS::Lambda::Function')).find(([name]) => name.startsWith('SuppressionSnapshotStreamFilter'))!;
+    const variables = (fn as { Properties: { Environment: { Variables: Record<string, string> } } }).Properties.Environment.Variables;
+    expect(JSON.parse(variables['STREAM_FILTERS']!)).toEqual({ 'product-events': { fields: [{ path: 'user.email', identity: 'email' }], action: 'drop', redact: [] } });
+    const granted = statementsOf(id.replace(/[0-9A-F]{8}$/, '')).flatMap(actions);
+    expect(granted).toEqual(expect.arrayContaining(['s3:GetObject', 'dynamodb:BatchGetItem', 'secretsmanager:GetSecretValue']));
+    expect(granted.filter((a) => !a.startsWith('xray:') && /Put|Update|Delete|Write/.test(a))).toEqual([]);
+    expect(Object.keys(template.findOutputs('*')).filter((o) => o.startsWith('SuppressionSnapshotStreamFilterArn'))).toHaveLength(1);
   });
 
   it('encrypts the requests table with its own key and keeps point-in-time recovery', () => {
@@ -181,11 +211,11 @@ describe('Stack: Lethe', () => {
     const props = (q: unknown) => (q as { Properties: Record<string, unknown> }).Properties;
     expect(queues.filter(([, q]) => props(q)['SqsManagedSseEnabled'] !== true)).toEqual([]);
     const workQueues = queues.filter(([id]) => !deadLetterTargets.has(id) && !eventTargetDlqs.includes(id));
-    expect(workQueues).toHaveLength(2);
+    expect(workQueues).toHaveLength(3);
     expect(workQueues.filter(([, q]) => props(q)['RedrivePolicy'] === undefined)).toEqual([]);
-    expect(deadLetterTargets.size).toBe(2); // intake buffer and the users system
+    expect(deadLetterTargets.size).toBe(3); // intake buffer, suppression changes and the users system
     // Per dead-letter queue: a message there, and one there over a day; per work queue: work older than 15 minutes.
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 3 + 3 + 2);
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 4 + 4 + 3);
   });
 
   it('sends every alarm, overdue requests, approaching deadlines and failed tasks to one encrypted alert topic, and has a dashboard', () => {
@@ -195,9 +225,9 @@ describe('Stack: Lethe', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')) as { Properties: { AlarmActions?: { Ref: string }[]; MetricName: string; Threshold: number } }[];
     expect(alarms.filter((a) => a.Properties.AlarmActions?.[0]?.Ref !== topic[0])).toEqual([]);
     expect(alarms.map((a) => `${a.Properties.MetricName} ${String(a.Properties.Threshold)}`).sort()).toEqual([
-      ...Array<string>(3).fill('ApproximateAgeOfOldestMessage 86400'),
-      ...Array<string>(2).fill('ApproximateAgeOfOldestMessage 900'),
-      ...Array<string>(3).fill('ApproximateNumberOfMessagesVisible 0'),
+      ...Array<string>(4).fill('ApproximateAgeOfOldestMessage 86400'),
+      ...Array<string>(3).fill('ApproximateAgeOfOldestMessage 900'),
+      ...Array<string>(4).fill('ApproximateNumberOfMessagesVisible 0'),
     ]);
     template.hasResourceProperties('AWS::Events::Rule', {
       EventPattern: { source: ['lethe'], 'detail-type': ['Privacy Request Overdue', 'Privacy Request Deadline Approaching', 'Privacy Task Failed'] },
@@ -304,7 +334,7 @@ describe('Synth', () => {
     const { app } = buildApp({ outdir: dir, configPath });
     app.synth();
     const bundles = readdirSync(dir).filter((d) => d.startsWith('asset.') && existsSync(join(dir, d, 'index.mjs')));
-    expect(bundles).toHaveLength(18);
+    expect(bundles).toHaveLength(21);
     // The dashboard's bundle carries its page, styles and the browser build of its script.
     const dashboard = bundles.filter((d) => existsSync(join(dir, d, 'dashboard', 'app.js')));
     expect(dashboard).toHaveLength(1);
@@ -320,7 +350,7 @@ describe('Synth', () => {
     }
     expect((await get('/dashboard/app.js', 'app.js')).body).toContain('execute-api');
     expect((await get('/dashboard/handler.js', '..%2Findex.mjs')).statusCode).toBe(404);
-  }, 180_000); // esbuild bundles 18 functions: about 25 s alone, twice that beside the other test lane
+  }, 180_000); // esbuild bundles 21 functions: about 25 s alone, twice that beside the other test lane
 
   it('compiles each worker’s systems into its bundle, not its 4 KB environment', () => {
     const dir = outdir();

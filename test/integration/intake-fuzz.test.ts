@@ -81,6 +81,7 @@ describe.skipIf(unavailable)('Intake under hostile input (fast-check)', () => {
   let s3: S3Client;
   let rejectedQueueUrl: string;
   let intakeQueueUrl: string;
+  let changesQueueUrl: string;
   let post: (body: string | null) => Promise<APIGatewayProxyResult>;
   let put: (detail: unknown) => Promise<unknown>;
   /** Request ids accepted (HTTP 202 or an event's answer), and the events rejected to the dead-letter queue. */
@@ -96,12 +97,14 @@ describe.skipIf(unavailable)('Intake under hostile input (fast-check)', () => {
     await s3.send(new CreateBucketCommand({ Bucket: 'audit' }));
     intakeQueueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: 'intake' }))).QueueUrl!;
     rejectedQueueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: 'rejected' }))).QueueUrl!;
+    changesQueueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: 'suppression-changes' }))).QueueUrl!;
     handlerEnvironment({
       AWS_ENDPOINT_URL_DYNAMODB: server.endpoint,
       AWS_ENDPOINT_URL_S3: aws,
       AWS_ENDPOINT_URL_SQS: aws,
       INTAKE_QUEUE_URL: intakeQueueUrl,
       REJECTED_EVENTS_QUEUE_URL: rejectedQueueUrl,
+      SUPPRESSION_CHANGES_QUEUE_URL: changesQueueUrl,
     });
     await createRequestsTable(server.client);
     await createSuppressionsTable(server.client);
@@ -180,9 +183,11 @@ describe.skipIf(unavailable)('Intake under hostile input (fast-check)', () => {
     expect(other).toBe(0);
     // Every suppression was set by an accepted request.
     const setBy = new Set<string>();
+    const subjects = new Set<string>();
     for await (const page of paginateScan({ client: DynamoDBDocumentClient.from(server.client) }, { TableName: 'suppressions' })) {
       for (const item of page.Items ?? []) {
         // Each with its tag in the suppression filter and the key version it was made under.
+        subjects.add(String(item['subject']));
         expect(item).toMatchObject({ tag: expect.stringMatching(/^[0-9a-f]{32}$/) as string, keyVersion: expect.any(String) as string });
         for (const [name, state] of Object.entries(item)) if (name.startsWith('scope_')) setBy.add((state as { requestId: string }).requestId);
       }
@@ -198,5 +203,13 @@ describe.skipIf(unavailable)('Intake under hostile input (fast-check)', () => {
     expect([...chains].sort()).toEqual([...accepted].sort());
     const queued = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: intakeQueueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }));
     expect(Number(queued.Attributes?.['ApproximateNumberOfMessages'])).toBeGreaterThanOrEqual(accepted.size);
+    // And the filter's publisher heard of each, by pseudonymous subject only.
+    const changes = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: changesQueueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }));
+    expect(Number(changes.Attributes?.['ApproximateNumberOfMessages'])).toBeGreaterThanOrEqual(accepted.size);
+    const noted = (await sqs.send(new ReceiveMessageCommand({ QueueUrl: changesQueueUrl, MaxNumberOfMessages: 10 }))).Messages ?? [];
+    for (const m of noted) {
+      const { subjects: named } = JSON.parse(m.Body!) as { subjects: string[] };
+      expect(named.filter((s) => !subjects.has(s))).toEqual([]);
+    }
   }, 120_000);
 });

@@ -93,6 +93,24 @@ systems:
     ]);
   });
 
+  it("takes the stream filter's streams, naming identity types no request carries and bad fields", () => {
+    const text = (streams: string) =>
+      `version: 1\nidentities: [email, user_id]\nstreams:\n${streams}\nsystems:\n  users:\n    connector: dynamodb\n    identities: [email]\n    settings: { tables: [{ table: users, partitionKey: userId, lookups: [{ identity: email, attribute: userId }] }] }\n`;
+    const map = parseDataMap(text('  events: { fields: [{ path: user.email, identity: email }], action: redact }'), CONNECTOR_KINDS);
+    expect(map.streams).toEqual({ events: { fields: [{ path: 'user.email', identity: 'email' }], action: 'redact', redact: [] } });
+    expect(parseDataMap(readFileSync('lethe.config.yaml', 'utf8'), CONNECTOR_KINDS).streams).toHaveProperty('product-events');
+    const issues = (streams: string) => {
+      try {
+        parseDataMap(text(streams), CONNECTOR_KINDS);
+      } catch (error) {
+        return (error as ConfigError).issues.map((i) => i.path);
+      }
+      return [];
+    };
+    expect(issues('  events: { fields: [{ path: device, identity: device_id }], action: drop }')).toEqual(['streams.events.fields.0.identity']);
+    expect(issues('  events: { fields: [{ path: "a b", identity: email }], action: erase }')).toEqual(['streams.events.fields.0.path', 'streams.events.action']);
+  });
+
   it('reports YAML syntax errors', () => {
     expect(() => parseDataMap('version: 1\nsystems: [', CONNECTOR_KINDS)).toThrow(/YAML/);
   });
