@@ -1,7 +1,5 @@
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
-import { Hash } from '@smithy/hash-node';
-import { SignatureV4 } from '@smithy/signature-v4';
-import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+import { SignedApi } from '../client/http.ts';
 import { readLocalState } from './local-state.ts';
 
 /** What the API answered: status, headers and the body as text (JSON read with `json()`). */
@@ -26,19 +24,7 @@ export class ApiSetupError extends Error {
  * credential chain (environment, profile, SSO, instance role), or local mode with its local
  * key for a role.
  */
-export class LetheApi {
-  readonly baseUrl: string;
-  readonly region: string;
-  readonly #credentials: AwsCredentialIdentity | AwsCredentialIdentityProvider;
-  readonly #signer: SignatureV4;
-
-  constructor(baseUrl: string, credentials: AwsCredentialIdentity | AwsCredentialIdentityProvider, region: string) {
-    this.baseUrl = baseUrl.replace(/\/+$/, '');
-    this.region = region;
-    this.#credentials = credentials;
-    this.#signer = new SignatureV4({ credentials, region, service: 'execute-api', sha256: Hash.bind(null, 'sha256'), applyChecksum: false });
-  }
-
+export class LetheApi extends SignedApi {
   /**
    * The API to talk to: `apiUrl` (or `LETHE_API_URL`), a deployed stack, signed with the AWS
    * credential chain; otherwise the local mode running from `stateDir`, as `role`.
@@ -55,43 +41,6 @@ export class LetheApi {
     const key = local.credentials[options.role];
     if (!key) throw new ApiSetupError(`local mode in ${options.stateDir} has no key for ${options.role}: restart it with this version`);
     return new LetheApi(local.apiUrl, key, local.region);
-  }
-
-  /** The credentials calls are signed with (resolved from the chain). */
-  async credentials(): Promise<AwsCredentialIdentity> {
-    return typeof this.#credentials === 'function' ? this.#credentials() : this.#credentials;
-  }
-
-  /** A call to the API, signed: `path` may hold a query string; `body` is sent as it is (JSON). */
-  async fetch(path: string, init: { method?: string; body?: string } = {}): Promise<Response> {
-    const { url, method, headers, body } = await this.sign(path, init);
-    // fetch sends the host itself (the same one).
-    const { host: _host, ...rest } = headers;
-    return fetch(url, { method, headers: rest, ...(body !== undefined && { body }) });
-  }
-
-  /** What a signed call sends, for a client other than fetch: its URL, method, headers (host included) and body. */
-  async sign(path: string, init: { method?: string; body?: string } = {}): Promise<{ url: URL; method: string; headers: Record<string, string>; body?: string }> {
-    const given = path.startsWith('http') ? new URL(path) : undefined;
-    const url = new URL(`${this.baseUrl}${given ? given.pathname + given.search : path}`);
-    const method = init.method ?? 'GET';
-    const body = init.body;
-    const query: Record<string, string | string[]> = {};
-    for (const key of new Set(url.searchParams.keys())) {
-      const values = url.searchParams.getAll(key);
-      query[key] = values.length > 1 ? values : values[0]!;
-    }
-    const signed = await this.#signer.sign({
-      method,
-      protocol: url.protocol,
-      hostname: url.hostname,
-      ...(url.port && { port: Number(url.port) }),
-      path: url.pathname,
-      query,
-      headers: { host: url.host, ...(body !== undefined && { 'content-type': 'application/json' }) },
-      ...(body !== undefined && { body }),
-    });
-    return { url, method, headers: signed.headers, ...(body !== undefined && { body }) };
   }
 
   async request(method: string, path: string, options: { query?: URLSearchParams; body?: unknown } = {}): Promise<ApiAnswer> {

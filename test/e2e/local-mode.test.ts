@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parquetReadObjects } from 'hyparquet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LetheClient, toRequest } from '@lethe/client';
 import { withoutSignature, type LogProblem, type TreeHead } from '#core/log';
 import { requestIdFor } from '#core/request';
 import { canonicalBytes } from '#core/signing';
@@ -341,6 +342,51 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect(await refused([...many, margaret])).toMatchObject({ issues: [{ path: 'identities' }] });
     // The requests themselves run their course meanwhile.
     for (const id of sent) expect((await final(id)).status).toBe('completed');
+  });
+
+  it('serves a product backend through @lethe/client: a GPC opt-out, then checks from the filter snapshot that ask the API about its hits only', async () => {
+    const lethe = new LetheClient({ apiUrl: api, region: state.region, credentials: state.credentials['SubmitterRole']!, snapshotMaxAgeMs: 500 });
+    const linda = { type: 'email', value: 'Linda@Example.com' };
+    const request = toRequest({ headers: { 'sec-gpc': '1' }, identities: [linda, { type: 'user_id', value: 'u-linda' }] });
+    const accepted = (await lethe.submit(request!)) as { requestId: string };
+    expect(accepted.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    const submittedAt = new Date().toISOString();
+    // Held from intake's answer on, before any snapshot has her.
+    expect(await lethe.check([linda], 'sale')).toMatchObject([{ suppressed: true, scopes: ['sale', 'sharing'] }]);
+    // The publisher runs every few seconds in local mode.
+    await waitFor('a filter snapshot built after the opt-out', async () => {
+      await lethe.snapshot.refresh();
+      return lethe.snapshot.info && lethe.snapshot.info.builtAt > submittedAt ? true : undefined;
+    });
+
+    const others = Array.from({ length: 300 }, (_, i) => ({ type: 'user_id', value: `u-sdk-${String(i)}` }));
+    const calls: string[] = [];
+    const realFetch = globalThis.fetch;
+    globalThis.fetch = (input, init) => {
+      calls.push(String(input instanceof Request ? input.url : input));
+      return realFetch(input, init);
+    };
+    try {
+      const answers = await lethe.areSuppressed([...others.slice(0, 150), { type: 'email', value: 'linda@example.com' }, ...others.slice(150)], 'sale');
+      expect(answers.flatMap((a, i) => (a ? [i] : []))).toEqual([150]);
+      expect(await lethe.isSuppressed({ type: 'user_id', value: 'u-linda' }, 'sharing')).toBe(true);
+      // GPC is about sale and sharing: marketing to her is still allowed (the filter's hit, confirmed no).
+      expect(await lethe.isSuppressed(linda, 'marketing')).toBe(false);
+      expect(await lethe.isSuppressed({ type: 'user_id', value: 'u-sdk-never' })).toBe(false);
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+    // One call for the batch's hits (her, and any of the 1 in 256 false positives), one each for hers after.
+    const checks = calls.filter((u) => u.includes('/v1/suppressions:check'));
+    expect(checks.length).toBeGreaterThanOrEqual(3);
+    expect(checks.length).toBeLessThanOrEqual(4);
+
+    // The same opt-out submitted on the bus instead.
+    const events = new EventBridgeClient({ endpoint: api, region: state.region, credentials });
+    const bus = new LetheClient({ apiUrl: api, region: state.region, credentials: state.credentials['SubmitterRole']!, eventBus: { name: state.eventBusName, client: events, source: 'com.example.web' } });
+    const grete = { type: 'email', value: 'grete@example.com' };
+    expect(await bus.submit(toRequest({ gpp: 'DBABLA~CAAWAAAAAABA.QA', identities: [grete], source: 'web', sourceEventId: 'profile-1' })!)).toMatchObject({ eventId: expect.any(String) as string });
+    await waitFor('the opt-out from the bus', async () => ((await bus.check([grete], 'sale'))[0]!.suppressed ? true : undefined));
   });
 
   it('records an invalid event in the dead-letter queue by id and bad fields, without its identifiers', async () => {
