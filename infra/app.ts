@@ -1,5 +1,6 @@
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks, ServerlessChecks } from 'cdk-nag';
+import { readFileSync } from 'node:fs';
 import { ConfigError } from '#core/errors';
 import { assertDeployable, loadDataMap } from './data-map.ts';
 import { LetheStack } from './lethe-stack.ts';
@@ -33,12 +34,17 @@ export function buildApp(options: BuildOptions = {}): { app: App; stack: LetheSt
   const retention = options.auditRetentionDays ?? (app.node.tryGetContext('auditRetentionDays') as string | number | undefined);
   const shredAfter = options.shredAfterDays ?? (app.node.tryGetContext('shredAfterDays') as string | number | undefined);
   const starts = options.startsPerSecond ?? (app.node.tryGetContext('startsPerSecond') as string | number | undefined);
+  // OpenDSR: the domain it signs for, and a CA-issued certificate (a PEM file) for its key.
+  const openDsrDomain = app.node.tryGetContext('opendsrDomain') as string | undefined;
+  const openDsrCertificate = app.node.tryGetContext('opendsrCertificate') as string | undefined;
   const dataMap = loadDataMap(configPath);
   if (options.target !== 'local') assertDeployable(dataMap);
   const stack = new LetheStack(app, 'Lethe', {
     dataMap,
     ...(retention === undefined ? {} : { auditRetentionDays: Number(retention) }),
     ...(shredAfter === undefined ? {} : { shredAfterDays: Number(shredAfter) }),
+    ...(openDsrDomain ? { openDsrDomain } : {}),
+    ...(openDsrCertificate ? { openDsrCertificate: readFileSync(openDsrCertificate, 'utf8') } : {}),
     ...(starts === undefined ? {} : { startsPerSecond: Number(starts) }),
   });
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app), new ServerlessChecks(app));

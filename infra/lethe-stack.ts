@@ -21,6 +21,7 @@ import type { Construct } from 'constructs';
 import type { DataMap, SystemConfig } from '#core/config';
 import { BY_MONTH_INDEX, LISTED_ATTRIBUTES, OPEN_INDEX, SHRED_INDEX, WAITING_INDEX } from '#core/request';
 import { UNLOGGED_INDEX } from '#core/log';
+import { OPENDSR_CHANGED } from '#core/opendsr';
 import { ConfigError } from '#core/errors';
 import { cognitoSettingsSchema } from '#connectors/cognito/settings';
 import { CONNECTOR_KINDS } from '#connectors/kinds';
@@ -51,6 +52,10 @@ export interface LetheStackProps extends StackProps {
    * (150 elsewhere), shared with everything else there. @default 100
    */
   readonly startsPerSecond?: number;
+  /** The domain OpenDSR answers and callbacks are signed for. @default the API's host */
+  readonly openDsrDomain?: string;
+  /** A CA-issued certificate (PEM) for the OpenDsrKey, for discovery to publish. @default a self-signed one */
+  readonly openDsrCertificate?: string;
 }
 
 /** Starter invocations at once: the rate is shared between them. */
@@ -350,13 +355,16 @@ export class LetheStack extends Stack {
     });
 
     // Receipts and the audit log's tree heads, signed by a KMS key whose private half never leaves KMS; anyone with the public key checks them offline.
-    const receiptKey = new Key(this, 'ReceiptKey', {
-      description: 'Lethe: signs receipts of final privacy requests and tree heads of the audit log',
-      keySpec: KeySpec.ECC_NIST_P256,
-      keyUsage: KeyUsage.SIGN_VERIFY,
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
-    ack(receiptKey, 'AwsSolutions-KMS5', 'An asymmetric signing key cannot rotate automatically: receipts name the key that signed them, and a new key is a new published public key.');
+    const signingKey = (id: string, description: string, why: string) => {
+      const key = new Key(this, id, { description, keySpec: KeySpec.ECC_NIST_P256, keyUsage: KeyUsage.SIGN_VERIFY, removalPolicy: RemovalPolicy.RETAIN });
+      ack(key, 'AwsSolutions-KMS5', `An asymmetric signing key cannot rotate automatically: ${why}`);
+      return key;
+    };
+    const receiptKey = signingKey(
+      'ReceiptKey',
+      'Lethe: signs receipts of final privacy requests and tree heads of the audit log',
+      'receipts name the key that signed them, and a new key is a new published public key.',
+    );
 
     // The audit log: every minute, new audit records become leaves of one Merkle tree under a signed tree head.
     const sequencer = new SecureFunction(this, 'SequenceAudit', {
@@ -474,13 +482,16 @@ export class LetheStack extends Stack {
     });
     writesAudit(act);
     intakeBuffer.queue.grantSendMessages(act);
-    act.addToRolePolicy(
-      new PolicyStatement({
-        actions: ['states:StopExecution'],
-        resources: [this.formatArn({ service: 'states', resource: 'execution', arnFormat: ArnFormat.COLON_RESOURCE_NAME, resourceName: `${this.saga.stateMachine.stateMachineName}:*` })],
-      }),
-    );
-    ack(act, `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${this.getLogicalId(this.saga.stateMachine.node.defaultChild as CfnElement)}.Name>:*]`, "Cancelling stops the request's execution of the saga; executions are named by request id, not known in advance.");
+    const mayStopExecutions = (fn: SecureFunction) => {
+      fn.addToRolePolicy(
+        new PolicyStatement({
+          actions: ['states:StopExecution'],
+          resources: [this.formatArn({ service: 'states', resource: 'execution', arnFormat: ArnFormat.COLON_RESOURCE_NAME, resourceName: `${this.saga.stateMachine.stateMachineName}:*` })],
+        }),
+      );
+      ack(fn, `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${this.getLogicalId(this.saga.stateMachine.node.defaultChild as CfnElement)}.Name>:*]`, "Cancelling stops the request's execution of the saga; executions are named by request id, not known in advance.");
+    };
+    mayStopExecutions(act);
     byId.addMethod('POST', new LambdaIntegration(act), {
       requestValidator: validator,
       requestParameters: { 'method.request.path.id': true },
@@ -512,8 +523,53 @@ export class LetheStack extends Stack {
       target,
       streams: dataMap.streams,
     });
+    // OpenDSR 2.0: controllers submit erasures, follow and cancel them, and hear of each change.
+    const openDsrKey = signingKey('OpenDsrKey', 'Lethe: signs OpenDSR answers and status callbacks', 'controllers check signatures against the certificate published for this key.');
+    // The API's URL without its stage (a Lambda behind the API cannot name the stage: a cycle).
+    const openDsrEnv = {
+      API_URL: `https://${this.api.restApiId}.execute-api.${this.region}.${this.urlSuffix}/prod/`,
+      OPENDSR_SIGNER: 'kms',
+      OPENDSR_KEY_ID: openDsrKey.keyArn,
+      ...(props.openDsrDomain && { OPENDSR_DOMAIN: props.openDsrDomain }),
+      ...(props.openDsrCertificate && { OPENDSR_CERTIFICATE: props.openDsrCertificate }),
+    };
+    const openDsr = intake('OpenDsr', 'opendsr', 'Lethe: OpenDSR 2.0 processor endpoints (/opendsr/v2/)');
+    for (const [name, value] of Object.entries({ ...openDsrEnv, ...shredEnv, STATE_MACHINE_ARN: this.saga.stateMachine.stateMachineArn, EVENT_BUS_NAME: this.bus.eventBusName })) openDsr.addEnvironment(name, value);
+    openDsrKey.grant(openDsr, 'kms:Sign', 'kms:GetPublicKey');
+    mayStopExecutions(openDsr);
+    this.bus.grantPutEventsTo(openDsr);
+    const openDsrRoot = this.api.root.addResource('opendsr').addResource('v2');
+    const publicly = 'OpenDSR discovery, its certificate and its health are public by the specification: controllers read them to find what the processor takes and to check its signatures. They hold no data.';
+    for (const name of ['discovery', 'cert.pem', 'status']) {
+      const method = openDsrRoot.addResource(name).addMethod('GET', new LambdaIntegration(openDsr), { authorizationType: AuthorizationType.NONE });
+      ack(method, 'AwsSolutions-APIG4', publicly);
+      ack(method, 'AwsSolutions-COG4', publicly);
+    }
+    const openDsrRequests = openDsrRoot.addResource('requests');
+    openDsrRequests.addMethod('POST', new LambdaIntegration(openDsr), { requestValidator: validator });
+    const openDsrById = openDsrRequests.addResource('{id}');
+    for (const verb of ['GET', 'DELETE']) openDsrById.addMethod(verb, new LambdaIntegration(openDsr), { requestValidator: validator, requestParameters: { 'method.request.path.id': true } });
+    const callbacks = new SecureFunction(this, 'OpenDsrCallbacks', {
+      handler: 'opendsr-callbacks',
+      description: 'Lethe: OpenDSR status callbacks, signed, on each change of a request from a controller',
+      environment: { REQUESTS_TABLE: table.tableName, ...openDsrEnv },
+    });
+    table.grantReadWriteData(callbacks);
+    openDsrKey.grant(callbacks, 'kms:Sign', 'kms:GetPublicKey');
+    new Rule(this, 'OpenDsrSagaChanges', {
+      description: 'Lethe: saga status changes, for OpenDSR callbacks',
+      eventPattern: { source: ['aws.states'], detailType: ['Step Functions Execution Status Change'], detail: { stateMachineArn: [this.saga.stateMachine.stateMachineArn] } },
+      targets: [target(callbacks)],
+    });
+    new Rule(this, 'OpenDsrChanges', {
+      description: 'Lethe: OpenDSR requests cancelled by their controllers, for callbacks',
+      eventBus: this.bus,
+      eventPattern: { source: ['lethe'], detailType: [OPENDSR_CHANGED] },
+      targets: [target(callbacks)],
+    });
+
     // Intake tells the publisher which subjects changed.
-    for (const fn of [submit, receive]) {
+    for (const fn of [submit, receive, openDsr]) {
       fn.addEnvironment('SUPPRESSION_CHANGES_QUEUE_URL', snapshot.changes.queue.queueUrl);
       snapshot.changes.queue.grantSendMessages(fn);
     }
@@ -574,15 +630,24 @@ export class LetheStack extends Stack {
     this.submitterRole.addToPolicy(
       new PolicyStatement({
         actions: ['execute-api:Invoke'],
-        resources: [this.api.arnForExecuteApi('POST', '/v1/requests'), this.api.arnForExecuteApi('POST', '/v1/suppressions:check'), this.api.arnForExecuteApi('GET', '/v1/suppressions/filter')],
+        resources: [
+          this.api.arnForExecuteApi('POST', '/v1/requests'),
+          this.api.arnForExecuteApi('POST', '/v1/suppressions:check'),
+          this.api.arnForExecuteApi('GET', '/v1/suppressions/filter'),
+          // OpenDSR: a controller submits, follows and cancels its own requests.
+          this.api.arnForExecuteApi('POST', '/opendsr/v2/requests'),
+          this.api.arnForExecuteApi('GET', '/opendsr/v2/requests/*'),
+          this.api.arnForExecuteApi('DELETE', '/opendsr/v2/requests/*'),
+        ],
       }),
     );
     this.bus.grantPutEventsTo(this.submitterRole);
     const apiRef = `arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<${this.getLogicalId(this.api.node.defaultChild as CfnElement)}>`;
-    const why = "Invoke on the API's paths by method, in any stage: GET on /v1/* and POST on /v1/subjects:lookup for reading, POST on /v1/requests/* (actions on one request) for operators, POST on /v1/requests for submitting, POST on /v1/suppressions:check for everyone and GET on /v1/suppressions/filter for submitters too; request ids are not known in advance.";
+    const why = "Invoke on the API's paths by method, in any stage: GET on /v1/* and POST on /v1/subjects:lookup for reading, POST on /v1/requests/* (actions on one request) for operators, POST on /v1/requests for submitting, POST on /v1/suppressions:check for everyone and GET on /v1/suppressions/filter and OpenDSR's requests for submitters too; request ids are not known in advance.";
     for (const role of [this.complianceRole, this.operatorRole, this.submitterRole]) {
       if (role === this.submitterRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/POST/v1/requests]`, why);
       if (role === this.submitterRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/GET/v1/suppressions/filter]`, why);
+      if (role === this.submitterRole) for (const path of ['POST/opendsr/v2/requests', 'GET/opendsr/v2/requests/*', 'DELETE/opendsr/v2/requests/*']) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/${path}]`, why);
       if (role !== this.submitterRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/GET/v1/*]`, why);
       if (role !== this.submitterRole) ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/POST/v1/subjects:lookup]`, why);
       ack(role, `AwsSolutions-IAM5[Resource::${apiRef}/*/POST/v1/suppressions:check]`, why);

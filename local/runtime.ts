@@ -121,6 +121,8 @@ async function start(
   const eventsFile = join(stateDir, 'events.jsonl');
   writeFileSync(eventsFile, '');
   LocalReceiptSigner.ensureKeyFile(receiptKeyFile);
+  const openDsrKeyFile = join(stateDir, 'opendsr-key.pem');
+  LocalReceiptSigner.ensureKeyFile(openDsrKeyFile);
   const dataMap = loadDataMap(options.configPath);
   const { app } = buildApp({
     skipBundling: true,
@@ -224,6 +226,8 @@ async function start(
             LOCAL_KEY_FILE: keyFile,
             RECEIPT_SIGNER: 'local',
             LOCAL_RECEIPT_KEY_FILE: receiptKeyFile,
+            OPENDSR_SIGNER: 'local',
+            LOCAL_OPENDSR_KEY_FILE: openDsrKeyFile,
             LOG_SEQUENCE_SECONDS: String(scheduleSeconds),
             POWERTOOLS_TRACE_ENABLED: 'false',
             ...options.hooks?.environment,

@@ -1,26 +1,17 @@
-import { StopExecutionCommand } from '@aws-sdk/client-sfn';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { z } from 'zod';
 import { extendDeadline } from '#core/deadlines';
-import { ConflictError, InvalidTransitionError, NotFoundError, ValidationError } from '#core/errors';
-import {
-  DEFAULT_SHRED_AFTER_SECONDS,
-  executionArnOf,
-  executionName,
-  inRound,
-  isFinalRequestStatus,
-  type RequestRecord,
-  type TaskRecord,
-  zodIssues,
-} from '#core/request';
+import { ConflictError, NotFoundError, ValidationError } from '#core/errors';
+import { DEFAULT_SHRED_AFTER_SECONDS, inRound, isFinalRequestStatus, type RequestRecord, zodIssues } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
-import { sfn, sqs } from '../commons/clients.ts';
+import { cancelRequest } from '../commons/cancel.ts';
+import { sqs } from '../commons/clients.ts';
 import { requireEnv } from '../commons/env.ts';
 import { httpErrors, json, parseJsonBody } from '../commons/http.ts';
 import { logger, observe } from '../commons/observability.ts';
-import { RequestStore, SHRED_DUE } from '../commons/request-store.ts';
+import { RequestStore } from '../commons/request-store.ts';
 
 const table = requireEnv('REQUESTS_TABLE');
 const store = new RequestStore(table);
@@ -83,45 +74,8 @@ async function extend(request: RequestRecord, reason: string, actor: string, at:
 }
 
 async function cancel(request: RequestRecord, reason: string, actor: string, at: Date): Promise<APIGatewayProxyResult> {
-  const { requestId } = request;
-  if (isFinalRequestStatus(request.status)) throw new ConflictError(`request ${requestId} is ${request.status} already: only a request not yet final can be cancelled`);
-  const now = at.toISOString();
-  const shredAt = new Date(at.getTime() + shredAfterSeconds * 1000).toISOString();
-  // The request first (a Plan still to come finds it final), then its tasks not yet started (a
-  // worker finds them final); a task already running finishes, and its status says so.
-  const moved = await store.transition(requestId, 'cancelled', { completedAt: now, shred: SHRED_DUE, shredAt, cancelReason: reason }).catch((error: unknown) => {
-    if (error instanceof InvalidTransitionError) return false;
-    throw error;
-  });
-  if (!moved) throw new ConflictError(`request ${requestId} changed meanwhile (final now): read it again`);
-  await audit.append(requestId, { eventId: 'request.cancelled', event: 'request.cancelled', at: now, actor, status: 'cancelled' });
-  const cancelled: { system: string; action: string }[] = [];
-  const done: { system: string; action: string }[] = [];
-  // A task a worker takes meanwhile runs on (it moved past `pending`): it is not cancelled.
-  const cancelTask = (task: TaskRecord) =>
-    store.transitionTask(requestId, task.system, task.action, 'cancelled').catch((error: unknown) => {
-      if (error instanceof InvalidTransitionError) return false;
-      throw error;
-    });
-  for (const task of await store.tasks(requestId)) {
-    if ((task.status === 'pending' || task.status === 'dispatched') && (await cancelTask(task))) {
-      cancelled.push({ system: task.system, action: task.action });
-      await audit.append(requestId, {
-        eventId: inRound(`task.cancelled:${task.system}:${task.action}`, task.round),
-        event: 'task.cancelled',
-        at: now,
-        actor,
-        system: task.system,
-        action: task.action,
-        status: 'cancelled',
-      });
-    } else if (task.status === 'succeeded') {
-      done.push({ system: task.system, action: task.action });
-    }
-  }
-  await stopExecution(executionName(requestId, request.round));
-  logger.info('request cancelled', { requestId, cancelled: cancelled.length, done: done.length });
-  return json(200, { requestId, status: 'cancelled', cancelledAt: now, cancelledTasks: cancelled, alreadyDone: done });
+  const { cancelledAt, cancelled, done } = await cancelRequest({ store, audit, stateMachineArn, shredAfterSeconds }, request, reason, actor, at);
+  return json(200, { requestId: request.requestId, status: 'cancelled', cancelledAt, cancelledTasks: cancelled, alreadyDone: done });
 }
 
 async function retry(request: RequestRecord, actor: string, at: Date): Promise<APIGatewayProxyResult> {
@@ -147,13 +101,4 @@ async function retry(request: RequestRecord, actor: string, at: Date): Promise<A
   await sqs.send(new SendMessageCommand({ QueueUrl: intakeQueueUrl, MessageBody: JSON.stringify({ requestId, round }) }));
   logger.info('request retried', { requestId, round, tasks: failed.length });
   return json(202, { requestId, status: 'in_progress', round, retried: failed.map((t) => ({ system: t.system, action: t.action })) });
-}
-
-async function stopExecution(name: string): Promise<void> {
-  try {
-    await sfn.send(new StopExecutionCommand({ executionArn: executionArnOf(stateMachineArn, name), error: 'RequestCancelled', cause: 'an operator cancelled the request' }));
-  } catch (error) {
-    // Not started yet (still in the intake buffer: its Plan finds it cancelled), or over already.
-    if ((error as { name?: string }).name !== 'ExecutionDoesNotExist') throw error;
-  }
 }

@@ -1,5 +1,5 @@
 import { GetPublicKeyCommand, SignCommand } from '@aws-sdk/client-kms';
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { RetryableError } from '#core/errors';
 import type { ReceiptSigner } from '#core/ports';
@@ -16,7 +16,9 @@ export class KmsReceiptSigner implements ReceiptSigner {
   }
 
   async sign(message: Uint8Array): Promise<Uint8Array> {
-    const out = await kms.send(new SignCommand({ KeyId: this.keyId, Message: message, MessageType: 'RAW', SigningAlgorithm: 'ECDSA_SHA_256' }));
+    // The digest, not the message: KMS takes at most 4 KB of message, and the signature is the same.
+    const digest = createHash('sha256').update(message).digest();
+    const out = await kms.send(new SignCommand({ KeyId: this.keyId, Message: digest, MessageType: 'DIGEST', SigningAlgorithm: 'ECDSA_SHA_256' }));
     if (!out.Signature) throw new RetryableError('KMS returned no signature');
     return out.Signature;
   }
@@ -62,10 +64,13 @@ export class LocalReceiptSigner implements ReceiptSigner {
   }
 }
 
-/** `RECEIPT_SIGNER=kms` with `RECEIPT_KEY_ID` (the stack), or `local` with `LOCAL_RECEIPT_KEY_FILE` (local mode). */
-export function receiptSignerFromEnv(): ReceiptSigner {
-  const signer = requireEnv('RECEIPT_SIGNER');
-  if (signer === 'kms') return new KmsReceiptSigner(requireEnv('RECEIPT_KEY_ID'));
-  if (signer === 'local') return LocalReceiptSigner.fromFile(requireEnv('LOCAL_RECEIPT_KEY_FILE'));
-  throw new Error(`RECEIPT_SIGNER must be kms or local, not ${signer}`);
+/**
+ * `<purpose>_SIGNER=kms` with `<purpose>_KEY_ID` (the stack), or `local` with `LOCAL_<purpose>_KEY_FILE`
+ * (local mode): receipts and tree heads (`RECEIPT`), or OpenDSR answers and callbacks (`OPENDSR`), each its own key.
+ */
+export function receiptSignerFromEnv(purpose: 'RECEIPT' | 'OPENDSR' = 'RECEIPT'): ReceiptSigner {
+  const signer = requireEnv(`${purpose}_SIGNER`);
+  if (signer === 'kms') return new KmsReceiptSigner(requireEnv(`${purpose}_KEY_ID`));
+  if (signer === 'local') return LocalReceiptSigner.fromFile(requireEnv(`LOCAL_${purpose}_KEY_FILE`));
+  throw new Error(`${purpose}_SIGNER must be kms or local, not ${signer}`);
 }

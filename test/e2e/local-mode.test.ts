@@ -5,10 +5,11 @@ import { ListQueuesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/cl
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { DynamoDBDocumentClient, GetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomUUID, verify, X509Certificate } from 'node:crypto';
+import { createServer } from 'node:http';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { connect } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parquetReadObjects } from 'hyparquet';
@@ -387,6 +388,59 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     const grete = { type: 'email', value: 'grete@example.com' };
     expect(await bus.submit(toRequest({ gpp: 'DBABLA~CAAWAAAAAABA.QA', identities: [grete], source: 'web', sourceEventId: 'profile-1' })!)).toMatchObject({ eventId: expect.any(String) as string });
     await waitFor('the opt-out from the bus', async () => ((await bus.check([grete], 'sale'))[0]!.suppressed ? true : undefined));
+  });
+
+  it('takes an OpenDSR erasure, erases, and tells the callback URL, signed as only the discovery document says how to check', async () => {
+    const received: { headers: Record<string, string | string[] | undefined>; body: string }[] = [];
+    const controller = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        received.push({ headers: req.headers, body });
+        res.writeHead(202).end();
+      });
+    });
+    await new Promise<void>((ok) => controller.listen(0, '127.0.0.1', ok));
+    const callbackUrl = `http://127.0.0.1:${String((controller.address() as AddressInfo).port)}/opendsr/callbacks`;
+    try {
+      const id = randomUUID();
+      const created = await local.as('SubmitterRole')(`${api}/opendsr/v2/requests`, {
+        method: 'POST',
+        body: JSON.stringify({
+          subject_request_id: id,
+          regulation: 'gdpr',
+          subject_request_type: 'erasure',
+          submitted_time: new Date().toISOString(),
+          subject_identities: [{ identity_type: 'email', identity_value: 'katherine@example.com', identity_format: 'raw' }],
+          api_version: '2.0',
+          status_callback_urls: [callbackUrl],
+        }),
+      });
+      expect(created.status, await created.clone().text()).toBe(201);
+
+      // The controller knows the discovery document's URL, and nothing else: no credentials for it.
+      const discovery = (await (await fetch(`${api}/opendsr/v2/discovery`)).json()) as { processor_certificate: string };
+      const certificate = new X509Certificate(await (await fetch(discovery.processor_certificate)).text());
+      const domain = new URL(discovery.processor_certificate).hostname;
+      const verifies = (r: { headers: Record<string, string | string[] | undefined>; body: string }) =>
+        r.headers['x-opendsr-processor-domain'] === domain &&
+        Boolean(certificate.checkIP(domain) ?? certificate.checkHost(domain)) &&
+        verify('sha256', Buffer.from(r.body), certificate.publicKey, Buffer.from(String(r.headers['x-opendsr-signature']), 'base64'));
+      expect(verifies({ headers: Object.fromEntries(created.headers), body: await created.text() })).toBe(true);
+
+      const statuses = () => received.map((r) => (JSON.parse(r.body) as { request_status: string }).request_status);
+      await waitFor('the callback that says completed', () => Promise.resolve(statuses().includes('completed') ? true : undefined), 60_000);
+      expect(received.every(verifies)).toBe(true);
+      // Changes only (pending was the answer itself); at least once each, so a change may be told twice.
+      expect(statuses().filter((s) => s !== 'in_progress' && s !== 'completed')).toEqual([]);
+      expect(JSON.parse(received.at(-1)!.body)).toMatchObject({ subject_request_id: id, status_callback_url: callbackUrl });
+      const status = await local.as('SubmitterRole')(`${api}/opendsr/v2/requests/${id}`);
+      expect(await status.json()).toMatchObject({ request_status: 'completed' });
+      // And it was a Lethe erasure like any other.
+      expect((await final(id)).status).toBe('completed');
+    } finally {
+      controller.close();
+    }
   });
 
   it('records an invalid event in the dead-letter queue by id and bad fields, without its identifiers', async () => {

@@ -95,7 +95,9 @@ describe('Stack: Lethe', () => {
     const read = 'execute-api:Invoke /GET/v1/* /POST/v1/subjects:lookup /POST/v1/suppressions:check';
     expect(invokes('ComplianceRole')).toEqual([read]);
     expect(invokes('OperatorRole')).toEqual([read, 'execute-api:Invoke /POST/v1/requests/*']);
-    expect(invokes('SubmitterRole').filter((s) => s.startsWith('execute-api'))).toEqual(['execute-api:Invoke /POST/v1/requests /POST/v1/suppressions:check /GET/v1/suppressions/filter']);
+    expect(invokes('SubmitterRole').filter((s) => s.startsWith('execute-api'))).toEqual([
+      'execute-api:Invoke /POST/v1/requests /POST/v1/suppressions:check /GET/v1/suppressions/filter /POST/opendsr/v2/requests /GET/opendsr/v2/requests/* /DELETE/opendsr/v2/requests/*',
+    ]);
     expect(invokes('SubmitterRole').filter((s) => !s.startsWith('execute-api'))).toEqual([expect.stringMatching(/^events:PutEvents /)]);
     for (const role of ['OperatorRole', 'ComplianceRole', 'SubmitterRole']) template.hasOutput(`${role}Arn`, {});
   });
@@ -118,7 +120,7 @@ describe('Stack: Lethe', () => {
         )
         .map(([name]) => name.replace(/ServiceRoleDefaultPolicy.*/, ''))
         .sort();
-    expect(reaching('dynamodb:UpdateItem')).toEqual(['ReceiveEvent', 'SubmitRequest']);
+    expect(reaching('dynamodb:UpdateItem')).toEqual(['OpenDsr', 'ReceiveEvent', 'SubmitRequest']);
     expect(reaching('dynamodb:BatchGetItem')).toEqual(['CheckSuppressions', 'SuppressionSnapshotPublish', 'SuppressionSnapshotStreamFilter']);
   });
 
@@ -138,7 +140,24 @@ describe('Stack: Lethe', () => {
       .filter(([, p]) => JSON.stringify(p).includes('sqs:SendMessage') && JSON.stringify(p).includes(queueId!))
       .map(([name]) => name.replace(/ServiceRoleDefaultPolicy.*/, ''))
       .sort();
-    expect(senders).toEqual(['ReceiveEvent', 'SubmitRequest']);
+    expect(senders).toEqual(['OpenDsr', 'ReceiveEvent', 'SubmitRequest']);
+  });
+
+  it('serves OpenDSR with a signing key of its own, and calls back on every saga status change and every cancellation by a controller', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: { source: ['aws.states'], 'detail-type': ['Step Functions Execution Status Change'], detail: { stateMachineArn: Match.anyValue() } },
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^OpenDsrCallbacks'), 'Arn'] }, DeadLetterConfig: Match.anyValue() })],
+    });
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: { source: ['lethe'], 'detail-type': ['OpenDSR Request Changed'] },
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^OpenDsrCallbacks'), 'Arn'] } })],
+    });
+    const [, fn] = Object.entries(template.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith('OpenDsrCallbacks'))!;
+    const variables = (fn as { Properties: { Environment: { Variables: Record<string, unknown> } } }).Properties.Environment.Variables;
+    expect(variables['OPENDSR_SIGNER']).toBe('kms');
+    expect(JSON.stringify(variables['OPENDSR_KEY_ID'])).toMatch(/OpenDsrKey/);
+    // The callbacks function reads requests and records what it told; it never unwraps identities.
+    expect(JSON.stringify(statementsOf('OpenDsrCallbacks'))).not.toMatch(/IdentityKey|PseudonymKey/);
   });
 
   it("deploys the stream filter for the data map's streams, reading the filter and the table, with its ARN as an output", () => {
@@ -158,7 +177,7 @@ describe('Stack: Lethe', () => {
     });
     template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
     // The table's key, the identity key, the receipt signing key, and the alert topic's key.
-    template.resourceCountIs('AWS::KMS::Key', 4);
+    template.resourceCountIs('AWS::KMS::Key', 5);
   });
 
   it('destroys data keys once a day, 30 days after a request is final by default, finding them through a sparse index', () => {
@@ -177,10 +196,14 @@ describe('Stack: Lethe', () => {
 
   it('signs receipts and tree heads with an ECC P-256 key that only the receipt function and the sequencer may use, to sign', () => {
     template.hasResourceProperties('AWS::KMS::Key', { KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' });
-    const signers = Object.entries(template.findResources('AWS::IAM::Policy'))
-      .filter(([, p]) => JSON.stringify(p).includes('kms:Sign'))
-      .map(([id]) => id.replace(/ServiceRoleDefaultPolicy.*/, ''));
-    expect(signers.sort()).toEqual(['GetReceipt', 'SequenceAudit']);
+    const signersWith = (key: string) =>
+      Object.entries(template.findResources('AWS::IAM::Policy'))
+        .filter(([, p]) => (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties.PolicyDocument.Statement.some((st) => actions(st).includes('kms:Sign') && JSON.stringify(st.Resource).includes(key)))
+        .map(([id]) => id.replace(/ServiceRoleDefaultPolicy.*/, ''))
+        .sort();
+    expect(signersWith('ReceiptKey')).toEqual(['GetReceipt', 'SequenceAudit']);
+    // OpenDSR signs with a key of its own.
+    expect(signersWith('OpenDsrKey')).toEqual(['OpenDsr', 'OpenDsrCallbacks']);
     const receiptMethods = Object.values(template.findResources('AWS::ApiGateway::Method')).filter((m) => JSON.stringify(m).includes('GetReceipt'));
     expect(receiptMethods).toHaveLength(3);
     for (const m of receiptMethods) expect((m as { Properties: { AuthorizationType: string } }).Properties.AuthorizationType).toBe('AWS_IAM');
@@ -190,7 +213,7 @@ describe('Stack: Lethe', () => {
     const users = Object.entries(template.findResources('AWS::IAM::Policy'))
       .filter(([, p]) => JSON.stringify(p).includes('IdentityKey'))
       .map(([id, p]) => [id.replace(/ServiceRoleDefaultPolicy.*/, ''), JSON.stringify(p)] as const);
-    expect(users.map(([fn]) => fn).sort()).toEqual(['ReceiveEvent', 'RunConnectordynamodb', 'SubmitRequest']);
+    expect(users.map(([fn]) => fn).sort()).toEqual(['OpenDsr', 'ReceiveEvent', 'RunConnectordynamodb', 'SubmitRequest']);
     for (const [fn, policy] of users) {
       const statements = JSON.parse(policy) as { Properties: { PolicyDocument: { Statement: Statement[] } } };
       const onKey = statements.Properties.PolicyDocument.Statement.filter((st) => JSON.stringify(st.Resource).includes('IdentityKey'));
@@ -310,11 +333,19 @@ describe('Stack: Lethe', () => {
     });
   });
 
-  it('authorizes every API method with IAM but the dashboard’s code, which holds no data and may only be read', () => {
+  it('authorizes every API method with IAM but the dashboard’s code and OpenDSR discovery, which hold no data and may only be read', () => {
     const methods = Object.values(template.findResources('AWS::ApiGateway::Method')) as { Properties: { AuthorizationType: string; HttpMethod: string; Integration: unknown } }[];
     expect(methods.length).toBeGreaterThanOrEqual(2);
     const open = methods.filter((m) => m.Properties.AuthorizationType !== 'AWS_IAM');
-    expect(open.map((m) => `${m.Properties.AuthorizationType} ${m.Properties.HttpMethod} ${JSON.stringify(m.Properties.Integration).match(/ServeDashboard/)?.[0] ?? '?'}`)).toEqual(['NONE GET ServeDashboard', 'NONE GET ServeDashboard']);
+    expect(open.map((m) => `${m.Properties.AuthorizationType} ${m.Properties.HttpMethod} ${JSON.stringify(m.Properties.Integration).match(/ServeDashboard|OpenDsr/)?.[0] ?? '?'}`).sort()).toEqual([
+      'NONE GET OpenDsr',
+      'NONE GET OpenDsr',
+      'NONE GET OpenDsr',
+      'NONE GET ServeDashboard',
+      'NONE GET ServeDashboard',
+    ]);
+    const openPaths = Object.values(template.findResources('AWS::ApiGateway::Resource')).map((r) => (r as { Properties: { PathPart: string } }).Properties.PathPart);
+    expect(openPaths).toEqual(expect.arrayContaining(['opendsr', 'v2', 'discovery', 'cert.pem', 'status', 'requests']));
     // Its function reaches nothing: no table, no bucket, no key.
     expect(statementsOf('ServeDashboard').flatMap(actions).filter((a) => !a.startsWith('xray:'))).toEqual([]);
   });
@@ -334,7 +365,7 @@ describe('Synth', () => {
     const { app } = buildApp({ outdir: dir, configPath });
     app.synth();
     const bundles = readdirSync(dir).filter((d) => d.startsWith('asset.') && existsSync(join(dir, d, 'index.mjs')));
-    expect(bundles).toHaveLength(21);
+    expect(bundles).toHaveLength(23);
     // The dashboard's bundle carries its page, styles and the browser build of its script.
     const dashboard = bundles.filter((d) => existsSync(join(dir, d, 'dashboard', 'app.js')));
     expect(dashboard).toHaveLength(1);
@@ -350,7 +381,7 @@ describe('Synth', () => {
     }
     expect((await get('/dashboard/app.js', 'app.js')).body).toContain('execute-api');
     expect((await get('/dashboard/handler.js', '..%2Findex.mjs')).statusCode).toBe(404);
-  }, 180_000); // esbuild bundles 21 functions: about 25 s alone, twice that beside the other test lane
+  }, 180_000); // esbuild bundles 23 functions: about 25 s alone, twice that beside the other test lane
 
   it('compiles each worker’s systems into its bundle, not its 4 KB environment', () => {
     const dir = outdir();
@@ -565,7 +596,7 @@ describe('Stack: Lethe with a worker per connector kind', () => {
 
   it('opens one route without IAM, the webhook callbacks, to a function that checks signatures under the webhook secret only', () => {
     const methods = Object.values(many.findResources('AWS::ApiGateway::Method')) as { Properties: { AuthorizationType: string; HttpMethod: string; Integration: unknown } }[];
-    const open = methods.filter((m) => m.Properties.AuthorizationType !== 'AWS_IAM' && !JSON.stringify(m.Properties.Integration).includes('ServeDashboard'));
+    const open = methods.filter((m) => m.Properties.AuthorizationType !== 'AWS_IAM' && !/ServeDashboard|OpenDsr/.test(JSON.stringify(m.Properties.Integration)));
     expect(open).toHaveLength(1);
     expect(open[0]!.Properties).toMatchObject({ AuthorizationType: 'NONE', HttpMethod: 'POST' });
     expect(JSON.stringify(open[0]!.Properties.Integration)).toMatch(/ReceiveCallback/);
@@ -581,12 +612,12 @@ describe('Stack: Lethe with a worker per connector kind', () => {
     expect(policy, 'the callback function never unwraps identity data keys').not.toContain('IdentityKey');
   });
 
-  it('gives the callback URL base to the webhook worker only, and its signing secret to it alone of the workers', () => {
+  it('gives the callback URL base to the webhook worker (and OpenDSR) only, and its signing secret to it alone of the workers', () => {
     const functions = many.findResources('AWS::Lambda::Function');
     const withApiUrl = Object.entries(functions)
       .filter(([, f]) => (f as { Properties: { Environment?: { Variables?: Record<string, unknown> } } }).Properties.Environment?.Variables?.['API_URL'])
       .map(([id]) => id.replace(/[A-F0-9]{8}$/, ''));
-    expect(withApiUrl).toEqual(['RunConnectorwebhook']);
+    expect(withApiUrl.sort()).toEqual(['OpenDsr', 'OpenDsrCallbacks', 'RunConnectorwebhook']);
     expect(policyOf('RunConnectorwebhook')).toContain('secret:billing-webhook-AbCdEf');
     expect(policyOf('RunConnectorhttp')).not.toContain('secret:billing-webhook-AbCdEf');
   });
