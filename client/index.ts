@@ -143,6 +143,8 @@ export interface FilterLink {
   readonly keyVersion: string;
   readonly filterKey: string;
   readonly count: number;
+  readonly bytes: number;
+  readonly falsePositiveRate: number;
   readonly builtAt: string;
   readonly url: string;
 }

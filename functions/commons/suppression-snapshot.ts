@@ -15,6 +15,8 @@ export interface FilterInfo {
   readonly builtAt: string;
   /** The tag set's ETag it was built from: a filter behind its tag set is built again. */
   readonly tagsEtag: string;
+  /** The filter's size; 0 until read back from S3. */
+  readonly bytes?: number;
 }
 
 /** Intake's note to the publisher: these subjects (`type:pseudonym`) changed. Pseudonyms only. */
@@ -37,6 +39,8 @@ export interface PublishResult {
   /** Suppressed subjects the filter cannot hold: no tag, or a tag under another key version. */
   readonly untagged: number;
   readonly rebuilt: boolean;
+  /** The published filter's size, when this run published one. */
+  readonly bytes?: number;
 }
 
 export interface SnapshotOptions {
@@ -79,19 +83,17 @@ export class SuppressionSnapshot {
       next = { ...merge(tags.set, await this.#o.store.entries(subjects), keyVersion), rebuiltAt: tags.rebuiltAt };
     }
     let count = tags ? tagCount(tags.set) : 0;
-    let published = false;
+    let bytes: number | undefined;
     if (next) {
       const etag = await this.#putTags(next.set, tags?.etag, next.rebuiltAt);
-      await this.#putFilter(next.set, { keyVersion, count: tagCount(next.set), builtAt: new Date().toISOString(), tagsEtag: etag });
       count = tagCount(next.set);
-      published = true;
+      bytes = await this.#putFilter(next.set, { keyVersion, count, builtAt: new Date().toISOString(), tagsEtag: etag });
     } else if (tags && (await filterInfo(this.#o.bucket))?.tagsEtag !== tags.etag) {
       // The last run wrote the tag set and died before the filter (or another run's filter won the race).
-      await this.#putFilter(tags.set, { keyVersion, count, builtAt: new Date().toISOString(), tagsEtag: tags.etag });
-      published = true;
+      bytes = await this.#putFilter(tags.set, { keyVersion, count, builtAt: new Date().toISOString(), tagsEtag: tags.etag });
     }
     await this.#delete(messages);
-    return { published, changes: messages.length, count, untagged: next?.untagged ?? 0, rebuilt: rebuild };
+    return { published: bytes !== undefined, changes: messages.length, count, untagged: next?.untagged ?? 0, rebuilt: rebuild, ...(bytes !== undefined && { bytes }) };
   }
 
   async #drain(until: number): Promise<Message[]> {
@@ -160,7 +162,7 @@ export class SuppressionSnapshot {
     }
   }
 
-  async #putFilter(set: Uint8Array, info: FilterInfo): Promise<void> {
+  async #putFilter(set: Uint8Array, info: FilterInfo): Promise<number> {
     const filter = encodeFilter(buildPackedFilter(set));
     try {
       await s3.send(
@@ -175,6 +177,7 @@ export class SuppressionSnapshot {
     } catch (error) {
       throw new RetryableError('suppression snapshot: publish the filter', { cause: error });
     }
+    return filter.length;
   }
 }
 
@@ -183,7 +186,7 @@ export async function filterInfo(bucket: string): Promise<FilterInfo | undefined
   try {
     const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: FILTER_KEY }));
     const m = head.Metadata ?? {};
-    return { keyVersion: m['key-version'] ?? '', count: Number(m['count'] ?? 0), builtAt: m['built-at'] ?? '', tagsEtag: m['tags-etag'] ?? '' };
+    return { keyVersion: m['key-version'] ?? '', count: Number(m['count'] ?? 0), builtAt: m['built-at'] ?? '', tagsEtag: m['tags-etag'] ?? '', bytes: head.ContentLength ?? 0 };
   } catch (error) {
     const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
     if (e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404) return undefined;

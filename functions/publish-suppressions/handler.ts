@@ -30,5 +30,6 @@ export const handler = middy<unknown, PublishResult>()
     metrics.addMetric('SuppressionChanges', MetricUnit.Count, result.changes);
     metrics.addMetric('SuppressedSubjects', MetricUnit.Count, result.count);
     metrics.addMetric('SuppressionsUntagged', MetricUnit.Count, result.untagged);
+    if (result.bytes !== undefined) metrics.addMetric('SuppressionFilterBytes', MetricUnit.Bytes, result.bytes);
     return result;
   });

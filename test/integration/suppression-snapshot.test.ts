@@ -111,10 +111,11 @@ describe.skipIf(unavailable)('Function: publish-suppressions and get-suppression
     await change(range(300, 310), ['all'], true, false);
     await change(range(300, 305), ['sale'], false, false); // `all` still holds for these
 
-    expect(await run()).toMatchObject({ published: true, rebuilt: true, count: 310, untagged: 0 });
+    expect(await run()).toMatchObject({ published: true, rebuilt: true, count: 310, untagged: 0, bytes: expect.any(Number) as number });
 
     const { has, body, filter } = await fetchFilter();
-    expect(body).toMatchObject({ format: 'lethe-binary-fuse-8/1', keyVersion: key.version, count: 310 });
+    expect(body).toMatchObject({ format: 'lethe-binary-fuse-8/1', keyVersion: key.version, count: 310, falsePositiveRate: 1 / 256 });
+    expect(body['bytes']).toBeGreaterThan(310); // about 9 bits each, and the header
     expect(filter.size).toBe(310);
     expect(range(0, 310).filter((i) => !has(i))).toEqual([]);
     // 1 in 256 of the others, give or take: well under 1 in 50.

@@ -35,7 +35,7 @@ function source(options: { published?: boolean; format?: string } = {}) {
     link: () => {
       links.count += 1;
       if (options.published === false) return Promise.reject(new LetheError(503, { message: 'not yet' }, 'fetch the suppression filter'));
-      const link: FilterLink = { format: options.format ?? 'lethe-binary-fuse-8/1', keyVersion: 'v1', filterKey: Buffer.from(filterKey.key).toString('base64url'), count: 100, builtAt: '2026-11-30T00:00:00.000Z', url };
+      const link: FilterLink = { format: options.format ?? 'lethe-binary-fuse-8/1', keyVersion: 'v1', filterKey: Buffer.from(filterKey.key).toString('base64url'), count: 100, bytes: bytes.length, falsePositiveRate: 1 / 256, builtAt: '2026-11-30T00:00:00.000Z', url };
       return Promise.resolve(link);
     },
     confirm: (identities: readonly Identity[], _scope?: Scope) => {
