@@ -99,6 +99,8 @@ export interface Extendable {
   readonly regulation: Regulation;
   readonly type: RequestType;
   readonly receivedAt: string;
+  /** When the subject asked, where earlier than `receivedAt`: the clock's start. */
+  readonly submittedAt?: string | undefined;
   readonly dueAt: string;
   readonly extendedAt?: string | undefined;
 }
@@ -111,7 +113,7 @@ export function extendDeadline(request: Extendable, at: Date): Extension {
   if (!rule.extension) return { ok: false, problem: `${rule.law} allows no extension` };
   if (request.extendedAt) return { ok: false, problem: `the deadline was extended already, at ${request.extendedAt}; the law allows it once` };
   if (at.getTime() > Date.parse(request.dueAt)) return { ok: false, problem: `the deadline passed at ${request.dueAt}: an extension must be given before it` };
-  return { ok: true, dueAt: extendedDue(new Date(request.receivedAt), rule.respond, rule.extension).toISOString(), law: rule.law };
+  return { ok: true, dueAt: extendedDue(new Date(request.submittedAt ?? request.receivedAt), rule.respond, rule.extension).toISOString(), law: rule.law };
 }
 
 export type ReminderKind = 'half_time' | 'four_fifths' | 'due';

@@ -63,6 +63,8 @@ export function toSubmission(request: OpenDsrRequest): Submission {
     type: 'erasure',
     regulation: request.regulation,
     requestId: request.subject_request_id,
+    // The subject's own request to the controller starts the legal clock (§7.1.1).
+    submittedAt: request.submitted_time,
     identities: request.subject_identities.map((i) => ({ type: IDENTITY_TYPES[i.identity_type] ?? i.identity_type, value: i.identity_value })),
   };
 }

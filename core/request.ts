@@ -111,6 +111,9 @@ export const identitiesSchema = z
   .min(1, 'at least one identity is required')
   .max(20, 'at most 20 identities per request');
 
+/** How far ahead of this clock a `submittedAt` may be and still be taken (another machine's clock). */
+const MAX_CLOCK_SKEW_MS = 5 * 60_000;
+
 export const submissionSchema = z
   .strictObject({
     type: z.enum(REQUEST_TYPES),
@@ -119,6 +122,14 @@ export const submissionSchema = z
     requestId: z.uuid().optional(),
     source: z.string().min(1).max(128).optional(),
     sourceEventId: z.string().min(1).max(256).optional(),
+    /**
+     * When the subject made the request, where that was before it reached Lethe (a controller, a
+     * support desk, a form): the legal clock starts then. Not in the future.
+     */
+    submittedAt: z.iso
+      .datetime({ offset: true })
+      .refine((t) => Date.parse(t) <= Date.now() + MAX_CLOCK_SKEW_MS, 'must not be in the future')
+      .optional(),
     /** What an opt-out opts out of, or a withdraw lifts (see suppression.ts); other types set their own. */
     scopes: z
       .array(z.enum(SCOPES))
@@ -191,6 +202,8 @@ export interface RequestRecord {
   readonly round?: number | undefined;
   readonly source?: string | undefined;
   readonly sourceEventId?: string | undefined;
+  /** When the subject made the request, where that was before `receivedAt`: the legal clock's start. */
+  readonly submittedAt?: string | undefined;
   /** The scopes an opt-out or a withdraw named (absent: its type's defaults). */
   readonly scopes?: readonly Scope[] | undefined;
   readonly pseudonyms: readonly { type: string; pseudonym: string }[];

@@ -71,6 +71,7 @@ export async function submitRequest(input: unknown, actor: string, deps: IntakeD
         regulation: submission.regulation,
         pseudonyms: pseudonyms.map((p) => `${p.type}:${p.pseudonym}`).sort(),
         ...(submission.scopes && { scopes: [...submission.scopes].sort() }),
+        ...(submission.submittedAt && { submittedAt: new Date(submission.submittedAt).toISOString() }),
       }) ?? '',
     )
     .digest('hex');
@@ -80,7 +81,9 @@ export async function submitRequest(input: unknown, actor: string, deps: IntakeD
 
   const dataKey = await deps.keys.generateDataKey(requestId);
   const receivedAt = new Date();
-  const deadlines = deadlinesFor(submission.regulation, submission.type, receivedAt);
+  // The law's clock runs from when the subject asked: from receipt here, unless they asked earlier elsewhere.
+  const submittedAt = submission.submittedAt && Date.parse(submission.submittedAt) < receivedAt.getTime() ? new Date(submission.submittedAt) : undefined;
+  const deadlines = deadlinesFor(submission.regulation, submission.type, submittedAt ?? receivedAt);
   const record: RequestRecord = {
     requestId,
     type: submission.type,
@@ -91,6 +94,7 @@ export async function submitRequest(input: unknown, actor: string, deps: IntakeD
     ...(deadlines.acknowledgeBy && { acknowledgeBy: deadlines.acknowledgeBy }),
     source: submission.source,
     sourceEventId: submission.sourceEventId,
+    ...(submittedAt && { submittedAt: submittedAt.toISOString() }),
     ...(submission.scopes && { scopes: submission.scopes }),
     pseudonyms,
     keyVersion: pseudonymKey.version,

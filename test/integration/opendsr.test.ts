@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deadlinesFor } from '#core/deadlines';
 import { OPENDSR_CHANGED } from '#core/opendsr';
 import { LocalReceiptSigner } from '#functions/commons/receipts';
 import { handlerEnvironment, lambdaContext } from '../fixtures/lambda.ts';
@@ -172,7 +173,9 @@ describe.skipIf(unavailable)('Functions: opendsr and opendsr-callbacks handlers'
     // A Lethe erasure under the controller's id, due when the answer says.
     const dynamo = DynamoDBDocumentClient.from(server.client);
     const meta = (await dynamo.send(new GetCommand({ TableName: 'requests', Key: { pk: `REQ#${id}`, sk: 'META' } }))).Item!;
-    expect(meta).toMatchObject({ type: 'erasure', regulation: 'gdpr', status: 'received', dueAt: answer['expected_completion_time'] });
+    expect(meta).toMatchObject({ type: 'erasure', regulation: 'gdpr', status: 'received', dueAt: answer['expected_completion_time'], submittedAt: '2026-11-29T15:00:00.000Z' });
+    // GDPR's month runs from the subject's request to the controller, not from its arrival here.
+    expect(answer['expected_completion_time']).toBe(deadlinesFor('gdpr', 'erasure', new Date('2026-11-29T15:00:00Z')).dueAt);
     expect((meta['pseudonyms'] as { type: string }[]).map((p) => p.type).sort()).toEqual(['email', 'user_id']);
     const kept = (await dynamo.send(new GetCommand({ TableName: 'requests', Key: { pk: `REQ#${id}`, sk: 'OPENDSR' } }))).Item!;
     expect(kept).toMatchObject({ callbackUrls: [callbackUrl], lastStatus: 'pending' });

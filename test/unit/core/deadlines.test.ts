@@ -51,6 +51,11 @@ describe('Function: extendDeadline', () => {
     expect(extendDeadline(ccpa, new Date(z('2027-01-07T00:00:00')))).toMatchObject({ ok: true, dueAt: z('2027-02-21T00:00:00') });
   });
 
+  it('counts from when the subject asked, where that was before receipt here', () => {
+    const asked = { ...gdpr, submittedAt: z('2026-01-15T08:00:00'), dueAt: z('2026-02-15T08:00:00') };
+    expect(extendDeadline(asked, new Date(z('2026-02-10T00:00:00')))).toMatchObject({ ok: true, dueAt: z('2026-04-15T08:00:00') });
+  });
+
   it('refuses a second extension, one after the deadline, and one the law does not allow, saying why', () => {
     expect(extendDeadline({ ...gdpr, extendedAt: z('2026-02-01T00:00:00') }, new Date(z('2026-02-20T00:00:00')))).toEqual({ ok: false, problem: 'the deadline was extended already, at 2026-02-01T00:00:00.000Z; the law allows it once' });
     expect(extendDeadline(gdpr, new Date(z('2026-02-28T08:00:01')))).toEqual({ ok: false, problem: 'the deadline passed at 2026-02-28T08:00:00.000Z: an extension must be given before it' });

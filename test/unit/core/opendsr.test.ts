@@ -25,6 +25,7 @@ describe('Module: core/opendsr', () => {
       type: 'erasure',
       regulation: 'gdpr',
       requestId: example.subject_request_id,
+      submittedAt: '2018-10-02T15:00:00Z',
       identities: [
         { type: 'email', value: 'johndoe@example.com' },
         { type: 'user_id', value: 'c-1' },

@@ -62,6 +62,23 @@ describe('Function: submit-request handler', () => {
     expect(days((await stored({ ...erasure, requestId: undefined, regulation: 'vcdpa' })).dueAt)).toBeCloseTo(45, 1);
   });
 
+  it('counts the deadline from when the subject asked elsewhere (submittedAt), never from the future', async () => {
+    dynamo.on(GetCommand).resolves({});
+    dynamo.on(PutCommand).resolves({});
+    dynamo.on(TransactWriteCommand).resolves({});
+    const asked = new Date(Date.now() - 10 * 86_400_000).toISOString();
+    expect((await post({ ...erasure, requestId: undefined, submittedAt: asked })).statusCode).toBe(202);
+    const stored = dynamo.commandCalls(PutCommand)[0]!.args[0].input.Item as { dueAt: string; submittedAt: string; receivedAt: string };
+    expect(stored.submittedAt).toBe(asked);
+    // GDPR's month, from ten days ago: about twenty days left.
+    expect((Date.parse(stored.dueAt) - Date.now()) / 86_400_000).toBeLessThan(22);
+    expect((Date.parse(stored.dueAt) - Date.now()) / 86_400_000).toBeGreaterThan(17);
+
+    const future = await post({ ...erasure, requestId: undefined, submittedAt: new Date(Date.now() + 3600_000).toISOString() });
+    expect(future.statusCode).toBe(400);
+    expect(JSON.parse(future.body)).toMatchObject({ issues: [{ path: 'submittedAt', message: 'must not be in the future' }] });
+  });
+
   it('answers 202 and stores, audits and enqueues the request without the raw identity', async () => {
     dynamo.on(GetCommand).resolves({});
     dynamo.on(PutCommand).resolves({});
