@@ -2,6 +2,7 @@
 import { auditConsistency } from './audit-consistency.ts';
 import { auditVerify } from './audit-verify.ts';
 import { costCommand } from './cost.ts';
+import { openDsrCommand } from './opendsr.ts';
 import { dashboardCommand } from './dashboard.ts';
 import { datasetsCommand, filterDatasetCommand } from './datasets.ts';
 import { plan } from './plan.ts';
@@ -27,6 +28,7 @@ const USAGE = `usage: lethe <command>
   receipt         get a final request's signed receipt, or verify one offline
   dashboard       the web dashboard against a deployed stack (local mode serves it at /dashboard/)
   cost            what a month of requests costs in AWS, by the measured model (--systems, --requests)
+  opendsr csr     a certificate signing request for the key that signs OpenDSR answers and callbacks
 
 They talk to local mode (--state-dir, default .lethe) or, with --api <url> or LETHE_API_URL, to a
 deployed stack with your AWS credentials (SigV4). Run lethe <command> --help for its options.`;
@@ -43,6 +45,7 @@ async function main(argv: string[]): Promise<number> {
   if (first === 'filter-dataset') return filterDatasetCommand(argv.slice(1));
   if (first === 'receipt') return receiptCommand(argv.slice(1));
   if (first === 'cost') return costCommand(argv.slice(1));
+  if (first === 'opendsr') return openDsrCommand(argv.slice(1));
   console.error(USAGE);
   return first === undefined || first === '--help' || first === '-h' ? 0 : 2;
 }

@@ -525,6 +525,7 @@ export class LetheStack extends Stack {
     });
     // OpenDSR 2.0: controllers submit erasures, follow and cancel them, and hear of each change.
     const openDsrKey = signingKey('OpenDsrKey', 'Lethe: signs OpenDSR answers and status callbacks', 'controllers check signatures against the certificate published for this key.');
+    new CfnOutput(this, 'OpenDsrKeyArn', { value: openDsrKey.keyArn, description: 'The key OpenDSR answers are signed with: lethe opendsr csr --key-id <this> makes the request for its certificate' });
     // The API's URL without its stage (a Lambda behind the API cannot name the stage: a cycle).
     const openDsrEnv = {
       API_URL: `https://${this.api.restApiId}.execute-api.${this.region}.${this.urlSuffix}/prod/`,

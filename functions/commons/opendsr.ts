@@ -62,9 +62,45 @@ export class OpenDsrSigner {
  * (§4.1); this one lets a controller verify signatures before the operator installs that.
  */
 async function selfSigned(signer: ReceiptSigner, publicKeyPem: string, domain: string): Promise<string> {
+  const { keys, crypto, spki } = await remoteKeys(signer, publicKeyPem);
+  const certificate = await x509.X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: createHash('sha256').update(spki).digest('hex').slice(0, 30),
+      name: `CN=${domain}`,
+      notBefore: new Date('2026-01-01T00:00:00Z'),
+      notAfter: new Date('2036-01-01T00:00:00Z'),
+      keys,
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+      extensions: [
+        subjectAltName(domain),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.BasicConstraintsExtension(false, undefined, true),
+      ],
+    },
+    crypto,
+  );
+  return certificate.toString('pem');
+}
+
+/**
+ * A certificate signing request (PKCS #10, PEM) for `domain` and the OpenDSR signing key, signed
+ * by it: what a certificate authority needs to issue the CA-signed certificate OpenDSR asks for.
+ */
+export async function certificateRequest(signer: ReceiptSigner, domain: string): Promise<string> {
+  const { keys, crypto } = await remoteKeys(signer, await signer.publicKeyPem());
+  const request = await x509.Pkcs10CertificateRequestGenerator.create(
+    { name: `CN=${domain}`, keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' }, extensions: [subjectAltName(domain)] },
+    crypto,
+  );
+  return request.toString('pem');
+}
+
+const subjectAltName = (domain: string) => new x509.SubjectAlternativeNameExtension([{ type: isIP(domain) ? 'ip' : 'dns', value: domain }]);
+
+/** The signer's key as WebCrypto sees it: the public key, and a private key whose signing goes to the signer (the private key stays where it is). */
+async function remoteKeys(signer: ReceiptSigner, publicKeyPem: string): Promise<{ keys: CryptoKeyPair; crypto: Crypto; spki: Buffer }> {
   const spki = Buffer.from(publicKeyPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
   const publicKey = await webcrypto.subtle.importKey('spki', spki, { name: 'ECDSA', namedCurve: 'P-256' }, true, ['verify']);
-  // A key object that only names the algorithm: signing goes to the signer, the private key stays where it is.
   const privateKey = { algorithm: { name: 'ECDSA', namedCurve: 'P-256' }, type: 'private', extractable: false, usages: ['sign'] } as unknown as CryptoKey;
   const subtle = new Proxy(webcrypto.subtle, {
     get(target, property) {
@@ -74,23 +110,7 @@ async function selfSigned(signer: ReceiptSigner, publicKeyPem: string, domain: s
     },
   });
   const crypto = { subtle, getRandomValues: <T extends ArrayBufferView>(a: T) => webcrypto.getRandomValues(a as never) as T } as unknown as Crypto;
-  const certificate = await x509.X509CertificateGenerator.createSelfSigned(
-    {
-      serialNumber: createHash('sha256').update(spki).digest('hex').slice(0, 30),
-      name: `CN=${domain}`,
-      notBefore: new Date('2026-01-01T00:00:00Z'),
-      notAfter: new Date('2036-01-01T00:00:00Z'),
-      keys: { privateKey, publicKey },
-      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-      extensions: [
-        new x509.SubjectAlternativeNameExtension([{ type: isIP(domain) ? 'ip' : 'dns', value: domain }]),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.BasicConstraintsExtension(false, undefined, true),
-      ],
-    },
-    crypto,
-  );
-  return certificate.toString('pem');
+  return { keys: { privateKey, publicKey }, crypto, spki };
 }
 
 /** A DER ECDSA signature (SEQUENCE of r and s) as WebCrypto gives one: r and s, 32 bytes each. */
