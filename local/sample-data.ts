@@ -3,6 +3,7 @@ import { CreateBucketCommand, PutObjectCommand, type S3Client } from '@aws-sdk/c
 import { BatchWriteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { SessionQueue } from './pglite-queue.ts';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import type { DataMap } from '#core/config';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
@@ -26,7 +27,7 @@ export interface LocalDatabases {
 /**
  * A PGlite server (PostgreSQL wire protocol on 127.0.0.1) for every `postgres` system whose
  * connection variable is not set; systems whose variable is set use that server. PGlite is one
- * session, so concurrent transactions on one local system may interleave: local mode only.
+ * session: its connections take turns, a batch or a transaction at a time (SessionQueue).
  */
 export async function startLocalDatabases(dataMap: DataMap): Promise<LocalDatabases> {
   const urls: Record<string, string> = {};
@@ -36,6 +37,8 @@ export async function startLocalDatabases(dataMap: DataMap): Promise<LocalDataba
     if (!source || !('env' in source) || process.env[source.env] || urls[source.env]) continue;
     const db = await PGlite.create();
     const server = new PGLiteSocketServer({ db, port: 0, host: '127.0.0.1', maxConnections: 16 });
+    // Its own queue interleaves connections' batches and can stop for good (see SessionQueue).
+    Object.assign(server, { queryQueue: new SessionQueue(db) });
     await server.start();
     servers.push({ server, db });
     urls[source.env] = `postgres://postgres@${server.getServerConn()}/postgres`;
