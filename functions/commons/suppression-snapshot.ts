@@ -3,7 +3,7 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/
 import { RetryableError } from '#core/errors';
 import { buildPackedFilter, decodeFilter, encodeFilter, type FuseFilter } from '#core/filter';
 import { FILTER_KEY, TAGS_KEY } from '#core/suppression';
-import { mergeTags, tagCount } from '#core/tag-set';
+import { mergeTags, sortTags, tagCount } from '#core/tag-set';
 import { s3, sqs } from './clients.ts';
 import { logger } from './observability.ts';
 import type { SubjectEntry, SuppressionStore } from './suppression-store.ts';
@@ -137,10 +137,27 @@ export class SuppressionSnapshot {
 
   async #scan(keyVersion: string): Promise<{ set: Uint8Array; untagged: number; rebuiltAt: string }> {
     const rebuiltAt = new Date().toISOString();
-    const active: SubjectEntry[] = [];
-    for await (const page of this.#o.store.scan()) active.push(...page.filter((e) => e.active));
-    const { set, untagged } = merge(new Uint8Array(0), active, keyVersion); // one sort, not one merge a page
-    return { set, untagged, rebuiltAt };
+    // Packed as the pages come (16 bytes a suppressed subject, 160 MB at ten million), sorted once.
+    let packed = new Uint8Array(16 * 65_536);
+    let size = 0;
+    let untagged = 0;
+    for await (const page of this.#o.store.scan()) {
+      for (const e of page) {
+        if (!e.active) continue;
+        if (!usable(e, keyVersion)) {
+          untagged += 1;
+          continue;
+        }
+        if (size + 16 > packed.length) {
+          const grown = new Uint8Array(packed.length * 2);
+          grown.set(packed);
+          packed = grown;
+        }
+        packed.set(Buffer.from(e.tag, 'hex'), size);
+        size += 16;
+      }
+    }
+    return { set: sortTags(packed.subarray(0, size)), untagged, rebuiltAt };
   }
 
   async #putTags(set: Uint8Array, etag: string | undefined, rebuiltAt: string): Promise<string> {
@@ -204,14 +221,18 @@ function subjectsOf(message: Message): string[] {
   }
 }
 
+/** Whether an entry's tag can go in a filter made under `keyVersion`. */
+function usable(e: SubjectEntry, keyVersion: string): e is SubjectEntry & { tag: string } {
+  return e.tag !== undefined && e.keyVersion === keyVersion && /^[0-9a-f]{32}$/.test(e.tag);
+}
+
 /** `set` with the active entries' tags in and the others' out; active entries without a usable tag counted. */
 function merge(set: Uint8Array, entries: readonly SubjectEntry[], keyVersion: string): { set: Uint8Array; untagged: number } {
   const add: Uint8Array[] = [];
   const remove: Uint8Array[] = [];
   let untagged = 0;
   for (const e of entries) {
-    const usable = e.tag !== undefined && e.keyVersion === keyVersion && /^[0-9a-f]{32}$/.test(e.tag);
-    if (!usable) {
+    if (!usable(e, keyVersion)) {
       if (e.active) untagged += 1;
       continue;
     }

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isTagSet, mergeTags, tagCount } from '#core/tag-set';
+import { isTagSet, mergeTags, sortTags, tagCount } from '#core/tag-set';
 
 /** Tags that share prefixes often, so that ordering is tested beyond the first byte. */
 const tag = fc.array(fc.constantFrom(0, 1, 255), { minLength: 16, maxLength: 16 }).map((b) => Uint8Array.from(b));
@@ -20,6 +20,19 @@ describe('Module: tag-set', () => {
         expect(isTagSet(merged)).toBe(true);
       }),
     );
+  });
+
+  it('sorts packed tags into a tag set, duplicates once, as merging them would (fast-check)', () => {
+    fc.assert(
+      fc.property(fc.array(tag, { maxLength: 60 }), (tags) => {
+        const sorted = sortTags(pack(tags.map(hex)));
+        expect(unpack(sorted)).toEqual(unpack(mergeTags(new Uint8Array(0), tags, [])));
+        expect(isTagSet(sorted)).toBe(true);
+      }),
+    );
+    const random = new Uint8Array(16 * 5000).map(() => Math.floor(Math.random() * 256));
+    expect(isTagSet(sortTags(random))).toBe(true);
+    expect(() => sortTags(new Uint8Array(17))).toThrow('16 bytes each');
   });
 
   it('knows a tag set from other bytes', () => {
