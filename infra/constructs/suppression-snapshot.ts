@@ -57,8 +57,9 @@ export class SuppressionSnapshot extends Construct {
       handler: 'publish-suppressions',
       description: 'Lethe: merge changed suppressions into the tag set and publish the filter snapshot',
       timeout: Duration.minutes(5),
-      // A rebuild holds every suppressed subject's tag a few times over: ~1 GB at 10 million.
-      memorySize: 3008,
+      // A rebuild holds every suppressed subject's tag, packed, a few times over (sorting, the
+      // filter's build): about 700 MB at ten million, in 2 GB.
+      memorySize: 2048,
       environment: { ...snapshotEnv, SUPPRESSION_CHANGES_QUEUE_URL: this.changes.queue.queueUrl },
     });
     this.changes.queue.grantConsumeMessages(this.publisher);
