@@ -172,6 +172,11 @@ export class OpenDsrStore {
   }
 }
 
+/** Where a request stands as OpenDSR says it: in progress from the moment its saga began (a callback may have said so before its first step did). */
+export function currentStatus(record: OpenDsrRecord, request: RequestRecord): OpenDsrStatus {
+  return request.status === 'received' && record.lastStatus === 'in_progress' ? 'in_progress' : openDsrStatus(request.status);
+}
+
 /** The status body of a request (§8.3), for GET and, with the URL it goes to, for a callback (§8.7). */
 export function statusBody(record: OpenDsrRecord, request: RequestRecord, callbackUrl?: string): object {
   return {
@@ -179,7 +184,7 @@ export function statusBody(record: OpenDsrRecord, request: RequestRecord, callba
     expected_completion_time: request.dueAt,
     ...(callbackUrl && { status_callback_url: callbackUrl }),
     subject_request_id: record.requestId,
-    request_status: openDsrStatus(request.status),
+    request_status: currentStatus(record, request),
     api_version: OPENDSR_VERSION,
   };
 }
@@ -190,7 +195,7 @@ export function statusBody(record: OpenDsrRecord, request: RequestRecord, callba
  * trying all, so the event is delivered again; a controller may hear the same status twice.
  */
 export async function sendCallbacks(store: OpenDsrStore, signer: OpenDsrSigner, record: OpenDsrRecord, request: RequestRecord): Promise<{ sent: number; status: OpenDsrStatus } | undefined> {
-  const status = openDsrStatus(request.status);
+  const status = currentStatus(record, request);
   if (status === record.lastStatus) return undefined;
   const failures: string[] = [];
   for (const url of record.callbackUrls) {

@@ -12,7 +12,7 @@ const records = new OpenDsrStore(table);
 const apiUrl = requireEnv('API_URL');
 const signer = new OpenDsrSigner(receiptSignerFromEnv('OPENDSR'), process.env['OPENDSR_DOMAIN'] || new URL(apiUrl).hostname, process.env['OPENDSR_CERTIFICATE']);
 
-type Detail = { name?: string; requestId?: string };
+type Detail = { name?: string; requestId?: string; status?: string };
 
 /**
  * OpenDSR status callbacks: on each status change of a saga execution (and when a controller
@@ -29,6 +29,8 @@ export const handler = middy<EventBridgeEvent<string, Detail>, void>()
     if (!record || record.callbackUrls.length === 0) return;
     const request = await requests.get(requestId);
     if (!request) return;
-    const sent = await sendCallbacks(records, signer, record, request);
+    // The saga began: in progress, though its first step has yet to say so on the request.
+    const begun = event.detail.status === 'RUNNING' && request.status === 'received';
+    const sent = await sendCallbacks(records, signer, record, begun ? { ...request, status: 'in_progress' } : request);
     if (sent) logger.info('OpenDSR callbacks sent', { requestId, ...sent });
   });

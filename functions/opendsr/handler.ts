@@ -1,14 +1,14 @@
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { IdempotencyConflictError, NotFoundError, ValidationError } from '#core/errors';
-import { discovery, OPENDSR_CHANGED, OPENDSR_VERSION, openDsrError, openDsrRequestSchema, openDsrStatus, toSubmission } from '#core/opendsr';
+import { discovery, OPENDSR_CHANGED, OPENDSR_VERSION, openDsrError, openDsrRequestSchema, toSubmission } from '#core/opendsr';
 import { DEFAULT_SHRED_AFTER_SECONDS, zodIssues } from '#core/request';
 import { publisherTo } from '../commons/bus.ts';
 import { cancelRequest } from '../commons/cancel.ts';
 import { requireEnv } from '../commons/env.ts';
 import { intakeDepsFromEnv, submitRequest } from '../commons/intake.ts';
 import { logger, observe } from '../commons/observability.ts';
-import { controllerIdOf, OpenDsrSigner, OpenDsrStore, statusBody } from '../commons/opendsr.ts';
+import { controllerIdOf, currentStatus, OpenDsrSigner, OpenDsrStore, statusBody } from '../commons/opendsr.ts';
 import { receiptSignerFromEnv } from '../commons/receipts.ts';
 
 const deps = intakeDepsFromEnv();
@@ -72,7 +72,8 @@ async function route(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult
   if (!record || record.controllerId !== controllerId) throw new NotFoundError(`no subject request ${id} from this controller`);
   const request = await deps.store.mustGet(id);
   if (method === 'GET') return signed(200, statusBody(record, request));
-  if (request.status !== 'received') return error(400, `only a pending request can be cancelled; this one is ${openDsrStatus(request.status)}`);
+  const status = currentStatus(record, request);
+  if (status !== 'pending') return error(400, `only a pending request can be cancelled; this one is ${status}`);
   await cancelRequest(cancelDeps, request, 'cancelled by the controller (OpenDSR)', event.requestContext.identity.userArn ?? controllerId, new Date());
   await publish(OPENDSR_CHANGED, [{ requestId: id }]);
   return signed(202, { controller_id: controllerId, received_time: request.receivedAt, subject_request_id: id, api_version: OPENDSR_VERSION });

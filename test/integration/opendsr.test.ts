@@ -232,6 +232,22 @@ describe.skipIf(unavailable)('Functions: opendsr and opendsr-callbacks handlers'
     expect(JSON.parse(again.body)).toMatchObject({ error: { message: 'only a pending request can be cancelled; this one is cancelled' } });
   });
 
+  it('says in progress as soon as the saga begins, in the callback and in the status', async () => {
+    const id = randomUUID();
+    expect((await call('POST', '/opendsr/v2/requests', { body: request(id) })).statusCode).toBe(201);
+    received.length = 0;
+    const running = { source: 'aws.states', 'detail-type': 'Step Functions Execution Status Change', detail: { name: id, status: 'RUNNING' } } as EventBridgeEvent<string, { name: string; status: string }>;
+    await callbacks(running, lambdaContext('OpenDsrCallbacks'));
+    expect(received.map((r) => (JSON.parse(r.body) as { request_status: string }).request_status)).toEqual(['in_progress']);
+    expect(JSON.parse((await call('GET', '/opendsr/v2/requests/{id}', { id })).body)).toMatchObject({ request_status: 'in_progress' });
+    await callbacks(running, lambdaContext('OpenDsrCallbacks'));
+    expect(received).toHaveLength(1); // told once
+    // Not pending any more: the controller can no longer cancel it.
+    const cancel = await call('DELETE', '/opendsr/v2/requests/{id}', { id });
+    expect(cancel.statusCode).toBe(400);
+    expect(JSON.parse(cancel.body)).toMatchObject({ error: { message: 'only a pending request can be cancelled; this one is in_progress' } });
+  });
+
   it('retries a callback the controller refused, and a saga status change for a request not from OpenDSR is ignored', async () => {
     const id = randomUUID();
     expect((await call('POST', '/opendsr/v2/requests', { body: request(id) })).statusCode).toBe(201);
