@@ -315,10 +315,10 @@ export class RequestStore {
                 TableName: this.#table,
                 Key: taskKey(requestId, t.system, t.action),
                 UpdateExpression:
-                  'SET #status = :pending, #round = :round, updatedAt = :at REMOVE errorName, errorMessage, affected, remaining, taskToken, sealedJobs, jobs, deadlineAt, nextPollAt, nextHeartbeatAt, nextCheckAt, #callback',
+                  'SET #status = :pending, #round = :round, attempts = :zero, updatedAt = :at REMOVE errorName, errorMessage, affected, remaining, taskToken, sealedJobs, jobs, deadlineAt, nextPollAt, nextHeartbeatAt, nextCheckAt, #callback',
                 ConditionExpression: '#status = :failed',
                 ExpressionAttributeNames: { '#status': 'status', '#round': 'round', '#callback': 'callback' },
-                ExpressionAttributeValues: { ':pending': 'pending', ':round': round, ':at': at, ':failed': 'failed' },
+                ExpressionAttributeValues: { ':pending': 'pending', ':round': round, ':zero': 0, ':at': at, ':failed': 'failed' },
               },
             })),
           ],
@@ -482,7 +482,7 @@ export class RequestStore {
     action: TaskKind,
     owner: string,
     leaseSeconds: number,
-  ): Promise<{ claimed: true; first: boolean } | { claimed: false; busyUntil?: string; task?: TaskRecord }> {
+  ): Promise<{ claimed: true; first: boolean; attempts: number } | { claimed: false; busyUntil?: string; task?: TaskRecord }> {
     const now = new Date();
     try {
       const out = await dynamo.send(
@@ -505,7 +505,8 @@ export class RequestStore {
           ReturnValues: 'UPDATED_OLD',
         }),
       );
-      return { claimed: true, first: out.Attributes?.['status'] !== 'running' };
+      // Attempts that ran, this one included: a delivery that found the task held spent none.
+      return { claimed: true, first: out.Attributes?.['status'] !== 'running', attempts: Number(out.Attributes?.['attempts'] ?? 0) + 1 };
     } catch (error) {
       if (!isConditionFailure(error)) throw wrap(`claim task ${system}/${action}`, error);
       const item = await this.#getItem(taskKey(requestId, system, action), 'read task');

@@ -54,8 +54,9 @@ const BATCH_RETRY_SECONDS = 60;
 /**
  * One task: decrypt the subject's identities, have the system's connector act, verify nothing
  * remains, record the outcome (forward-only, audited), and complete the saga's task token.
- * Retryable failures are retried through the queue until the system's `maxAttempts`; then, or on
- * a permanent failure, the task fails with its error class and the token is failed.
+ * Retryable failures are retried through the queue until the task has run `maxAttempts` times (a
+ * delivery that finds it held is not one); then, or on a permanent failure, the task fails with its
+ * error class and the token is failed.
  */
 async function runTask(record: SQSRecord): Promise<void> {
   const parsed = messageSchema.parse(JSON.parse(record.body));
@@ -145,7 +146,8 @@ async function runTask(record: SQSRecord): Promise<void> {
     metrics.addMetric('RecordsAffected', MetricUnit.Count, affected);
     await report(message, { status: 'succeeded', affected });
   } catch (error) {
-    const attempts = Number(record.attributes.ApproximateReceiveCount);
+    // The task's own count: deliveries that found it held (duplicates, a takeover's wait) are not attempts.
+    const attempts = claim.attempts;
     if (isRetryable(error) && attempts < system.maxAttempts) {
       const delay = retryDelaySeconds(attempts, system.heartbeatSeconds);
       metrics.addMetric('TaskRetries', MetricUnit.Count, 1);

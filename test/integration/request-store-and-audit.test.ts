@@ -96,17 +96,17 @@ describe.skipIf(unavailable)('Request store and audit log (DynamoDB Local, fauxq
 
     // Three deliveries at once: one claims, two find it held.
     const claims = await Promise.all(['a', 'b', 'c'].map((owner) => store.claimTask(id, 'users', 'delete', owner, 60)));
-    expect(claims.filter((c) => c.claimed)).toEqual([{ claimed: true, first: true }]);
+    expect(claims.filter((c) => c.claimed)).toEqual([{ claimed: true, first: true, attempts: 1 }]);
     for (const c of claims.filter((c) => !c.claimed)) expect(Date.parse(c.busyUntil!)).toBeGreaterThan(Date.now() + 50_000);
     const holder = ['a', 'b', 'c'][claims.findIndex((c) => c.claimed)]!;
 
     // Only the holder renews; once it lets go (a retryable failure), the next attempt claims at once.
     expect(await store.renewLease(task, 'someone-else', 60)).toBe(false);
     expect(await store.renewLease(task, holder, 0)).toBe(true);
-    expect(await store.claimTask(id, 'users', 'delete', 'd', 1)).toEqual({ claimed: true, first: false });
+    expect(await store.claimTask(id, 'users', 'delete', 'd', 1)).toEqual({ claimed: true, first: false, attempts: 2 });
     // A lease that ran out (its attempt died) is claimed by the next.
     await new Promise((ok) => setTimeout(ok, 1100));
-    expect(await store.claimTask(id, 'users', 'delete', 'e', 60)).toEqual({ claimed: true, first: false });
+    expect(await store.claimTask(id, 'users', 'delete', 'e', 60)).toEqual({ claimed: true, first: false, attempts: 3 });
     expect(await store.transitionTask(id, 'users', 'delete', 'succeeded', { affected: 1 })).toBe(true);
     // Final: no claim, the task as it stands, without the lease's attributes.
     const after = await store.claimTask(id, 'users', 'delete', 'f', 60);

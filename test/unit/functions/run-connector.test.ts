@@ -91,6 +91,8 @@ describe('Function: run-connector handler', () => {
   it('fails the task when retries run out, with the error class and no personal data', async () => {
     dynamo.on(QueryCommand).rejects(throttled);
     noLinks();
+    // Its third attempt: two ran before.
+    dynamo.on(UpdateCommand, { ReturnValues: 'UPDATED_OLD' }).resolves({ Attributes: { status: 'running', attempts: 2 } });
 
     const out = await handler(delivery(3), lambdaContext());
 
@@ -160,6 +162,19 @@ describe('Function: run-connector handler', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it('counts the attempts that ran, not the deliveries: one that found the task held spent none', async () => {
+    dynamo.on(QueryCommand).rejects(throttled);
+    noLinks();
+    // The eighth delivery, but only the second attempt (the others found the task held).
+    dynamo.on(UpdateCommand, { ReturnValues: 'UPDATED_OLD' }).resolves({ Attributes: { status: 'running', attempts: 1 } });
+
+    const out = await handler(delivery(8), lambdaContext());
+
+    expect(out.batchItemFailures).toEqual([{ itemIdentifier: 'm1' }]);
+    expect(sqs).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { ReceiptHandle: 'rh1', VisibilityTimeout: retryDelaySeconds(2, 60) });
+    expect(sfn).not.toHaveReceivedCommand(SendTaskFailureCommand);
   });
 
   it('reports a task that is already final without acting again', async () => {
