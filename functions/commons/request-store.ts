@@ -315,7 +315,7 @@ export class RequestStore {
                 TableName: this.#table,
                 Key: taskKey(requestId, t.system, t.action),
                 UpdateExpression:
-                  'SET #status = :pending, #round = :round, attempts = :zero, updatedAt = :at REMOVE errorName, errorMessage, affected, remaining, taskToken, sealedJobs, jobs, deadlineAt, nextPollAt, nextHeartbeatAt, nextCheckAt, #callback',
+                  'SET #status = :pending, #round = :round, roundStartAttempts = if_not_exists(attempts, :zero), updatedAt = :at REMOVE errorName, errorMessage, affected, remaining, taskToken, sealedJobs, jobs, deadlineAt, nextPollAt, nextHeartbeatAt, nextCheckAt, #callback',
                 ConditionExpression: '#status = :failed',
                 ExpressionAttributeNames: { '#status': 'status', '#round': 'round', '#callback': 'callback' },
                 ExpressionAttributeValues: { ':pending': 'pending', ':round': round, ':zero': 0, ':at': at, ':failed': 'failed' },
@@ -502,11 +502,12 @@ export class RequestStore {
             ':zero': 0,
             ':one': 1,
           },
-          ReturnValues: 'UPDATED_OLD',
+          ReturnValues: 'ALL_OLD',
         }),
       );
-      // Attempts that ran, this one included: a delivery that found the task held spent none.
-      return { claimed: true, first: out.Attributes?.['status'] !== 'running', attempts: Number(out.Attributes?.['attempts'] ?? 0) + 1 };
+      // This round's attempts that ran, this one included: a delivery that found the task held spent none.
+      const old = out.Attributes ?? {};
+      return { claimed: true, first: old['status'] !== 'running', attempts: Number(old['attempts'] ?? 0) + 1 - Number(old['roundStartAttempts'] ?? 0) };
     } catch (error) {
       if (!isConditionFailure(error)) throw wrap(`claim task ${system}/${action}`, error);
       const item = await this.#getItem(taskKey(requestId, system, action), 'read task');

@@ -202,9 +202,11 @@ describe.skipIf(unavailable)('Function: act-on-request handler (:extend, :cancel
     const tasks = await store.tasks(r.requestId);
     expect(tasks.find((t) => t.system === 'crm')).toMatchObject({ status: 'succeeded', affected: 2 });
     const reopened = tasks.find((t) => t.system === 'warehouse')!;
-    // Its attempts count afresh in the new round (maxAttempts is a round's).
-    expect(reopened).toMatchObject({ status: 'pending', round: 1, attempts: 0 });
+    // Its attempts so far stay on record; the new round's retry budget counts from here.
+    expect(reopened).toMatchObject({ status: 'pending', round: 1, attempts: 3 });
     expect(reopened.errorName).toBeUndefined();
+    // The new round's first attempt is its first, for its retry budget.
+    expect(await store.claimTask(r.requestId, 'warehouse', reopened.action, 'next-attempt', 60)).toEqual({ claimed: true, first: true, attempts: 1 });
     expect(await received()).toEqual([{ requestId: r.requestId, round: 1 }]);
     const chain = await audit.readAuditChain(s3, 'audit', r.requestId);
     expect(chain.at(-1)).toMatchObject({ eventId: 'request.retried#r1', event: 'request.retried', tasks: 1, status: 'in_progress' });

@@ -92,7 +92,7 @@ describe('Function: run-connector handler', () => {
     dynamo.on(QueryCommand).rejects(throttled);
     noLinks();
     // Its third attempt: two ran before.
-    dynamo.on(UpdateCommand, { ReturnValues: 'UPDATED_OLD' }).resolves({ Attributes: { status: 'running', attempts: 2 } });
+    dynamo.on(UpdateCommand, { ReturnValues: 'ALL_OLD' }).resolves({ Attributes: { status: 'running', attempts: 2 } });
 
     const out = await handler(delivery(3), lambdaContext());
 
@@ -118,7 +118,7 @@ describe('Function: run-connector handler', () => {
 
   it('leaves a task another attempt holds alone, and comes back when its lease ends', async () => {
     const heldUntil = new Date(Date.now() + 20_000).toISOString();
-    dynamo.on(UpdateCommand, { ReturnValues: 'UPDATED_OLD' }) // the claim
+    dynamo.on(UpdateCommand, { ReturnValues: 'ALL_OLD' }) // the claim
       .rejects(Object.assign(new Error('held'), { name: 'ConditionalCheckFailedException', $metadata: { httpStatusCode: 400 } }));
     dynamo.on(GetCommand, { Key: { pk: `REQ#${requestId}`, sk: 'TASK#users#delete' } })
       .resolvesOnce({ Item: { status: 'pending' } })
@@ -168,7 +168,7 @@ describe('Function: run-connector handler', () => {
     dynamo.on(QueryCommand).rejects(throttled);
     noLinks();
     // The eighth delivery, but only the second attempt (the others found the task held).
-    dynamo.on(UpdateCommand, { ReturnValues: 'UPDATED_OLD' }).resolves({ Attributes: { status: 'running', attempts: 1 } });
+    dynamo.on(UpdateCommand, { ReturnValues: 'ALL_OLD' }).resolves({ Attributes: { status: 'running', attempts: 1 } });
 
     const out = await handler(delivery(8), lambdaContext());
 
