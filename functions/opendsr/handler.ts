@@ -1,6 +1,6 @@
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { IdempotencyConflictError, NotFoundError, ValidationError } from '#core/errors';
+import { ConflictError, IdempotencyConflictError, NotFoundError, ValidationError } from '#core/errors';
 import { discovery, OPENDSR_CHANGED, OPENDSR_VERSION, openDsrError, openDsrRequestSchema, toSubmission } from '#core/opendsr';
 import { DEFAULT_SHRED_AFTER_SECONDS, zodIssues } from '#core/request';
 import { publisherTo } from '../commons/bus.ts';
@@ -53,6 +53,8 @@ export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
       if (e instanceof ValidationError) return error(400, 'the request is not valid', e.issues);
       if (e instanceof IdempotencyConflictError) return error(400, 'a subject request with this id exists already, with other contents');
       if (e instanceof NotFoundError) return error(404, e.message);
+      // A cancel that met a change made meanwhile (the saga began): say so, as for any cancel refused.
+      if (e instanceof ConflictError) return error(400, e.message);
       logger.error('OpenDSR: failed', { error: (e as Error).name });
       return error(500, 'internal error');
     }
