@@ -8,7 +8,9 @@ import { DOMAIN_HEADER, OPENDSR_VERSION, openDsrStatus, SIGNATURE_HEADER, type O
 import type { ReceiptSigner } from '#core/ports';
 import type { RequestRecord } from '#core/request';
 import { dynamo } from './clients.ts';
+import { requireEnv } from './env.ts';
 import { logger } from './observability.ts';
+import { receiptSignerFromEnv } from './receipts.ts';
 
 /**
  * What OpenDSR needs besides intake: the processor's signature on every answer and callback
@@ -54,6 +56,11 @@ export class OpenDsrSigner {
     }
     return selfSigned(this.#signer, publicKeyPem, this.domain);
   }
+}
+
+/** The signer the stack configures (`OPENDSR_*`), for the domain it names or else the API's host. */
+export function openDsrSignerFromEnv(): OpenDsrSigner {
+  return new OpenDsrSigner(receiptSignerFromEnv('OPENDSR'), process.env['OPENDSR_DOMAIN'] || new URL(requireEnv('API_URL')).hostname, process.env['OPENDSR_CERTIFICATE']);
 }
 
 /**

@@ -2,15 +2,13 @@ import middy from '@middy/core';
 import type { EventBridgeEvent } from 'aws-lambda';
 import { requireEnv } from '../commons/env.ts';
 import { logger, observe } from '../commons/observability.ts';
-import { OpenDsrSigner, OpenDsrStore, sendCallbacks } from '../commons/opendsr.ts';
-import { receiptSignerFromEnv } from '../commons/receipts.ts';
+import { openDsrSignerFromEnv, OpenDsrStore, sendCallbacks } from '../commons/opendsr.ts';
 import { RequestStore } from '../commons/request-store.ts';
 
 const table = requireEnv('REQUESTS_TABLE');
 const requests = new RequestStore(table);
 const records = new OpenDsrStore(table);
-const apiUrl = requireEnv('API_URL');
-const signer = new OpenDsrSigner(receiptSignerFromEnv('OPENDSR'), process.env['OPENDSR_DOMAIN'] || new URL(apiUrl).hostname, process.env['OPENDSR_CERTIFICATE']);
+const signer = openDsrSignerFromEnv();
 
 type Detail = { name?: string; requestId?: string; status?: string };
 

@@ -8,14 +8,13 @@ import { cancelRequest } from '../commons/cancel.ts';
 import { requireEnv } from '../commons/env.ts';
 import { intakeDepsFromEnv, submitRequest } from '../commons/intake.ts';
 import { logger, observe } from '../commons/observability.ts';
-import { controllerIdOf, currentStatus, OpenDsrSigner, OpenDsrStore, statusBody } from '../commons/opendsr.ts';
-import { receiptSignerFromEnv } from '../commons/receipts.ts';
+import { controllerIdOf, currentStatus, openDsrSignerFromEnv, OpenDsrStore, statusBody } from '../commons/opendsr.ts';
 
 const deps = intakeDepsFromEnv();
 const table = requireEnv('REQUESTS_TABLE');
 const records = new OpenDsrStore(table);
 const apiUrl = requireEnv('API_URL').replace(/\/?$/, '/');
-const signer = new OpenDsrSigner(receiptSignerFromEnv('OPENDSR'), process.env['OPENDSR_DOMAIN'] || new URL(apiUrl).hostname, process.env['OPENDSR_CERTIFICATE']);
+const signer = openDsrSignerFromEnv();
 const cancelDeps = {
   store: deps.store,
   audit: deps.audit,
