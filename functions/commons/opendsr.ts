@@ -1,6 +1,4 @@
-import 'reflect-metadata'; // @peculiar/x509's dependency injection needs it loaded first
 import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import * as x509 from '@peculiar/x509';
 import { createHash, webcrypto, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { RetryableError } from '#core/errors';
@@ -69,6 +67,7 @@ export function openDsrSignerFromEnv(): OpenDsrSigner {
  * (§4.1); this one lets a controller verify signatures before the operator installs that.
  */
 async function selfSigned(signer: ReceiptSigner, publicKeyPem: string, domain: string): Promise<string> {
+  const x509 = await loadX509();
   const { keys, crypto, spki } = await remoteKeys(signer, publicKeyPem);
   const certificate = await x509.X509CertificateGenerator.createSelfSigned(
     {
@@ -79,7 +78,7 @@ async function selfSigned(signer: ReceiptSigner, publicKeyPem: string, domain: s
       keys,
       signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
       extensions: [
-        subjectAltName(domain),
+        subjectAltName(x509, domain),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
         new x509.BasicConstraintsExtension(false, undefined, true),
       ],
@@ -94,15 +93,28 @@ async function selfSigned(signer: ReceiptSigner, publicKeyPem: string, domain: s
  * by it: what a certificate authority needs to issue the CA-signed certificate OpenDSR asks for.
  */
 export async function certificateRequest(signer: ReceiptSigner, domain: string): Promise<string> {
+  const x509 = await loadX509();
   const { keys, crypto } = await remoteKeys(signer, await signer.publicKeyPem());
   const request = await x509.Pkcs10CertificateRequestGenerator.create(
-    { name: `CN=${domain}`, keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' }, extensions: [subjectAltName(domain)] },
+    { name: `CN=${domain}`, keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' }, extensions: [subjectAltName(x509, domain)] },
     crypto,
   );
   return request.toString('pem');
 }
 
-const subjectAltName = (domain: string) => new x509.SubjectAlternativeNameExtension([{ type: isIP(domain) ? 'ip' : 'dns', value: domain }]);
+type X509 = typeof import('@peculiar/x509');
+
+/**
+ * @peculiar/x509, loaded when a certificate or a request is made (once a container, for the
+ * certificate route; never for signing answers and callbacks), with the reflection polyfill its
+ * dependency injection needs loaded before it.
+ */
+async function loadX509(): Promise<X509> {
+  await import('reflect-metadata');
+  return import('@peculiar/x509');
+}
+
+const subjectAltName = (x509: X509, domain: string) => new x509.SubjectAlternativeNameExtension([{ type: isIP(domain) ? 'ip' : 'dns', value: domain }]);
 
 /** The signer's key as WebCrypto sees it: the public key, and a private key whose signing goes to the signer (the private key stays where it is). */
 async function remoteKeys(signer: ReceiptSigner, publicKeyPem: string): Promise<{ keys: CryptoKeyPair; crypto: Crypto; spki: Buffer }> {
