@@ -87,6 +87,12 @@ export class TaskBusyError extends RetryableError {}
 /** A connector's target refused in a way that will not pass (not authorized, missing table, 4xx). */
 export class ConnectorPermanentError extends PermanentError {}
 
+/**
+ * A lookup found more of the subject's records than it may act on, or records it cannot tell
+ * apart from someone else's: nothing was done, and a person has to look.
+ */
+export class AmbiguousTargetsError extends ConnectorPermanentError {}
+
 /** A task's system is reached by identities that a failed resolver was to provide. */
 export class IdentitiesUnresolvedError extends PermanentError {}
 

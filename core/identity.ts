@@ -6,7 +6,16 @@ import { ValidationError, type FieldIssue } from './errors.ts';
 export interface Identity {
   readonly type: string;
   readonly value: string;
+  /**
+   * The other forms the subject gave this identity in (as submitted, trimmed), where they differ
+   * from the normal `value`: a system that matches exactly is asked with these too. They travel
+   * sealed with the identities and are never pseudonymized.
+   */
+  readonly forms?: readonly string[];
 }
+
+/** Every form of an identity to ask a system with: its normal value first, then the forms it was given in. */
+export const formsOf = (identity: Identity): string[] => [...new Set([identity.value, ...(identity.forms ?? [])])];
 
 /** A pseudonymous identity: what may travel through queues, state machines, logs and audit. */
 export interface PseudonymousIdentity {
@@ -28,18 +37,28 @@ export interface PseudonymKey {
 const EMAIL = /^[^\s@"]{1,64}@(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/u;
 
 /**
- * Normalize one identity: e-mail addresses trimmed and lower-cased, phone numbers to E.164,
- * every other (opaque) identity kept exactly as given.
+ * Characters that are search syntax in the systems an e-mail address is looked up in (wildcards in
+ * Zendesk's and Salesforce's search, SQL's LIKE) and that no address of a real person needs: an
+ * address holding one could match other people's records.
+ */
+const SEARCH_SYNTAX = /[*?%]/u;
+
+/**
+ * Normalize one identity: e-mail addresses trimmed, in Unicode NFC and lower-cased, phone numbers to
+ * E.164, every other (opaque) identity kept exactly as given. The trimmed form as submitted is kept
+ * in `forms` where it differs from the normal value.
  */
 export function normalizeIdentity(identity: Identity): Identity {
   switch (identity.type) {
     case 'email': {
-      // Lower-cased, and the domain in ASCII, so that Ada@Bücher.de and ada@xn--bcher-kva.de are one subject.
+      // NFC and lower-cased, and the domain in ASCII, so that Ada@Bücher.de, ada@bu\u0308cher.de and
+      // ada@xn--bcher-kva.de are one subject.
       const trimmed = identity.value.trim();
       const at = trimmed.lastIndexOf('@');
-      const value = at > 0 ? `${trimmed.slice(0, at).toLowerCase()}@${domainToASCII(trimmed.slice(at + 1).toLowerCase())}` : '';
+      const value = at > 0 ? `${trimmed.slice(0, at).normalize('NFC').toLowerCase()}@${domainToASCII(trimmed.slice(at + 1).normalize('NFC').toLowerCase())}` : '';
       if (!EMAIL.test(value)) throw invalid('must be an e-mail address');
-      return { type: 'email', value };
+      if (SEARCH_SYNTAX.test(value)) throw invalid('must not contain *, ? or %: they are search syntax in the systems it is looked up in');
+      return withForms({ type: 'email', value }, [trimmed, ...(identity.forms ?? [])]);
     }
     case 'phone': {
       const phone = parsePhoneNumberFromString(identity.value.trim());
@@ -47,13 +66,41 @@ export function normalizeIdentity(identity: Identity): Identity {
       return { type: 'phone', value: phone.number };
     }
     default:
-      return { type: identity.type, value: identity.value };
+      return identity.forms?.length ? { type: identity.type, value: identity.value, forms: identity.forms } : { type: identity.type, value: identity.value };
   }
 }
 
-/** Normalize a list of identities, naming every invalid one at once, and drop exact duplicates. */
+/**
+ * A value as a system holds it, in the subject's normal form where that can be had without
+ * validating it (a stored address may be anything): e-mail addresses trimmed, NFC and lower-cased
+ * with the domain in ASCII, phone numbers in E.164 where they parse; anything else as it is. For
+ * telling whether a record a system returned is the subject's.
+ */
+export function canonicalValue(type: string, value: string): string {
+  if (type === 'email') {
+    const trimmed = value.trim();
+    const at = trimmed.lastIndexOf('@');
+    const domain = at > 0 ? domainToASCII(trimmed.slice(at + 1).normalize('NFC').toLowerCase()) : '';
+    return at > 0 && domain ? `${trimmed.slice(0, at).normalize('NFC').toLowerCase()}@${domain}` : trimmed.normalize('NFC').toLowerCase();
+  }
+  if (type === 'phone') return parsePhoneNumberFromString(value.trim())?.number ?? value;
+  return value;
+}
+
+function withForms(identity: Identity, given: readonly string[]): Identity {
+  const forms = [...new Set(given)].filter((f) => f !== identity.value);
+  return forms.length > 0 ? { ...identity, forms } : identity;
+}
+
+/** Normalize a list of identities, naming every invalid one at once, and merge duplicates (their forms kept). */
 export function normalizeIdentities(identities: readonly Identity[]): Identity[] {
-  return [...new Map(normalizeEach(identities).map((n) => [`${n.type}\u0000${n.value}`, n])).values()];
+  const merged = new Map<string, Identity>();
+  for (const n of normalizeEach(identities)) {
+    const key = `${n.type}\u0000${n.value}`;
+    const seen = merged.get(key);
+    merged.set(key, seen ? withForms(seen, [...(seen.forms ?? []), ...(n.forms ?? [])]) : n);
+  }
+  return [...merged.values()];
 }
 
 /** Normalize each identity of a list, in its place, naming every invalid one (`identities.<i>.value`) at once. */

@@ -54,7 +54,8 @@ export function identitiesIn(record: unknown, fields: StreamFilterConfig['fields
     for (const value of valuesAt(record, field.path.split('.'))) {
       if (typeof value !== 'string' && typeof value !== 'number') continue;
       try {
-        out.push(normalizeIdentity({ type: field.identity, value: String(value) }));
+        const { type, value: normal } = normalizeIdentity({ type: field.identity, value: String(value) });
+        out.push({ type, value: normal });
       } catch {
         // Not an e-mail address or phone number: it cannot be a suppressed one either.
       }

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
 import { callWithRetries, DEFAULT_RETRY_POLICY, networkError, parseBody, scrub, type Answer, type RetryPolicy } from '../http-transport.ts';
 import type { HttpRequest, VendorDefinition } from './definition.ts';
-import { render, renderJson, type TemplateVars } from './template.ts';
+import { pathSegment, render, renderJson, type TemplateVars } from './template.ts';
 
 export interface VendorResponse {
   readonly status: number;
@@ -89,7 +89,7 @@ export class VendorClient {
   }
 
   async #url(request: HttpRequest, vars: TemplateVars): Promise<URL> {
-    const path = render(request.path, vars, encodeURIComponent);
+    const path = render(request.path, vars, pathSegment);
     const url = /^https?:\/\//.test(path) ? new URL(path) : new URL(this.#baseUrl.pathname.replace(/\/$/, '') + path, this.#baseUrl);
     // Credentials go to the vendor's own origin only, whatever a pagination link says.
     if (url.origin !== this.#baseUrl.origin) throw new ConnectorPermanentError(`${this.#def.name}: a link leads away from ${this.#baseUrl.origin}`);

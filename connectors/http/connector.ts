@@ -1,5 +1,5 @@
-import { ConnectorPermanentError } from '#core/errors';
-import type { Identity } from '#core/identity';
+import { AmbiguousTargetsError, ConfigError, ConnectorPermanentError } from '#core/errors';
+import { canonicalValue, formsOf, type Identity } from '#core/identity';
 import type { Connector, ConnectorCommand, ConnectorResult, JobState, PendingJob } from '#core/ports';
 import type { Action } from '#core/request';
 import { extract, type VendorClient } from './client.ts';
@@ -43,7 +43,7 @@ export class HttpConnector implements Connector {
     // opt-out or an erasure's suppression that a withdraw does not concern.
     if (command.action === 'lift' && !(command.restrictions ?? []).some((r) => (r[this.#def.name]?.length ?? 0) > 0)) return { affected: 0 };
     if (command.action === 'restrict') await command.recordRestriction?.({ [this.#def.name]: ['subject'] });
-    const sensitive = command.identities.map((i) => i.value);
+    const sensitive = command.identities.flatMap(formsOf);
     const eachTarget = spec.eachTarget ?? !spec.identity;
     const targets = eachTarget ? (await this.#targets(command.identities)).map(targetVars) : [{}];
     const values = spec.identity ? identityUnits(spec, command.identities) : [{}];
@@ -51,7 +51,7 @@ export class HttpConnector implements Connector {
     let affected = 0;
     const pending: PendingJob[] = [];
     for (const unit of units) {
-      const vars: Record<string, unknown> = { ...firstOfEachType(command.identities), ...unit, requestId: command.requestId, regulation: command.regulation ?? 'gdpr', vars: {} };
+      const vars: Record<string, unknown> = { ...firstOfEachType(command.identities), ...unit, requestId: command.requestId, regulation: this.#regulation(command.regulation), vars: {} };
       const outcome = await this.#steps(spec.steps, vars, sensitive);
       if (!outcome) continue;
       affected += spec.count ? Number(extract(outcome.body, spec.count) ?? 0) || 0 : 1;
@@ -76,7 +76,7 @@ export class HttpConnector implements Connector {
     const spec = this.#def.actions[command.action]?.job;
     if (!spec) throw new ConnectorPermanentError(`${this.#def.name} ${command.action} has no job to poll`);
     const vars = { ...firstOfEachType(command.identities), job: job.id, vars: job.vars, requestId: command.requestId };
-    const response = await this.#client.call(spec.poll, vars, command.identities.map((i) => i.value));
+    const response = await this.#client.call(spec.poll, vars, command.identities.flatMap(formsOf));
     if (response.absent) return spec.absentIsDone ? { state: 'done', detail: `HTTP ${String(response.status)}` } : { state: 'failed', detail: `job not found (HTTP ${String(response.status)})` };
     const raw = extract(response.body, spec.state);
     const state = typeof raw === 'string' || typeof raw === 'number' ? String(raw) : '';
@@ -89,6 +89,19 @@ export class HttpConnector implements Connector {
   async verify(command: ConnectorCommand): Promise<{ remaining: number }> {
     if (this.#verifyBy() === 'none' || (command.action !== 'delete' && command.action !== 'anonymize')) return { remaining: 0 };
     return { remaining: (await this.#targets(command.identities)).length };
+  }
+
+  /** The regulation as the vendor names it, where its definition maps them. */
+  #regulation(regulation = 'gdpr'): string {
+    const names = this.#def.regulations;
+    if (!names) return regulation;
+    const name = names[regulation as keyof typeof names];
+    if (name === undefined) {
+      throw new ConfigError([
+        { path: `${this.#def.name}.regulations`, message: `${this.#def.name} takes ${[...new Set(Object.values(names))].join(' or ')}; the definition gives none for ${regulation}` },
+      ]);
+    }
+    return name;
   }
 
   #verifyBy(): 'lookup' | 'none' {
@@ -110,36 +123,70 @@ export class HttpConnector implements Connector {
     return last;
   }
 
-  /** The subject's records at the vendor, through every lookup, every page, each once. */
+  /**
+   * The subject's records at the vendor, through every lookup, every page, each once: asked with
+   * every form the subject gave where the vendor compares case-sensitively, and kept only where
+   * the record's own identity is the subject's. More than a lookup's `maxTargets` is ambiguous.
+   */
   async #targets(identities: readonly Identity[]): Promise<Target[]> {
     const found = new Map<string, Target>();
-    const sensitive = identities.map((i) => i.value);
+    const sensitive = identities.flatMap(formsOf);
     for (const lookup of this.#def.lookup) {
+      const mine = new Map<string, Target>();
       for (const identity of identities.filter((i) => i.type === lookup.identity)) {
-        let request: HttpRequest = lookup.request;
-        for (let page = 0; page < lookup.maxPages; page += 1) {
-          const vars = { ...firstOfEachType(identities), [identity.type]: identity.value, value: identity.value };
-          const response = await this.#client.call(request, vars, sensitive);
-          if (response.absent) break;
-          const targets = extract(response.body, lookup.targets);
-          for (const t of Array.isArray(targets) ? targets : targets === null ? [] : [targets]) {
-            const target: Target = t !== null && typeof t === 'object' ? (t as Target) : { id: t };
-            found.set(JSON.stringify(target), target);
-          }
-          const cursor = lookup.cursor ? extract(response.body, lookup.cursor.next) : undefined;
-          const next = lookup.nextUrl ? extract(response.body, lookup.nextUrl) : undefined;
-          if (lookup.cursor && cursor && (typeof cursor === 'string' || typeof cursor === 'number')) {
-            request = { ...lookup.request, query: { ...lookup.request.query, [lookup.cursor.param]: String(cursor).replaceAll('{', '{{').replaceAll('}', '}}') } };
-          } else if (lookup.nextUrl && typeof next === 'string' && next) {
-            request = { ...lookup.request, path: next.replaceAll('{', '{{').replaceAll('}', '}}'), query: {} };
-          } else {
-            break;
+        for (const form of lookup.caseSensitive ? formsOf(identity) : [identity.value]) {
+          let request: HttpRequest = lookup.request;
+          for (let page = 1; ; page += 1) {
+            const vars = { ...firstOfEachType(identities), [identity.type]: form, value: form };
+            const response = await this.#client.call(request, vars, sensitive);
+            if (response.absent) break;
+            const targets = extract(response.body, lookup.targets);
+            for (const t of Array.isArray(targets) ? targets : targets === null ? [] : [targets]) {
+              const target: Target = t !== null && typeof t === 'object' ? (t as Target) : { id: t };
+              if (lookup.match === undefined || this.#isSubjects(target, lookup.match, identity)) mine.set(JSON.stringify(target), target);
+            }
+            const following = nextPage(lookup, response.body);
+            if (!following) break;
+            if (page >= lookup.maxPages) {
+              throw new AmbiguousTargetsError(`${this.#def.name} ${lookup.request.method} ${lookup.request.path}: more than ${String(lookup.maxPages)} pages of results (maxPages)`);
+            }
+            request = following;
           }
         }
       }
+      if (mine.size > lookup.maxTargets) {
+        throw new AmbiguousTargetsError(
+          `${this.#def.name} ${lookup.request.method} ${lookup.request.path}: ${String(mine.size)} records found for the subject, more than maxTargets (${String(lookup.maxTargets)}); nothing was done`,
+        );
+      }
+      for (const [key, target] of mine) found.set(key, target);
     }
     return [...found.values()];
   }
+
+  /** Whether a result's own identity (at `match`) is the subject's, compared in normal form. */
+  #isSubjects(target: Target, match: string, identity: Identity): boolean {
+    const held = extract(target, match);
+    const values = (Array.isArray(held) ? held : [held]).filter((v): v is string | number => typeof v === 'string' || typeof v === 'number');
+    if (values.length === 0) {
+      throw new ConnectorPermanentError(`${this.#def.name}: a lookup result holds nothing at "${match}" to compare with the subject`);
+    }
+    const subject = canonicalValue(identity.type, identity.value);
+    return values.some((v) => canonicalValue(identity.type, String(v)) === subject);
+  }
+}
+
+/** The request for a lookup's next page, from its answer; undefined on the last page. */
+function nextPage(lookup: VendorDefinition['lookup'][number], body: unknown): HttpRequest | undefined {
+  // A cursor or link is the vendor's text: braces in it are literal, not placeholders.
+  const literal = (s: string) => s.replaceAll('{', '{{').replaceAll('}', '}}');
+  const cursor = lookup.cursor ? extract(body, lookup.cursor.next) : undefined;
+  if (lookup.cursor && cursor && (typeof cursor === 'string' || typeof cursor === 'number')) {
+    return { ...lookup.request, query: { ...lookup.request.query, [lookup.cursor.param]: literal(String(cursor)) } };
+  }
+  const next = lookup.nextUrl ? extract(body, lookup.nextUrl) : undefined;
+  if (lookup.nextUrl && typeof next === 'string' && next) return { ...lookup.request, path: literal(next), query: {} };
+  return undefined;
 }
 
 function targetVars(target: Target): TemplateVars {

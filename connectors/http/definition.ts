@@ -1,6 +1,6 @@
 import { compile } from '@jmespath-community/jmespath';
 import { z } from 'zod';
-import { ACTIONS, type Action } from '#core/request';
+import { ACTIONS, REGULATIONS, type Action } from '#core/request';
 import { TEMPLATE_ERRORS } from './template.ts';
 
 /**
@@ -61,8 +61,22 @@ const lookupSchema = z.strictObject({
   cursor: z.strictObject({ next: expression, param: z.string() }).optional(),
   /** Link pagination: the next page's URL or path (falsy: last page). */
   nextUrl: expression.optional(),
-  /** Stop after this many pages. */
+  /** More pages than this fail the task (never a silent stop with records left unread). */
   maxPages: z.int().min(1).max(1000).default(20),
+  /**
+   * Whether the vendor compares the value case-sensitively (its API reference says so): then it is
+   * asked with every form the subject gave the identity in, as well as the normal form.
+   */
+  caseSensitive: z.boolean(),
+  /**
+   * Where one result holds the identity it was found by (JMESPath over the result: a string or a
+   * list of them). Only results whose identity is the subject's, compared as intake normalizes it,
+   * are kept: a search that matches more than it was asked (wildcards, partial matches, tokens)
+   * never reaches anyone else.
+   */
+  match: expression.optional(),
+  /** More of the subject's records than this fail the task as ambiguous, before anything is done. */
+  maxTargets: z.int().min(1).max(10_000).default(5),
 });
 
 const jobSchema = z.strictObject({
@@ -133,6 +147,11 @@ export const vendorDefinitionSchema = z
     actions: z.partialRecord(z.enum(ACTIONS), actionSchema),
     /** How many of the subject's records remain: the lookup again (default when there is one), or none. */
     verify: z.enum(['lookup', 'none']).optional(),
+    /**
+     * What the vendor calls each regulation, where it takes only some (`{regulation}` is then the
+     * vendor's name). A request under a regulation not listed fails as a configuration error.
+     */
+    regulations: z.partialRecord(z.enum(REGULATIONS), z.string().min(1)).optional(),
   })
   .superRefine((d, ctx) => {
     for (const [action, spec] of Object.entries(d.actions)) {
@@ -145,6 +164,14 @@ export const vendorDefinitionSchema = z
     const used = auth.type === 'oauth2' ? [auth.clientId, auth.clientSecret] : 'credential' in auth ? [auth.credential] : [];
     for (const c of used) if (!names.has(c)) ctx.addIssue({ code: 'custom', path: ['auth'], message: `credential "${c}" is not in credentials` });
     if (d.verify === 'lookup' && d.lookup.length === 0) ctx.addIssue({ code: 'custom', path: ['verify'], message: 'verify: lookup needs a lookup' });
+    // Records found by a lookup are deleted: each must be shown to be the subject's.
+    if ((d.verify ?? 'lookup') === 'lookup') {
+      d.lookup.forEach((l, i) => {
+        if (l.match === undefined) {
+          ctx.addIssue({ code: 'custom', path: ['lookup', i, 'match'], message: "say where a result holds the identity it was found by, so that only the subject's records are kept" });
+        }
+      });
+    }
   });
 export type VendorDefinition = z.infer<typeof vendorDefinitionSchema>;
 

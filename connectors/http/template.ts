@@ -19,6 +19,8 @@ const FILTERS: Record<string, (s: string) => string> = {
   base64: (s) => Buffer.from(s).toString('base64'),
   /** A string literal inside a SOQL query: backslash and quote escaped. */
   soql: (s) => s.replaceAll('\\', '\\\\').replaceAll("'", "\\'"),
+  /** A quoted phrase in a search syntax (Zendesk's, Lucene's): an exact value, never wildcards or operators. */
+  phrase: (s) => `"${s.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`,
 };
 
 export type TemplateVars = Readonly<Record<string, unknown>>;
@@ -40,6 +42,17 @@ export function TEMPLATE_ERRORS(template: string): string[] {
 /** The names a template refers to, e.g. `params.listId`. */
 export function placeholders(template: string): string[] {
   return [...template.matchAll(PLACEHOLDER)].flatMap((m) => (m[1] === undefined ? [] : [m[1].split('|')[0]!.trim()]));
+}
+
+/**
+ * A value filled into a URL path: one segment, URL-encoded. Empty, `.` and `..` are refused: URL
+ * resolution would turn `DELETE /lists/{p}/members/{id}` into a request on the list itself.
+ */
+export function pathSegment(value: string): string {
+  if (value === '' || value === '.' || value === '..') {
+    throw new ConnectorPermanentError(`http: a path value may not be empty, "." or ".." (it would address another resource)`);
+  }
+  return encodeURIComponent(value);
 }
 
 /**

@@ -6,9 +6,11 @@ import { VendorClient } from '#connectors/http/client';
 import { HttpConnector } from '#connectors/http/connector';
 import { vendorDefinitionSchema } from '#connectors/http/definition';
 import { httpSettingsSchema } from '#connectors/http/settings';
-import { ConnectorPermanentError, ConnectorRetryableError, ConnectorThrottledError } from '#core/errors';
+import { AmbiguousTargetsError, ConfigError, ConnectorPermanentError, ConnectorRetryableError, ConnectorThrottledError } from '#core/errors';
+import { normalizeIdentity } from '#core/identity';
 import type { Action } from '#core/request';
 import * as vendors from '../fixtures/vendors.ts';
+import { NEIGHBOUR_EMAILS, SUBJECT_EMAIL_STORED, SUBMITTED_EMAIL } from '../fixtures/hostile.ts';
 import { OTHER, SUBJECT, type FakeVendor } from '../fixtures/vendors.ts';
 
 /**
@@ -167,6 +169,126 @@ describe('Vendor definitions against their documented APIs', () => {
   });
 });
 
+describe('Vendor lookups under hostile data: only the subject, every form of the subject', () => {
+  const subject = normalizeIdentity({ type: 'email', value: SUBMITTED_EMAIL });
+  const hostile = (identities: { type: string; value: string; forms?: readonly string[] }[], action: Action = 'delete') => ({ ...command(action), identities });
+
+  it('Zendesk: an address that is search syntax reaches nobody else; the one stored literally is the only match', async () => {
+    const planted = NEIGHBOUR_EMAILS.map((e, i): [number, string] => [100 + i, e]);
+    const { connector, users, fake } = await connect('zendesk', () => vendors.zendesk(planted));
+    const before = JSON.stringify([...users].filter(([id]) => id !== 105));
+    // A linked identity, or one taken before intake refused search syntax: `*@example.com`.
+    expect(await connector.run(hostile([{ type: 'email', value: '*@example.com' }]))).toEqual({ affected: 1 });
+    expect(users.get(105)).toEqual({ email: '*@example.com', state: 'purged' });
+    expect(JSON.stringify([...users].filter(([id]) => id !== 105))).toBe(before);
+    // Asked as a quoted phrase, never as a wildcard.
+    expect(fake.calls[0]!.query.get('query')).toBe('email:"*@example.com"');
+  });
+
+  it('Zendesk: results whose own address is not the subject’s are dropped even when the search matches them', async () => {
+    const planted = NEIGHBOUR_EMAILS.map((e, i): [number, string] => [100 + i, e]);
+    const env = await vendors.zendesk(planted);
+    open.push(env.fake);
+    // A definition that forgets to quote: the vendor's search then matches by wildcard, as Zendesk's does.
+    const settings = httpSettingsSchema.parse({ vendor: 'zendesk', baseUrl: env.fake.url, credentials: { apiToken: { env: 'UNUSED' } }, params: env.params });
+    const definition = vendorDefinitionSchema.parse({
+      ...settings.definition,
+      lookup: settings.definition.lookup.map((l) => ({ ...l, request: { ...l.request, query: { query: 'email:{email}' } } })),
+    });
+    const connector = new HttpConnector(definition, new VendorClient(definition, { params: settings.params, credentials: env.credentials }, env.fake.url));
+    const before = JSON.stringify([...env.users].filter(([id]) => ![105, 106].includes(id)));
+    expect(await connector.run(hostile([{ type: 'email', value: '*@example.com' }]))).toEqual({ affected: 1 });
+    // The search matched all twelve users; only the one whose address is literally `*@example.com` went.
+    expect([...env.users].filter(([, u]) => u.state !== 'active').map(([id]) => id)).toEqual([105]);
+    expect(JSON.stringify([...env.users].filter(([id]) => ![105, 106].includes(id)))).toBe(before);
+  });
+
+  it('Zendesk: more of the subject’s records than maxTargets fails as ambiguous, and nothing is deleted', async () => {
+    const { connector, users } = await connect('zendesk', () => vendors.zendesk([4, 5, 6, 7].map((id): [number, string] => [id, SUBJECT.email])));
+    const error = await connector.run(command('delete')).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AmbiguousTargetsError);
+    expect((error as Error).message).toMatch(/6 records found for the subject, more than maxTargets \(5\); nothing was done/);
+    expect([...users.values()].every((u) => u.state === 'active')).toBe(true);
+  });
+
+  it('Stripe (case-sensitive): finds the customer stored as the subject typed it, and no neighbour', async () => {
+    const planted: [string, string][] = [
+      ['cus_typed', SUBMITTED_EMAIL],
+      ['cus_normal', SUBJECT_EMAIL_STORED.normal],
+      ...NEIGHBOUR_EMAILS.map((e, i): [string, string] => [`cus_n${String(i)}`, e]),
+    ];
+    const { connector, customers } = await connect('stripe', () => vendors.stripe(planted));
+    const neighbours = JSON.stringify([...customers].filter(([id]) => /^cus_(n\d|3)$/.test(id)));
+    expect(await connector.verify(hostile([subject]))).toEqual({ remaining: 2 });
+    expect(await connector.run(hostile([subject]))).toEqual({ affected: 2 });
+    expect(customers.has('cus_typed')).toBe(false);
+    expect(customers.has('cus_normal')).toBe(false);
+    expect(JSON.stringify([...customers].filter(([id]) => /^cus_(n\d|3)$/.test(id)))).toBe(neighbours);
+    expect(await connector.verify(hostile([subject]))).toEqual({ remaining: 0 });
+  });
+
+  it('Mixpanel: sends only the compliance types its API documents, at the documented path', async () => {
+    const { connector, tasks, fake } = await connect('mixpanel', vendors.mixpanel);
+    for (const regulation of ['gdpr', 'ccpa', 'vcdpa', 'lgpd']) await connector.run(command('delete', regulation));
+    expect([...tasks.values()].map((t) => t.type)).toEqual(['GDPR', 'CCPA', 'CCPA', 'GDPR']);
+    expect(fake.calls.map((c) => `${c.method} ${c.path}`)).toEqual(Array(4).fill('POST /api/app/data-deletions/v3.0'));
+  });
+
+  it('refuses a regulation the vendor’s map lacks as a configuration error, before any call', async () => {
+    const env = await vendors.mixpanel();
+    open.push(env.fake);
+    const settings = httpSettingsSchema.parse({ vendor: 'mixpanel', baseUrl: env.fake.url, credentials: { gdprToken: { env: 'UNUSED' } }, params: env.params });
+    const definition = vendorDefinitionSchema.parse({ ...settings.definition, regulations: { gdpr: 'GDPR', ccpa: 'CCPA' } });
+    const connector = new HttpConnector(definition, new VendorClient(definition, { params: settings.params, credentials: env.credentials }, env.fake.url));
+    const error = await connector.run(command('delete', 'lgpd')).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).issues[0]!.message).toBe('mixpanel takes GDPR or CCPA; the definition gives none for lgpd');
+    expect(env.fake.calls).toHaveLength(0);
+  });
+
+  it('refuses a path value of "", "." or "..", which would address the resource above', async () => {
+    const env = await vendors.acme();
+    open.push(env.fake);
+    const definition = vendorDefinitionSchema.parse({
+      name: 'acme',
+      docs: ['https://developer.acme.example/privacy'],
+      baseUrl: env.fake.url,
+      auth: { type: 'bearer', credential: 'token' },
+      credentials: ['token'],
+      actions: { delete: { identity: 'user_id', steps: [{ method: 'DELETE', path: '/v2/users/{value}', ok: [202] }] } },
+    });
+    const connector = new HttpConnector(definition, new VendorClient(definition, { params: {}, credentials: env.credentials }));
+    for (const value of ['..', '.', '']) {
+      const error = await connector.run(hostile([{ type: 'user_id', value }])).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConnectorPermanentError);
+      expect((error as Error).message).toMatch(/may not be empty, "\." or "\.\."/);
+    }
+    // `..x` and `%2e%2e` are ordinary values, encoded into one segment.
+    await connector.run(hostile([{ type: 'user_id', value: '..x' }])).catch(() => undefined);
+    expect(env.fake.calls.map((c) => c.path)).toEqual(['/v2/users/..x']);
+    env.fake.violations.splice(0); // the fake knows no user `..x`
+    expect(env.users.size).toBe(3);
+  });
+
+  it('requires a lookup that verifies to say where a result holds its identity', () => {
+    const definition = (lookup: Record<string, unknown>) =>
+      vendorDefinitionSchema.safeParse({
+        name: 'acme',
+        docs: ['https://developer.acme.example/privacy'],
+        baseUrl: 'https://api.acme.example',
+        auth: { type: 'none' },
+        lookup: [{ identity: 'email', request: { method: 'GET', path: '/v2/users' }, targets: 'users[].id', ...lookup }],
+        actions: { delete: { steps: [{ method: 'DELETE', path: '/v2/users/{id}' }] } },
+      });
+    const issues = (lookup: Record<string, unknown>) => definition(lookup).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    expect(issues({})).toEqual(['lookup.0.caseSensitive: Invalid input: expected boolean, received undefined']);
+    expect(issues({ caseSensitive: false })).toEqual([
+      "lookup.0.match: say where a result holds the identity it was found by, so that only the subject's records are kept",
+    ]);
+    expect(definition({ caseSensitive: false, match: 'email' }).success).toBe(true);
+  });
+});
+
 describe('A vendor added with YAML alone', () => {
   it('runs README’s acme definition from its file: lookup across pages, a delete job per user, polled to complete', async () => {
     const env = await vendors.acme();
@@ -201,7 +323,7 @@ describe('Class: VendorClient, authentication', () => {
       auth,
       credentials: ['apiKey'],
       errorMessage: 'error.message',
-      lookup: [{ identity: 'email', request: { method: 'GET', path: '/v2/users', query: { email: '{email}' } }, targets: 'users[].id', cursor: { next: 'next_cursor', param: 'cursor' } }],
+      lookup: [{ identity: 'email', request: { method: 'GET', path: '/v2/users', query: { email: '{email}' } }, targets: 'users[].id', caseSensitive: true, cursor: { next: 'next_cursor', param: 'cursor' } }],
       actions: { delete: { steps: [{ method: 'DELETE', path: '/v2/users/{id}', ok: [202] }] } },
       verify: 'none',
     });
@@ -304,7 +426,7 @@ describe('Schema: http connector settings', () => {
         },
       }),
     ).toEqual([
-      'definition.actions.delete.steps.0.path: "{email|sha1}": unknown filter "sha1" (known: lower, upper, md5, sha256, base64, soql)',
+      'definition.actions.delete.steps.0.path: "{email|sha1}": unknown filter "sha1" (known: lower, upper, md5, sha256, base64, soql, phrase)',
       'definition.actions.delete.count: not a JMESPath expression: Syntax error: invalid token (EOF): ""',
       'definition.auth: credential "token" is not in credentials',
     ]);

@@ -48,7 +48,8 @@ const valid = fc.record(
     regulation: fc.constantFrom(...REGULATIONS),
     identities: fc.array(
       fc.oneof(
-        fc.record({ type: fc.constant('email'), value: fc.emailAddress() }),
+        // Addresses without search syntax (*, ? and %), which intake refuses on purpose.
+        fc.record({ type: fc.constant('email'), value: fc.emailAddress().filter((e) => !/[*?%]/.test(e)) }),
         fc.record({ type: fc.constantFrom('user_id', 'device_id', 'crm_contact_id'), value: fc.string({ minLength: 1, maxLength: 512, unit: 'grapheme' }) }),
       ),
       { minLength: 1, maxLength: 20 },

@@ -6,8 +6,9 @@ import { normalizeIdentities, normalizeIdentity, pseudonymize } from '#core/iden
 const key = { version: 'v1', key: Buffer.from('k'.repeat(32)) };
 
 describe('Function: normalizeIdentity', () => {
-  it('trims and lower-cases e-mail addresses', () => {
-    expect(normalizeIdentity({ type: 'email', value: '  Ada@Example.COM ' })).toEqual({ type: 'email', value: 'ada@example.com' });
+  it('trims and lower-cases e-mail addresses, keeping the form given', () => {
+    expect(normalizeIdentity({ type: 'email', value: '  Ada@Example.COM ' })).toEqual({ type: 'email', value: 'ada@example.com', forms: ['Ada@Example.COM'] });
+    expect(normalizeIdentity({ type: 'email', value: 'ada@example.com' })).toEqual({ type: 'email', value: 'ada@example.com' });
     // Addresses people have: tags, apostrophes, internationalized domains (one subject in either form) and local parts.
     const email = (value: string) => normalizeIdentity({ type: 'email', value }).value;
     expect(["o'Brien@example.ie", 'user+tag@example.co.uk', 'Jürgen@Bücher.DE', 'jürgen@xn--bcher-kva.de', '用户@例子.广告'].map(email)).toEqual([
@@ -20,6 +21,24 @@ describe('Function: normalizeIdentity', () => {
     for (const value of ['ada', 'ada@', '@example.com', 'ada@localhost', 'a b@example.com', 'ada@exa mple.com', '"ada"@example.com', `${'a'.repeat(65)}@example.com`]) {
       expect(() => email(value)).toThrow('must be an e-mail address');
     }
+  });
+
+  it('takes one person typed two ways (NFC and NFD) as one subject', () => {
+    const nfc = normalizeIdentity({ type: 'email', value: 'J\u00fcrgen@example.de' });
+    const nfd = normalizeIdentity({ type: 'email', value: 'Ju\u0308rgen@example.de' });
+    expect(nfd.value).toBe(nfc.value);
+    expect(nfc.value).toBe('j\u00fcrgen@example.de');
+    expect(pseudonymize(nfd, key)).toEqual(pseudonymize(nfc, key));
+    // The form as typed is kept for the systems that match exactly.
+    expect(nfd.forms).toEqual(['Ju\u0308rgen@example.de']);
+  });
+
+  it('refuses e-mail addresses holding search syntax (*, ?, %), which could match other people', () => {
+    for (const value of ['*@example.com', 'a*@example.com', '%@example.com', 'ad?@example.com', 'ada%40@example.com']) {
+      expect(() => normalizeIdentity({ type: 'email', value })).toThrow(/must not contain \*, \? or %/);
+    }
+    // `_`, `+`, `'` and `.` are what real addresses hold, and stay.
+    expect(normalizeIdentity({ type: 'email', value: "o'b_r.i+e@example.com" }).value).toBe("o'b_r.i+e@example.com");
   });
 
   it('turns phone numbers into E.164', () => {
@@ -38,7 +57,7 @@ describe('Function: normalizeIdentity', () => {
 });
 
 describe('Function: normalizeIdentities', () => {
-  it('names every invalid identity by index and drops duplicates', () => {
+  it('names every invalid identity by index and merges duplicates, keeping each form given', () => {
     expect(() =>
       normalizeIdentities([
         { type: 'email', value: 'bad' },
@@ -49,8 +68,9 @@ describe('Function: normalizeIdentities', () => {
       normalizeIdentities([
         { type: 'email', value: 'ADA@example.com' },
         { type: 'email', value: 'ada@example.com' },
+        { type: 'email', value: ' Ada@Example.com' },
       ]),
-    ).toHaveLength(1);
+    ).toEqual([{ type: 'email', value: 'ada@example.com', forms: ['ADA@example.com', 'Ada@Example.com'] }]);
   });
 });
 
