@@ -340,8 +340,8 @@ const RUN: Record<RequestCommand, (api: LetheApi, values: Values, positionals: s
 };
 
 
-const MARK: Record<string, string> = { pending: '·', dispatched: '·', running: '▶', waiting_on_vendor: '⧗', succeeded: '✔', failed: '✘', cancelled: '⊘' };
-const DONE = ['succeeded', 'failed', 'cancelled'];
+const MARK: Record<string, string> = { pending: '·', dispatched: '·', running: '▶', waiting_on_vendor: '⧗', succeeded: '✔', failed: '✘', needs_review: '⚠', cancelled: '⊘' };
+const DONE = ['succeeded', 'failed', 'needs_review', 'cancelled'];
 
 /** The progress display: a bar of finished tasks, then one line per system. */
 function progress(r: RequestDetail): string[] {

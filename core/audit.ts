@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import type { PseudonymousIdentity } from './identity.ts';
+import type { NearMisses } from './near-miss.ts';
 import type { RequestStatus, TaskKind, TaskStatus } from './request.ts';
 
 /**
@@ -17,10 +18,12 @@ export type AuditEventName =
   | 'task.running'
   | 'task.succeeded'
   | 'task.failed'
+  | 'task.needs_review'
   | 'task.waiting_on_vendor'
   | 'task.cancelled'
   | 'request.completed'
   | 'request.partially_failed'
+  | 'request.needs_review'
   | 'request.failed'
   | 'request.cancelled'
   | 'request.extended'
@@ -41,6 +44,8 @@ export interface AuditEvent {
   readonly affected?: number;
   readonly tasks?: number;
   readonly remaining?: number;
+  /** What the verification's wider net found that the action left, counted by reason (never values). */
+  readonly nearMisses?: NearMisses;
   readonly errorName?: string;
   /** Restrict requests a lift undid. */
   readonly lifted?: readonly string[];

@@ -1,4 +1,5 @@
 import type { Identity, PseudonymKey } from './identity.ts';
+import type { NearMisses } from './near-miss.ts';
 import type { Action } from './request.ts';
 
 /**
@@ -67,6 +68,12 @@ export function mergeRestrictions(restrictions: readonly Restriction[]): Record<
   return Object.fromEntries([...merged].map(([scope, keys]) => [scope, [...keys]]));
 }
 
+export interface Verification {
+  readonly remaining: number;
+  /** Absent or empty: the wider net found nothing the action left. */
+  readonly nearMisses?: NearMisses;
+}
+
 export interface ConnectorResult {
   /** Records deleted, anonymized or otherwise changed. 0 when there was nothing to do. */
   readonly affected: number;
@@ -112,8 +119,12 @@ export interface Connector {
   resolve(identities: readonly Identity[]): Promise<Identity[]>;
   /** delete, anonymize, restrict or lift the subject's records. */
   run(command: ConnectorCommand): Promise<ConnectorResult>;
-  /** How many of the subject's records remain that the action should have removed or changed. */
-  verify(command: ConnectorCommand): Promise<{ readonly remaining: number }>;
+  /**
+   * How many of the subject's records remain that the action should have removed or changed, by
+   * the action's own match; and what a wider net (case-folded, Unicode-normalized, trimmed, every
+   * stored form and object version) finds that the action left, by reason: those are near-misses.
+   */
+  verify(command: ConnectorCommand): Promise<Verification>;
   /** Where a job that `run` left pending stands; only connectors with asynchronous jobs have it. */
   poll?(command: ConnectorCommand, job: PendingJob): Promise<JobState>;
 }
@@ -124,7 +135,7 @@ export interface Connector {
  */
 export interface BatchConnector extends Connector {
   runBatch(subjects: ReadonlyMap<string, readonly Identity[]>): Promise<Map<string, number>>;
-  verifyBatch(subjects: ReadonlyMap<string, readonly Identity[]>): Promise<Map<string, number>>;
+  verifyBatch(subjects: ReadonlyMap<string, readonly Identity[]>): Promise<Map<string, Verification>>;
 }
 
 export const isBatchConnector = (c: Connector): c is BatchConnector => 'runBatch' in c && 'verifyBatch' in c;

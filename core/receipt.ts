@@ -20,6 +20,8 @@ const systemSchema = z.strictObject({
   affected: z.number().nullable(),
   updatedAt: z.string(),
   errorName: z.string().optional(),
+  /** A system that `needs_review`: what its verification's wider net found the action left, by reason. */
+  nearMisses: z.record(z.string(), z.int().min(0)).optional(),
 });
 
 export const receiptSchema = z.strictObject({

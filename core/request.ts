@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import type { NearMisses } from './near-miss.ts';
 import { ValidationError, type FieldIssue } from './errors.ts';
 import { SCOPES, type Scope } from './suppression.ts';
 
@@ -22,22 +23,32 @@ export const REQUEST_STATUSES = [
   'in_progress',
   'completed',
   'partially_failed',
+  'needs_review',
   'failed',
   'cancelled',
 ] as const;
 export type RequestStatus = (typeof REQUEST_STATUSES)[number];
-export const FINAL_REQUEST_STATUSES: readonly RequestStatus[] = ['completed', 'partially_failed', 'failed', 'cancelled'];
+/** `needs_review`: every task succeeded but for near-misses, which a person must look at: never `completed`. */
+export const FINAL_REQUEST_STATUSES: readonly RequestStatus[] = ['completed', 'partially_failed', 'needs_review', 'failed', 'cancelled'];
+/** What an operator's retry reopens. */
+export const RETRYABLE_REQUEST_STATUSES: readonly RequestStatus[] = ['failed', 'partially_failed', 'needs_review'];
 
-export const TASK_STATUSES = ['pending', 'dispatched', 'running', 'succeeded', 'failed', 'waiting_on_vendor', 'cancelled'] as const;
+export const TASK_STATUSES = ['pending', 'dispatched', 'running', 'succeeded', 'failed', 'needs_review', 'waiting_on_vendor', 'cancelled'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
-/** `cancelled`: the request was cancelled before the task ran. */
-export const FINAL_TASK_STATUSES: readonly TaskStatus[] = ['succeeded', 'failed', 'cancelled'];
+/**
+ * `cancelled`: the request was cancelled before the task ran. `needs_review`: the action ran, and
+ * its verification's wider net found the subject's data that the action left (near-misses).
+ */
+export const FINAL_TASK_STATUSES: readonly TaskStatus[] = ['succeeded', 'failed', 'needs_review', 'cancelled'];
+/** The tasks an operator's retry runs again. */
+export const RETRYABLE_TASK_STATUSES: readonly TaskStatus[] = ['failed', 'needs_review'];
 
 const REQUEST_TRANSITIONS: Record<RequestStatus, readonly RequestStatus[]> = {
   received: ['in_progress', 'failed', 'cancelled'],
-  in_progress: ['completed', 'partially_failed', 'failed', 'cancelled'],
+  in_progress: ['completed', 'partially_failed', 'needs_review', 'failed', 'cancelled'],
   completed: [],
   partially_failed: [],
+  needs_review: [],
   failed: [],
   cancelled: [],
 };
@@ -45,10 +56,11 @@ const REQUEST_TRANSITIONS: Record<RequestStatus, readonly RequestStatus[]> = {
 const TASK_TRANSITIONS: Record<TaskStatus, readonly TaskStatus[]> = {
   pending: ['dispatched', 'running', 'failed', 'cancelled'],
   dispatched: ['running', 'failed', 'cancelled'],
-  running: ['succeeded', 'failed', 'waiting_on_vendor'],
-  waiting_on_vendor: ['succeeded', 'failed'],
+  running: ['succeeded', 'failed', 'needs_review', 'waiting_on_vendor'],
+  waiting_on_vendor: ['succeeded', 'failed', 'needs_review'],
   succeeded: [],
   failed: [],
+  needs_review: [],
   cancelled: [],
 };
 
@@ -88,11 +100,18 @@ export const DEFAULT_ACTION: Record<RequestType, Action> = {
   withdraw: 'lift',
 };
 
-/** Outcome of a whole request from the final statuses of its tasks. */
-export function outcomeOf(taskStatuses: readonly TaskStatus[]): 'completed' | 'partially_failed' | 'failed' {
-  const failed = taskStatuses.filter((s) => s !== 'succeeded').length;
-  if (failed === 0) return 'completed';
-  return failed === taskStatuses.length ? 'failed' : 'partially_failed';
+export type Outcome = 'completed' | 'partially_failed' | 'needs_review' | 'failed';
+
+/**
+ * Outcome of a whole request from the final statuses of its tasks: `completed` only when every
+ * task succeeded; `needs_review` when the rest only await a person's look at near-misses; else
+ * failed, wholly or partly.
+ */
+export function outcomeOf(taskStatuses: readonly TaskStatus[]): Outcome {
+  const unfinished = taskStatuses.filter((s) => s !== 'succeeded');
+  if (unfinished.length === 0) return 'completed';
+  if (unfinished.every((s) => s === 'needs_review')) return 'needs_review';
+  return unfinished.length === taskStatuses.length ? 'failed' : 'partially_failed';
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,6 +246,8 @@ export interface TaskRecord {
   readonly needs?: readonly string[] | undefined;
   readonly affected?: number | undefined;
   readonly remaining?: number | undefined;
+  /** What the verification's wider net found that the action left, by reason (`needs_review`). */
+  readonly nearMisses?: NearMisses | undefined;
   readonly errorName?: string | undefined;
   readonly errorMessage?: string | undefined;
   readonly updatedAt: string;

@@ -17,7 +17,8 @@ Chart.register(BarController, BarElement, CategoryScale, LinearScale, LineContro
 
 
 /** Final statuses (core/request.ts holds them, with what a browser cannot load: the types only come from core). */
-const FINAL = ['completed', 'partially_failed', 'failed', 'cancelled'];
+const FINAL = ['completed', 'partially_failed', 'needs_review', 'failed', 'cancelled'];
+const UNSUCCESSFUL = ['failed', 'partially_failed', 'needs_review'];
 const REFRESH_MS = 5000;
 const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
 
@@ -101,12 +102,14 @@ async function loadSummary(): Promise<void> {
   fillSelect('regulation', Object.keys(s.byRegulation));
   $('#period').textContent = `last 30 days: ${when(s.since)} to ${when(s.until)} UTC`;
   const failed = (s.byStatus['failed'] ?? 0) + (s.byStatus['partially_failed'] ?? 0);
+  const review = s.byStatus['needs_review'] ?? 0;
   const open = (s.byStatus['received'] ?? 0) + (s.byStatus['in_progress'] ?? 0);
   const cards: [string, string, boolean][] = [
     ['received', String(s.total), false],
     ['open', String(open), false],
     ['overdue', String(s.overdue), s.overdue > 0],
     ['failed or partly', String(failed), failed > 0],
+    ['needs review', String(review), review > 0],
     ['median to complete', s.completionSeconds.median === null ? '–' : humanDuration(s.completionSeconds.median), false],
     ['p95 to complete', s.completionSeconds.p95 === null ? '–' : humanDuration(s.completionSeconds.p95), false],
   ];
@@ -154,7 +157,7 @@ function renderRows(): void {
   const now = Date.now();
   $('#rows').innerHTML = listed
     .map((r) => {
-      const classes = [r.overdue ? 'overdue' : '', r.status === 'failed' || r.status === 'partially_failed' ? 'failed' : '', r.requestId === chosen ? 'chosen' : ''].filter(Boolean).join(' ');
+      const classes = [r.overdue ? 'overdue' : '', UNSUCCESSFUL.includes(r.status) ? 'failed' : '', r.requestId === chosen ? 'chosen' : ''].filter(Boolean).join(' ');
       return `<tr data-id="${esc(r.requestId)}" class="${classes}">
         <td><code>${esc(r.requestId.slice(0, 8))}…</code></td><td>${esc(r.type)}</td><td>${esc(r.regulation.toUpperCase())}</td>
         <td class="status"><span class="badge ${esc(r.status)}">${esc(r.status.replace('_', ' '))}</span></td>

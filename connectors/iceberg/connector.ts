@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
 import type { Identity } from '#core/identity';
-import type { BatchConnector, ConnectorCommand, ConnectorResult } from '#core/ports';
+import type { BatchConnector, ConnectorCommand, ConnectorResult, Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import { classifyAwsError } from '../aws-errors.ts';
 import { ICEBERG_ACTIONS, type IcebergSettings } from './settings.ts';
@@ -49,8 +49,8 @@ export class IcebergConnector implements BatchConnector {
     return { affected: (await this.runBatch(new Map([[command.requestId, command.identities]]))).get(command.requestId) ?? 0 };
   }
 
-  async verify(command: ConnectorCommand): Promise<{ remaining: number }> {
-    return { remaining: (await this.verifyBatch(new Map([[command.requestId, command.identities]]))).get(command.requestId) ?? 0 };
+  async verify(command: ConnectorCommand): Promise<Verification> {
+    return (await this.verifyBatch(new Map([[command.requestId, command.identities]]))).get(command.requestId) ?? { remaining: 0 };
   }
 
   async runBatch(subjects: ReadonlyMap<string, readonly Identity[]>): Promise<Map<string, number>> {
@@ -68,14 +68,14 @@ export class IcebergConnector implements BatchConnector {
     return counts;
   }
 
-  async verifyBatch(subjects: ReadonlyMap<string, readonly Identity[]>): Promise<Map<string, number>> {
+  async verifyBatch(subjects: ReadonlyMap<string, readonly Identity[]>): Promise<Map<string, Verification>> {
     const counts = new Map([...subjects.keys()].map((k) => [k, 0]));
     for (const table of this.#settings.tables) {
       const match = matcher(table, subjects);
       if (!match) continue;
       for (const [subject, n] of await this.#count(table, match)) counts.set(subject, (counts.get(subject) ?? 0) + n);
     }
-    return counts;
+    return new Map([...counts].map(([k, n]) => [k, { remaining: n }]));
   }
 
   #name(table: Table): string {

@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { ConnectorPermanentError, ConnectorRetryableError, LetheError } from '#core/errors';
 import type { Identity } from '#core/identity';
-import type { BatchConnector, ConnectorCommand, ConnectorResult } from '#core/ports';
+import type { BatchConnector, ConnectorCommand, ConnectorResult, Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import { classifyAwsError } from '../aws-errors.ts';
 import { removeJsonLines } from './jsonl.ts';
@@ -58,8 +58,8 @@ export class LakeConnector implements BatchConnector {
     return { affected: affected.get('subject') ?? 0 };
   }
 
-  async verify(command: ConnectorCommand): Promise<{ remaining: number }> {
-    return { remaining: (await this.verifyBatch(new Map([['subject', command.identities]]))).get('subject') ?? 0 };
+  async verify(command: ConnectorCommand): Promise<Verification> {
+    return (await this.verifyBatch(new Map([['subject', command.identities]]))).get('subject') ?? { remaining: 0 };
   }
 
   /**
@@ -79,7 +79,7 @@ export class LakeConnector implements BatchConnector {
   }
 
   /** How many rows of each subject remain, in one read of the candidate objects. */
-  async verifyBatch(subjects: ReadonlyMap<string, readonly Identity[]>): Promise<Map<string, number>> {
+  async verifyBatch(subjects: ReadonlyMap<string, readonly Identity[]>): Promise<Map<string, Verification>> {
     const counts = new Map([...subjects.keys()].map((k) => [k, 0]));
     for (const table of this.#settings.tables) {
       const rewrite = rewriterFor(table, subjects);
@@ -90,7 +90,7 @@ export class LakeConnector implements BatchConnector {
         for (const [subject, n] of rewrite(object.bytes).bySubject) counts.set(subject, (counts.get(subject) ?? 0) + n);
       }
     }
-    return counts;
+    return new Map([...counts].map(([k, n]) => [k, { remaining: n }]));
   }
 
   /** The table's objects that may hold the subject: every object under the prefix, less other partitions. */

@@ -4,7 +4,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { z } from 'zod';
 import { extendDeadline } from '#core/deadlines';
 import { ConflictError, NotFoundError, ValidationError } from '#core/errors';
-import { DEFAULT_SHRED_AFTER_SECONDS, inRound, isFinalRequestStatus, type RequestRecord, zodIssues } from '#core/request';
+import { DEFAULT_SHRED_AFTER_SECONDS, inRound, isFinalRequestStatus, RETRYABLE_REQUEST_STATUSES, RETRYABLE_TASK_STATUSES, type RequestRecord, zodIssues } from '#core/request';
 import { AuditLog } from '../commons/audit-log.ts';
 import { cancelRequest } from '../commons/cancel.ts';
 import { sqs } from '../commons/clients.ts';
@@ -80,11 +80,11 @@ async function cancel(request: RequestRecord, reason: string, actor: string, at:
 
 async function retry(request: RequestRecord, actor: string, at: Date): Promise<APIGatewayProxyResult> {
   const { requestId } = request;
-  if (request.status !== 'failed' && request.status !== 'partially_failed') {
-    throw new ConflictError(`request ${requestId} is ${request.status}: only a failed or partially failed request can be retried`);
+  if (!RETRYABLE_REQUEST_STATUSES.includes(request.status)) {
+    throw new ConflictError(`request ${requestId} is ${request.status}: only a failed, partially failed or needs_review request can be retried`);
   }
   if (!request.wrappedDataKey) throw new ConflictError(`request ${requestId} is past its verification window: its identities were destroyed, so submit it again`);
-  const failed = (await store.tasks(requestId)).filter((t) => t.status === 'failed');
+  const failed = (await store.tasks(requestId)).filter((t) => RETRYABLE_TASK_STATUSES.includes(t.status));
   const round = (request.round ?? 0) + 1;
   if (!(await store.reopenFailed(requestId, round, failed, at.toISOString()))) {
     throw new ConflictError(`request ${requestId} changed meanwhile (retried, or its key destroyed): read it again`);

@@ -10,6 +10,7 @@ import { SHRED_DUE, type RequestStore } from './request-store.ts';
 const OUTCOME_METRIC = {
   completed: 'RequestsCompleted',
   partially_failed: 'RequestsPartiallyFailed',
+  needs_review: 'RequestsNeedingReview',
   failed: 'RequestsFailed',
 } as const;
 
@@ -57,7 +58,8 @@ export async function finishRequest(
       failed.push(task);
     } else {
       statuses.push(task.status);
-      if (task.status === 'failed' && (task.round ?? 0) === (request.round ?? 0)) failed.push(task);
+      // A task that needs review is announced as a failure is: a person must look.
+      if ((task.status === 'failed' || task.status === 'needs_review') && (task.round ?? 0) === (request.round ?? 0)) failed.push(task);
     }
   }
   const outcome = options.force ?? outcomeOf(statuses);

@@ -63,7 +63,7 @@ export interface RestrictionItem {
   readonly liftedBy?: string;
 }
 
-type Extra = Record<string, string | number | undefined>;
+type Extra = Record<string, string | number | Readonly<Record<string, number>> | undefined>;
 
 export class RequestStore {
   readonly #table: string;
@@ -288,8 +288,8 @@ export class RequestStore {
   }
 
   /**
-   * An operator's retry: a failed or partially failed request, whose data key still exists, is
-   * open again in round `round`, and its failed tasks are pending again (their errors cleared);
+   * An operator's retry: a failed, partially failed or needs_review request, whose data key still exists, is
+   * open again in round `round`, and its failed and needs_review tasks are pending again (their errors cleared);
    * what succeeded stays. One transaction, conditional on the request being where the caller
    * saw it. False when it was not (retried or shredded meanwhile).
    */
@@ -305,9 +305,18 @@ export class RequestStore {
                 TableName: this.#table,
                 Key: requestKey(requestId),
                 UpdateExpression: 'SET #status = :running, #round = :round, #open = :open, updatedAt = :at REMOVE completedAt, shred, shredAt',
-                ConditionExpression: `#status IN (:failed, :partially) AND attribute_exists(wrappedDataKey) AND ${previous ? '#round = :previous' : 'attribute_not_exists(#round)'}`,
+                ConditionExpression: `#status IN (:failed, :partially, :review) AND attribute_exists(wrappedDataKey) AND ${previous ? '#round = :previous' : 'attribute_not_exists(#round)'}`,
                 ExpressionAttributeNames: { '#status': 'status', '#round': 'round', '#open': 'open' },
-                ExpressionAttributeValues: { ':running': 'in_progress', ':round': round, ':open': OPEN, ':at': at, ':failed': 'failed', ':partially': 'partially_failed', ...(previous && { ':previous': previous }) },
+                ExpressionAttributeValues: {
+                  ':running': 'in_progress',
+                  ':round': round,
+                  ':open': OPEN,
+                  ':at': at,
+                  ':failed': 'failed',
+                  ':partially': 'partially_failed',
+                  ':review': 'needs_review',
+                  ...(previous && { ':previous': previous }),
+                },
               },
             },
             ...failed.map((t) => ({
@@ -315,10 +324,10 @@ export class RequestStore {
                 TableName: this.#table,
                 Key: taskKey(requestId, t.system, t.action),
                 UpdateExpression:
-                  'SET #status = :pending, #round = :round, roundStartAttempts = if_not_exists(attempts, :zero), updatedAt = :at REMOVE errorName, errorMessage, affected, remaining, taskToken, sealedJobs, jobs, deadlineAt, nextPollAt, nextHeartbeatAt, nextCheckAt, #callback',
-                ConditionExpression: '#status = :failed',
+                  'SET #status = :pending, #round = :round, roundStartAttempts = if_not_exists(attempts, :zero), updatedAt = :at REMOVE errorName, errorMessage, affected, remaining, nearMisses, taskToken, sealedJobs, jobs, deadlineAt, nextPollAt, nextHeartbeatAt, nextCheckAt, #callback',
+                ConditionExpression: '#status IN (:failed, :review)',
                 ExpressionAttributeNames: { '#status': 'status', '#round': 'round', '#callback': 'callback' },
-                ExpressionAttributeValues: { ':pending': 'pending', ':round': round, ':zero': 0, ':at': at, ':failed': 'failed' },
+                ExpressionAttributeValues: { ':pending': 'pending', ':round': round, ':zero': 0, ':at': at, ':failed': 'failed', ':review': 'needs_review' },
               },
             })),
           ],
@@ -879,7 +888,7 @@ export class RequestStore {
     return this.#transition(taskKey(requestId, system, action), to, taskStatusesBefore(to), extra, `task ${system}/${action}`, {
       attempts: to === 'running',
       // Only a task waiting on a vendor is in the Waiting index.
-      ...(to === 'waiting_on_vendor' ? { waiting: true } : { unwait: to === 'succeeded' || to === 'failed' }),
+      ...(to === 'waiting_on_vendor' ? { waiting: true } : { unwait: to === 'succeeded' || to === 'failed' || to === 'needs_review' }),
     });
   }
 

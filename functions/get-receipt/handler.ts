@@ -3,6 +3,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { ConflictError, NotFoundError, NotReadyError, ValidationError } from '#core/errors';
 import { RECEIPT_VERSION, receiptMessage, type Receipt, type ReceiptBody } from '#core/receipt';
 import { isFinalRequestStatus } from '#core/request';
+import { nearMissTotal } from '#core/near-miss';
 import { requireEnv } from '../commons/env.ts';
 import { httpErrors, json, requestIdFrom } from '../commons/http.ts';
 import { logger, observe } from '../commons/observability.ts';
@@ -75,6 +76,7 @@ export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
         affected: t.affected ?? null,
         updatedAt: t.updatedAt,
         ...(t.errorName ? { errorName: t.errorName } : {}),
+        ...(t.nearMisses && nearMissTotal(t.nearMisses) > 0 ? { nearMisses: t.nearMisses } : {}),
       })),
       audit: { seq: auditHead.seq, head: auditHead.head },
       log: { leafIndex, ...included },

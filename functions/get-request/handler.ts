@@ -3,6 +3,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { isOverdue } from '#core/deadlines';
 import { NotFoundError, ValidationError } from '#core/errors';
 import { REGULATIONS, REQUEST_STATUSES, REQUEST_TYPES, zodIssues } from '#core/request';
+import { nearMissTotal } from '#core/near-miss';
 import { z } from 'zod';
 import { requireEnv } from '../commons/env.ts';
 import { httpErrors, json, requestIdFrom } from '../commons/http.ts';
@@ -58,6 +59,7 @@ export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
         status: t.status,
         affected: t.affected ?? null,
         ...(t.remaining !== undefined && { remaining: t.remaining }),
+        ...(t.nearMisses && nearMissTotal(t.nearMisses) > 0 && { nearMisses: t.nearMisses }),
         attempts: t.attempts,
         updatedAt: t.updatedAt,
         ...(t.jobs ? { jobs: t.jobs } : {}),

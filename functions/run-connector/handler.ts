@@ -11,6 +11,7 @@ import { CONNECTOR_KINDS } from '#connectors/kinds';
 import type { SystemConfig } from '#core/config';
 import { open, openIdentities, seal, sealIdentities } from '#core/envelope';
 import { ConnectorPermanentError, IdentitiesUnresolvedError, ConnectorRetryableError, TaskBusyError, isRetryable, LetheError, PermanentError, RetryableError, retryDelaySeconds } from '#core/errors';
+import { describeNearMisses, nearMissTotal, type NearMisses } from '#core/near-miss';
 import { isBatchConnector, mergeRestrictions, type Connector, type ConnectorCommand, type JobState, type PendingJob, type Restriction } from '#core/ports';
 import type { Identity } from '#core/identity';
 import { inRound, isFinalRequestStatus, isFinalTaskStatus, TASK_KINDS, type Action, type RequestRecord, type TaskRecord } from '#core/request';
@@ -132,10 +133,12 @@ async function runTask(record: SQSRecord): Promise<void> {
       const result = await connector.run(command);
       affected = result.affected;
       if (result.pending?.length) return await waitOnVendor(message, system, result.pending, affected, dataKey);
-      ({ remaining } = await connector.verify(command));
+      const verification = await connector.verify(command);
+      ({ remaining } = verification);
       if (remaining > 0) {
         throw new ConnectorRetryableError(`${systemName}: ${String(remaining)} records remain after ${action}`);
       }
+      if (nearMissTotal(verification.nearMisses) > 0) return await needsReview(message, affected, verification.nearMisses!);
       for (const l of lifting ?? []) await store.markLifted(l.requestId, systemName, requestId);
       lifted = lifting?.map((l) => l.requestId);
     }
@@ -234,9 +237,10 @@ async function pollJobs(message: TaskMessage, system: SystemConfig, task: TaskRe
       else waitingOn ??= `${job.vendor} job ${job.id}${detail ? ` (${detail})` : ''}`;
     }
     if (!waitingOn) {
-      const { remaining } = await connector.verify(command);
+      const { remaining, nearMisses } = await connector.verify(command);
       if (remaining === 0) {
         const affected = (task.affected ?? 0) + (task.callback?.status === 'done' ? (task.callback.affected ?? 0) : 0);
+        if (nearMissTotal(nearMisses) > 0) return await needsReview(message, affected, nearMisses!, task.jobs);
         await store.transitionTask(requestId, systemName, action, 'succeeded', { affected, remaining });
         await audit.append(requestId, taskEvent('task.succeeded', message, { status: 'succeeded', affected, remaining, jobs: task.jobs }));
         logger.info('task succeeded after vendor jobs', { requestId, system: systemName, action, affected });
@@ -329,12 +333,19 @@ async function runBatch(systemName: string, record: SQSRecord): Promise<void> {
     const connector = await connectorFor(system, connectorClients);
     if (!isBatchConnector(connector)) throw new PermanentError(`${systemName}: the ${system.connector} connector does not batch`);
     const affected = await connector.runBatch(subjects);
-    const remaining = await connector.verifyBatch(subjects);
+    const verified = await connector.verifyBatch(subjects);
     let settled = 0;
     for (const [key, message] of waiting) {
-      if ((remaining.get(key) ?? 0) > 0) continue;
+      const verification = verified.get(key);
+      if ((verification?.remaining ?? 0) > 0) continue;
       const n = affected.get(key) ?? 0;
       const jobs = `${system.connector} batch of ${String(subjects.size)}`;
+      if (nearMissTotal(verification?.nearMisses) > 0) {
+        await needsReview(message, n, verification!.nearMisses!, jobs);
+        await store.leaveBatch(systemName, message.requestId, message.action);
+        settled += 1;
+        continue;
+      }
       await store.transitionTask(message.requestId, systemName, message.action, 'succeeded', { affected: n, remaining: 0, jobs });
       await audit.append(message.requestId, taskEvent('task.succeeded', message, { status: 'succeeded', affected: n, remaining: 0, jobs }));
       await report(message, { status: 'succeeded', affected: n });
@@ -415,6 +426,25 @@ async function restrictionsToLift(withdraw: RequestRecord, system: string): Prom
     out.push({ requestId, restriction: open<Restriction>(item.sealed, key, requestId) });
   }
   return out;
+}
+
+/** The error name a task that needs review reports to the saga, the status and the alerts. */
+const NEEDS_REVIEW = 'NeedsReview';
+
+/**
+ * The action ran and its own match finds nothing left, but the verification's wider net finds the
+ * subject's data it left: the task ends `needs_review` with counts by reason (never values), and
+ * the saga hears a failure, so that no receipt says `completed` for it.
+ */
+async function needsReview(message: TaskMessage, affected: number, nearMisses: NearMisses, jobs?: string): Promise<void> {
+  const { requestId, system, action } = message;
+  const errorMessage = `${system}: ${describeNearMisses(nearMisses)}`;
+  logger.error('task needs review', { requestId, system, action, affected, nearMisses });
+  metrics.addMetric('TasksNeedingReview', MetricUnit.Count, 1);
+  const fields = { affected, remaining: 0, nearMisses, ...(jobs && { jobs }) };
+  const moved = await store.transitionTask(requestId, system, action, 'needs_review', { ...fields, errorName: NEEDS_REVIEW, errorMessage });
+  if (moved) await audit.append(requestId, taskEvent('task.needs_review', message, { status: 'needs_review', ...fields }));
+  await report(message, { status: 'needs_review', errorName: NEEDS_REVIEW, errorMessage });
 }
 
 async function fail(message: TaskMessage, error: unknown): Promise<void> {
@@ -500,9 +530,9 @@ async function report(
 }
 
 function taskEvent(
-  event: 'task.running' | 'task.succeeded' | 'task.failed' | 'task.waiting_on_vendor',
+  event: 'task.running' | 'task.succeeded' | 'task.failed' | 'task.needs_review' | 'task.waiting_on_vendor',
   { system, action, round }: TaskMessage,
-  fields: { status: TaskRecord['status']; affected?: number; remaining?: number; errorName?: string; lifted?: string[]; jobs?: string | undefined },
+  fields: { status: TaskRecord['status']; affected?: number; remaining?: number; nearMisses?: NearMisses; errorName?: string; lifted?: string[]; jobs?: string | undefined },
 ) {
   return { eventId: inRound(`${event}:${system}:${action}`, round), event, at: new Date().toISOString(), actor: `lethe:worker:${system}`, system, action, ...fields };
 }

@@ -212,7 +212,7 @@ describe.skipIf(unavailable)('Function: act-on-request handler (:extend, :cancel
     expect(chain.at(-1)).toMatchObject({ eventId: 'request.retried#r1', event: 'request.retried', tasks: 1, status: 'in_progress' });
 
     // In progress again: no second retry until it has failed again.
-    expect(await extend(`${r.requestId}:retry`, {})).toMatchObject({ status: 409, body: { message: expect.stringMatching(/is in_progress: only a failed or partially failed request can be retried$/) as string } });
+    expect(await extend(`${r.requestId}:retry`, {})).toMatchObject({ status: 409, body: { message: expect.stringMatching(/is in_progress: only a failed, partially failed or needs_review request can be retried$/) as string } });
     expect(await extend(`${r.requestId}:retry`, { systems: ['crm'] })).toMatchObject({ status: 400 });
   });
 

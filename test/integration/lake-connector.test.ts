@@ -112,7 +112,7 @@ describe('Class: LakeConnector (fauxqs)', () => {
       expect([...counts.values()].reduce((a, b) => a + b, 0)).toBe(10_000);
       expect(calls.filter((c) => c === 'GetObjectCommand')).toHaveLength(2);
       expect(calls.filter((c) => c === 'PutObjectCommand')).toHaveLength(2);
-      expect([...(await connector().verifyBatch(subjects)).values()].every((n) => n === 0)).toBe(true);
+      expect([...(await connector().verifyBatch(subjects)).values()].every((v) => v.remaining === 0)).toBe(true);
     } finally {
       s3.middlewareStack.remove('count');
     }

@@ -42,6 +42,7 @@ describe('Module: core/opendsr', () => {
       in_progress: 'in_progress',
       completed: 'completed',
       partially_failed: 'in_progress',
+      needs_review: 'in_progress',
       failed: 'in_progress',
       cancelled: 'cancelled',
     });

@@ -36,7 +36,7 @@ describe('Reports', () => {
     ];
     const s = summarize(requests, at(1), at(4));
     expect(s.total).toBe(6);
-    expect(s.byStatus).toEqual({ received: 0, in_progress: 1, completed: 3, partially_failed: 1, failed: 0, cancelled: 1 });
+    expect(s.byStatus).toEqual({ received: 0, in_progress: 1, completed: 3, partially_failed: 1, needs_review: 0, failed: 0, cancelled: 1 });
     expect(s.byRegulation).toEqual({ gdpr: 4, ccpa: 1, vcdpa: 0, lgpd: 1 });
     expect(s.byType).toMatchObject({ erasure: 5, opt_out: 1 });
     expect(s).toMatchObject({ overdue: 1, finishedLate: 1, extended: 1 });

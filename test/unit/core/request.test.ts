@@ -45,6 +45,13 @@ describe('Function: outcomeOf', () => {
     expect(outcomeOf(['succeeded', 'failed'])).toBe('partially_failed');
     expect(outcomeOf(['failed', 'failed'])).toBe('failed');
   });
+
+  it('is needs_review, never completed, when the rest only wait for a look at near-misses; a failure outweighs it', () => {
+    expect(outcomeOf(['succeeded', 'needs_review'])).toBe('needs_review');
+    expect(outcomeOf(['needs_review'])).toBe('needs_review');
+    expect(outcomeOf(['succeeded', 'needs_review', 'failed'])).toBe('partially_failed');
+    expect(outcomeOf(['needs_review', 'failed'])).toBe('failed');
+  });
 });
 
 describe('Function: parseSubmission', () => {
