@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { connectorFor } from '../connectors/index.ts';
 import { ValidationError } from '../core/errors.ts';
 import { normalizeIdentities, type Identity } from '../core/identity.ts';
+import { describeNearMisses, nearMissTotal, type NearMisses } from '../core/near-miss.ts';
 import { planStages, unreachableSystems } from '../core/plan.ts';
 import { REQUEST_TYPES, type RequestType } from '../core/request.ts';
 import { loadDataMap } from '../infra/data-map.ts';
@@ -29,6 +30,10 @@ interface Line {
   /** null: the system cannot count them before it acts (a vendor without a lookup, a webhook service). */
   readonly records: number | null;
   readonly linked?: Record<string, number>;
+  /** What the wider net finds that the action would not match, by reason: these would end the task needs_review. */
+  readonly nearMisses?: NearMisses;
+  /** How the system matches: which index serves a case-insensitive match. */
+  readonly notes?: string[];
 }
 
 /** `lethe plan`. Exit codes: 0 planned, 2 usage, input or setup error. */
@@ -107,8 +112,16 @@ export async function plan(argv: string[]): Promise<number> {
       for (const { system, action } of stage.tasks) {
         const command = { requestId: 'plan', action, identities, keyedHash: () => '' };
         const connector = await connectorOf(system);
-        const records = connector.describe().counts === false ? null : (await connector.verify(command)).remaining;
-        lines.push({ stage: index + 1, system, action, records });
+        const verification = connector.describe().counts === false ? undefined : await connector.verify(command);
+        const notes = (await connector.notes?.()) ?? [];
+        lines.push({
+          stage: index + 1,
+          system,
+          action,
+          records: verification?.remaining ?? null,
+          ...(nearMissTotal(verification?.nearMisses) > 0 && { nearMisses: verification!.nearMisses! }),
+          ...(notes.length > 0 && { notes }),
+        });
       }
     }
   }
@@ -128,6 +141,8 @@ export async function plan(argv: string[]): Promise<number> {
           ? `${String(l.records)} linked ${l.records === 1 ? 'identity' : 'identities'}${l.records ? ` (${Object.entries(l.linked ?? {}).map(([t, n]) => `${t}: ${String(n)}`).join(', ')})` : ''}`
           : `${l.action === 'lift' ? 'at most ' : ''}${String(l.records)} ${l.records === 1 ? 'record' : 'records'}${l.action === 'lift' ? ' (a lift undoes only what Lethe restricted)' : ''}`;
     console.log(`  stage ${String(l.stage)}  ${l.action.padEnd(9)} ${l.system.padEnd(20)} ${what}`);
+    if (l.nearMisses) console.log(`           needs review after it: ${describeNearMisses(l.nearMisses)}`);
+    for (const note of l.notes ?? []) console.log(`           ${note}`);
   }
   if (unreachable.length) console.log(`  not reached by these identities: ${unreachable.join(', ')}`);
   return 0;

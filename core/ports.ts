@@ -125,6 +125,11 @@ export interface Connector {
    * stored form and object version) finds that the action left, by reason: those are near-misses.
    */
   verify(command: ConnectorCommand): Promise<Verification>;
+  /**
+   * What a person planning a request should know about how this system matches the subject (which
+   * index serves a case-insensitive match, or that none does). Never values.
+   */
+  notes?(): Promise<string[]>;
   /** Where a job that `run` left pending stands; only connectors with asynchronous jobs have it. */
   poll?(command: ConnectorCommand, job: PendingJob): Promise<JobState>;
 }

@@ -128,6 +128,7 @@ export async function seedTargets(
       await client.query(`
         CREATE TABLE accounts (id TEXT PRIMARY KEY, user_id TEXT, email TEXT, name TEXT, processing_restricted BOOLEAN DEFAULT FALSE);
         CREATE TABLE orders (id TEXT PRIMARY KEY, account_id TEXT REFERENCES accounts(id), total NUMERIC);
+        CREATE INDEX accounts_lower_email ON accounts (lower(email));
         INSERT INTO accounts (id, user_id, email, name) VALUES
           ('a-1', 'u-ada', 'ada@example.com', 'Ada Lovelace'), ('a-2', 'u-grace', 'grace@example.com', 'Grace Hopper');
         INSERT INTO orders (id, account_id, total) VALUES ('o-1', 'a-1', 42), ('o-2', 'a-1', 7), ('o-3', 'a-2', 19);

@@ -1,10 +1,14 @@
 import { randomInt } from 'node:crypto';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
-import type { Identity } from '#core/identity';
-import { mergeRestrictions, type Connector, type ConnectorCommand, type ConnectorResult, type Restriction } from '#core/ports';
+import { formsOf, type Identity } from '#core/identity';
+import { addNearMisses, nearMissReason, nearMissTotal, wideForms, wideKey, type NearMisses } from '#core/near-miss';
+import { mergeRestrictions, type Connector, type ConnectorCommand, type ConnectorResult, type Restriction, type Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import type { SqlDatabase, SqlSession } from './database.ts';
-import { SQL_ACTIONS, type AnonymizationStrategy, type SqlSettings, type SqlTable } from './settings.ts';
+import { normalizationOf, SQL_ACTIONS, type AnonymizationStrategy, type Match, type SqlSettings, type SqlTable } from './settings.ts';
+
+type IdentityMatch = Extract<Match, { identity: string }>;
+type Net = 'action' | 'wide';
 
 const HASHED = /^[0-9a-f]{64}$/;
 const RANDOM_ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
@@ -14,12 +18,21 @@ const RANDOM_ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
  * MySQL/MariaDB database, in one transaction per action, deleting children before parents (the
  * database's foreign keys and the data map's `via` links decide the order). Values are only ever
  * parameters; table and column names come from the validated data map and are quoted.
+ *
+ * An identity column matches the subject's value and every form the subject gave it in, exactly or
+ * lower-cased as the data map says (e-mail columns lower-cased by default). MySQL's own collations
+ * take `ü` for `u` and `A` for `a`, so there the comparison is of utf8mb4 bytes, with the column's
+ * collation as an index-served prefilter where it is a superset. `verify` casts a wider net than the
+ * action (trimmed, lower-cased, in every Unicode normal form): what it finds and the action left are
+ * near-misses.
  */
 export class SqlConnector implements Connector {
   readonly kind: 'postgres' | 'mysql';
   readonly #db: SqlDatabase;
   readonly #s: SqlSettings;
   readonly #tables: Map<string, SqlTable>;
+  /** MySQL: each configured column's collation, by `table.column` (lower-case, bare table name). */
+  #collations: Map<string, string> | undefined;
 
   constructor(db: SqlDatabase, settings: SqlSettings) {
     this.kind = db.dialect === 'postgres' ? 'postgres' : 'mysql';
@@ -34,6 +47,7 @@ export class SqlConnector implements Connector {
 
   async resolve(identities: readonly Identity[]): Promise<Identity[]> {
     return this.#guard('resolve', async () => {
+      await this.#prepare();
       const found = new Map<string, Identity>();
       for (const p of this.#s.provides) {
         const params = this.#params();
@@ -53,8 +67,9 @@ export class SqlConnector implements Connector {
   }
 
   async run(command: ConnectorCommand): Promise<ConnectorResult> {
-    return this.#guard(command.action, () =>
-      this.#db.transaction(async (session) => {
+    return this.#guard(command.action, async () => {
+      await this.#prepare();
+      return this.#db.transaction(async (session) => {
         switch (command.action) {
           case 'delete':
             return { affected: await this.#delete(session, command.identities) };
@@ -67,13 +82,15 @@ export class SqlConnector implements Connector {
           default:
             throw new ConnectorPermanentError(`${this.kind} connector cannot ${command.action}`);
         }
-      }),
-    );
+      });
+    });
   }
 
-  async verify(command: ConnectorCommand): Promise<{ remaining: number }> {
+  async verify(command: ConnectorCommand): Promise<Verification> {
     return this.#guard(`verify ${command.action}`, async () => {
+      await this.#prepare();
       let remaining = 0;
+      let nearMisses: NearMisses = {};
       for (const table of this.#s.tables) {
         const params = this.#params();
         const where = this.#condition(table, command.identities, params);
@@ -90,14 +107,131 @@ export class SqlConnector implements Connector {
           );
           remaining += Number(rows[0]?.['n'] ?? 0);
         }
+        if (command.action !== 'lift') nearMisses = addNearMisses(nearMisses, await this.#nearMisses(table, command));
       }
       if (command.action === 'lift' && command.restrictions) {
         for (const [table, keys] of Object.entries(mergeRestrictions(command.restrictions))) {
           remaining += await this.#byKeys(this.#db, table, keys, 'count');
         }
       }
-      return { remaining };
+      return nearMissTotal(nearMisses) > 0 ? { remaining, nearMisses } : { remaining };
     });
+  }
+
+  /**
+   * The subject's rows of a table that the wider net finds, the action's own match does not, and
+   * the action would have changed: each classed by how its identity differs, never kept.
+   */
+  async #nearMisses(table: SqlTable, command: ConnectorCommand): Promise<NearMisses> {
+    if (command.action === 'restrict' && !table.restrictColumn) return {};
+    if (command.action === 'anonymize' && Object.keys(table.anonymize).length === 0) return {};
+    const params = this.#params();
+    const wide = this.#condition(table, command.identities, params, 0, 'wide');
+    if (wide === NOTHING) return {};
+    const action = this.#condition(table, command.identities, params, 0, 'action');
+    const identityColumns = table.match.filter((m): m is IdentityMatch => 'identity' in m);
+    const columns = [...new Set([...identityColumns.map((m) => m.column), ...(command.action === 'anonymize' ? Object.keys(table.anonymize) : [])])];
+    const select = columns.length ? columns.map((c) => this.#q(c)).join(', ') : '1 AS one';
+    const pending = command.action === 'restrict' ? ` AND ${this.#flagPending(table.restrictColumn!, 'restrict')}` : '';
+    const { rows } = await this.#db.query(`SELECT ${select} FROM ${this.#q(table.name)} WHERE ${wide} AND NOT COALESCE(${action}, FALSE)${pending}`, params.values);
+    const subject = new Map<string, Set<string>>();
+    for (const i of command.identities) {
+      const keys = subject.get(i.type) ?? new Set<string>();
+      formsOf(i).forEach((f) => keys.add(wideKey(f)));
+      subject.set(i.type, keys);
+    }
+    const out: Partial<Record<keyof NearMisses, number>> = {};
+    for (const row of rows) {
+      if (command.action === 'anonymize' && Object.entries(table.anonymize).every(([column, s]) => isAnonymized(s, row[column]))) continue;
+      const held = identityColumns
+        .map((m) => ({ m, value: row[m.column] }))
+        .find(({ m, value }) => value !== null && value !== undefined && subject.get(m.identity)?.has(wideKey(asText(value))));
+      const reason = held ? nearMissReason(asText(held.value)) : 'linked';
+      out[reason] = (out[reason] ?? 0) + 1;
+    }
+    return out;
+  }
+
+  /** For `lethe plan`: each lower-cased match, and the index that serves it or that none does. */
+  async notes(): Promise<string[]> {
+    return this.#guard('plan', async () => {
+      await this.#prepare();
+      const notes: string[] = [];
+      for (const table of this.#s.tables) {
+        for (const m of table.match.filter((x): x is IdentityMatch => 'identity' in x && normalizationOf(x) === 'lowercase')) {
+          const index = await this.#lowerIndex(table, m.column);
+          notes.push(
+            index
+              ? `${table.name}.${m.column} is compared lower-cased; ${index} serves it`
+              : `${table.name}.${m.column} is compared lower-cased and no index serves it, so each request scans ${table.name}: ${
+                  this.#db.dialect === 'postgres' ? `CREATE INDEX ON ${table.name} (lower(${m.column}))` : `give ${m.column} a case-insensitive collation and an index`
+                }`,
+          );
+        }
+      }
+      return notes;
+    });
+  }
+
+  /** The index that serves `lower(column)`: an expression index (PostgreSQL), or an index on a case-insensitive column (MySQL). */
+  async #lowerIndex(table: SqlTable, column: string): Promise<string | undefined> {
+    const [schema, bare] = table.name.includes('.') ? table.name.split('.') : [undefined, table.name];
+    if (this.#db.dialect === 'postgres') {
+      const { rows } = await this.#db.query(
+        'SELECT indexname AS i, indexdef AS d FROM pg_indexes WHERE tablename = $1 AND schemaname = COALESCE($2, current_schema())',
+        [bare, schema ?? null],
+      );
+      const expression = new RegExp(`lower\\(\\(?"?${column}"?\\)?(::text)?\\)`, 'i');
+      const hit = rows.find((r) => typeof r['d'] === 'string' && expression.test(r['d']));
+      return hit ? `index ${String(hit['i'])} (an expression index on lower(${column}))` : undefined;
+    }
+    if (!this.#caseInsensitive(table, column)) return undefined;
+    const { rows } = await this.#db.query(
+      'SELECT INDEX_NAME AS i FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND COLUMN_NAME = ? AND SEQ_IN_INDEX = 1',
+      [schema ?? null, bare, column],
+    );
+    const hit = rows[0];
+    return hit ? `index ${String(hit['i'])} (the column's collation ignores case, so it prefilters)` : undefined;
+  }
+
+  /** MySQL: read the collations of the configured tables' columns, once. */
+  async #prepare(): Promise<void> {
+    if (this.#db.dialect !== 'mysql' || this.#collations) return;
+    const { rows } = await this.#db.query(
+      'SELECT TABLE_NAME AS t, COLUMN_NAME AS c, COLLATION_NAME AS k FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() OR TABLE_SCHEMA IN (?)',
+      [[...new Set(this.#s.tables.map((t) => t.name.split('.').length > 1 ? t.name.split('.')[0]! : ''))]],
+    );
+    this.#collations = new Map(rows.map((r) => [`${String(r['t']).toLowerCase()}.${String(r['c']).toLowerCase()}`, typeof r['k'] === 'string' ? r['k'] : '']));
+  }
+
+  /** Whether a MySQL column's own collation ignores case (so that it prefilters a lower-cased match). */
+  #caseInsensitive(table: SqlTable, column: string): boolean {
+    return /_ci$/i.test(this.#collations?.get(`${table.name.split('.').pop()!.toLowerCase()}.${column.toLowerCase()}`) ?? '');
+  }
+
+  /**
+   * One identity column's condition. The action: the subject's values as given (and as submitted),
+   * exact or lower-cased. The wider net: trimmed and lower-cased, against every Unicode normal form
+   * of every value.
+   */
+  #identityCondition(table: SqlTable, m: IdentityMatch, identities: readonly Identity[], params: Params, net: Net): string | undefined {
+    // SQL text cannot hold a NUL (PostgreSQL refuses it as a parameter): such a value matches no row.
+    const values = identities.filter((i) => i.type === m.identity).flatMap(formsOf).filter((v) => !v.includes('\u0000'));
+    if (values.length === 0) return undefined;
+    const col = this.#q(m.column);
+    const list = (vs: readonly string[]) => vs.map((v) => params.add(v)).join(', ');
+    const postgres = this.#db.dialect === 'postgres';
+    if (net === 'wide') {
+      return postgres
+        ? `lower(btrim(${col}::text, chr(32) || chr(9) || chr(10) || chr(13))) IN (${list(wideForms(values))})`
+        : `LOWER(TRIM(REPLACE(REPLACE(REPLACE(CONVERT(${col} USING utf8mb4), CHAR(9), ' '), CHAR(10), ' '), CHAR(13), ' '))) COLLATE utf8mb4_bin IN (${list(wideForms(values))})`;
+    }
+    const lower = normalizationOf(m) === 'lowercase';
+    const wanted = [...new Set(lower ? values.map((v) => v.toLowerCase()) : values)];
+    if (postgres) return lower ? `lower(${col}::text) IN (${list(wanted)})` : `${col} IN (${list(wanted)})`;
+    const prefilter = !lower || this.#caseInsensitive(table, m.column) ? `${col} IN (${list(wanted)}) AND ` : '';
+    const compared = lower ? `LOWER(CONVERT(${col} USING utf8mb4)) COLLATE utf8mb4_bin` : `CONVERT(${col} USING utf8mb4) COLLATE utf8mb4_bin`;
+    return `(${prefilter}${compared} IN (${list(wanted)}))`;
   }
 
   async #delete(session: SqlSession, identities: readonly Identity[]): Promise<number> {
@@ -215,17 +349,15 @@ export class SqlConnector implements Connector {
    * Where the subject's rows are: an identity column holding one of its identities, or a column
    * pointing at its rows in another table of this system. No applicable identity: no rows.
    */
-  #condition(table: SqlTable, identities: readonly Identity[], params: Params, depth = 0): string {
+  #condition(table: SqlTable, identities: readonly Identity[], params: Params, depth = 0, net: Net = 'action'): string {
     const parts: string[] = [];
     for (const m of table.match) {
       if ('identity' in m) {
-        // SQL text cannot hold a NUL (PostgreSQL refuses it as a parameter): such a value matches no row.
-        for (const identity of identities.filter((i) => i.type === m.identity && !i.value.includes('\u0000'))) {
-          parts.push(`${this.#q(m.column)} = ${params.add(identity.value)}`);
-        }
+        const condition = this.#identityCondition(table, m, identities, params, net);
+        if (condition) parts.push(condition);
       } else if (depth < 8) {
         const parent = this.#table(m.via.table);
-        const inner = this.#condition(parent, identities, params, depth + 1);
+        const inner = this.#condition(parent, identities, params, depth + 1, net);
         if (inner !== NOTHING) {
           parts.push(`${this.#q(m.column)} IN (SELECT ${this.#q(m.via.column)} FROM ${this.#q(parent.name)} WHERE ${inner})`);
         }

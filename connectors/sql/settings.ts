@@ -21,12 +21,21 @@ const strategy = z.discriminatedUnion('strategy', [
 export type AnonymizationStrategy = z.infer<typeof strategy>;
 
 const match = z.union([
-  /** Rows whose column holds one of the subject's identities of this type. */
-  z.strictObject({ identity: z.string().min(1), column: identifier }),
+  /**
+   * Rows whose column holds one of the subject's identities of this type. `normalize`: how the
+   * column is compared: `lowercase` (the default for e-mail columns) as `lower(column)`, `exact`
+   * (the default for any other identity) as it is. Either way the value is also tried as the subject
+   * submitted it.
+   */
+  z.strictObject({ identity: z.string().min(1), column: identifier, normalize: z.enum(['exact', 'lowercase']).optional() }),
   /** Rows whose column points at the subject's rows of another table of this system. */
   z.strictObject({ column: identifier, via: z.strictObject({ table: tableName, column: identifier }) }),
 ]);
 export type Match = z.infer<typeof match>;
+
+/** How an identity column is compared: what it says, else lower-cased for e-mail and exact for the rest. */
+export const normalizationOf = (m: { identity: string; normalize?: 'exact' | 'lowercase' | undefined }): 'exact' | 'lowercase' =>
+  m.normalize ?? (m.identity === 'email' ? 'lowercase' : 'exact');
 
 
 /** `settings` of a `connector: postgres` or `connector: mysql` system. */

@@ -235,7 +235,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     expect(run.stdout).toMatch(/stage 2 +delete +users +1 record\n/);
     expect(run.stdout).toMatch(/stage 2 +delete +exports +2 records\n/);
     expect(run.stdout).toMatch(/stage 2 +delete +analytics +4 records\n/);
-    expect(run.stdout).toMatch(/stage 3 +delete +app-db +2 records\n/);
+    expect(run.stdout).toMatch(/stage 3 +delete +app-db +2 records\n +accounts\.email is compared lower-cased; index accounts_lower_email \(an expression index on lower\(email\)\) serves it\n/);
     expect(run.stdout).not.toContain('grace@example.com');
     expect(await user('u-grace')).toMatchObject({ email: 'grace@example.com' });
   });

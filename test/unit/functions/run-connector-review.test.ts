@@ -5,7 +5,7 @@ import { DynamoDBDocumentClient, GetCommand, QueryCommand, TransactWriteCommand,
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { Connector } from '#core/ports';
+import type { Connector, Verification } from '#core/ports';
 import { LocalKeyService } from '#functions/commons/keys';
 import { handlerEnvironment, lambdaContext } from '../../fixtures/lambda.ts';
 import { requestItem, taskDelivery } from '../../fixtures/worker.ts';
@@ -14,7 +14,7 @@ import { requestItem, taskDelivery } from '../../fixtures/worker.ts';
  * A connector whose action finds nothing left by its own match while its verification's wider net
  * does: the task must end needs_review, never succeeded, with counts and no values anywhere.
  */
-const verification = vi.hoisted(() => ({ current: { remaining: 0, nearMisses: { unicode: 2, whitespace: 1 } } }));
+const verification = vi.hoisted((): { current: Verification } => ({ current: { remaining: 0 } }));
 vi.mock('#connectors/index', () => ({
   connectorFor: (): Promise<Connector> =>
     Promise.resolve({
