@@ -62,7 +62,7 @@ const lethe = (emails: readonly string[]) => {
   const wanted = new Set(emails.map((e) => Buffer.from(e).toString('latin1')));
   return removeRows(readParquet(bytes), (_, read) => {
     const out = new Set<number>();
-    read(['email']).rows.forEach((v, i) => {
+    read(['email']).rows.forEach(([v], i) => {
       if (v && wanted.has(Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('latin1'))) out.add(i);
     });
     return out;

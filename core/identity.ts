@@ -45,8 +45,7 @@ const SEARCH_SYNTAX = /[*?%]/u;
 
 /**
  * Normalize one identity: e-mail addresses trimmed, in Unicode NFC and lower-cased, phone numbers to
- * E.164, every other (opaque) identity kept exactly as given. The trimmed form as submitted is kept
- * in `forms` where it differs from the normal value.
+ * E.164, every other (opaque) identity kept exactly as given.
  */
 export function normalizeIdentity(identity: Identity): Identity {
   switch (identity.type) {
@@ -58,7 +57,7 @@ export function normalizeIdentity(identity: Identity): Identity {
       const value = at > 0 ? `${trimmed.slice(0, at).normalize('NFC').toLowerCase()}@${domainToASCII(trimmed.slice(at + 1).normalize('NFC').toLowerCase())}` : '';
       if (!EMAIL.test(value)) throw invalid('must be an e-mail address');
       if (SEARCH_SYNTAX.test(value)) throw invalid('must not contain *, ? or %: they are search syntax in the systems it is looked up in');
-      return withForms({ type: 'email', value }, [trimmed, ...(identity.forms ?? [])]);
+      return { type: 'email', value };
     }
     case 'phone': {
       const phone = parsePhoneNumberFromString(identity.value.trim());
@@ -66,7 +65,7 @@ export function normalizeIdentity(identity: Identity): Identity {
       return { type: 'phone', value: phone.number };
     }
     default:
-      return identity.forms?.length ? { type: identity.type, value: identity.value, forms: identity.forms } : { type: identity.type, value: identity.value };
+      return { type: identity.type, value: identity.value };
   }
 }
 
@@ -92,14 +91,20 @@ function withForms(identity: Identity, given: readonly string[]): Identity {
   return forms.length > 0 ? { ...identity, forms } : identity;
 }
 
-/** Normalize a list of identities, naming every invalid one at once, and merge duplicates (their forms kept). */
+/**
+ * Normalize a subject's identities, naming every invalid one at once, and merge duplicates. An
+ * e-mail address keeps the forms it was submitted in (trimmed) where they differ from its normal
+ * value, for the systems that match exactly.
+ */
 export function normalizeIdentities(identities: readonly Identity[]): Identity[] {
+  const normal = normalizeEach(identities);
   const merged = new Map<string, Identity>();
-  for (const n of normalizeEach(identities)) {
+  normal.forEach((n, i) => {
     const key = `${n.type}\u0000${n.value}`;
-    const seen = merged.get(key);
-    merged.set(key, seen ? withForms(seen, [...(seen.forms ?? []), ...(n.forms ?? [])]) : n);
-  }
+    const given = n.type === 'email' ? [identities[i]!.value.trim()] : [];
+    const seen = merged.get(key) ?? n;
+    merged.set(key, withForms(seen, [...(seen.forms ?? []), ...given]));
+  });
   return [...merged.values()];
 }
 

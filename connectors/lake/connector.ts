@@ -5,16 +5,17 @@ import {
   PutObjectCommand,
   S3ServiceException,
   paginateListObjectsV2,
+  type ListObjectVersionsCommandOutput,
   type GetObjectCommandOutput,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { ConnectorPermanentError, ConnectorRetryableError, LetheError } from '#core/errors';
+import { ConfigError, ConnectorPermanentError, ConnectorRetryableError, LetheError } from '#core/errors';
 import type { Identity } from '#core/identity';
 import type { BatchConnector, ConnectorCommand, ConnectorResult, Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import { classifyAwsError } from '../aws-errors.ts';
 import { removeJsonLines } from './jsonl.ts';
-import { readParquet, removeRows, within, type ColumnValues } from './parquet.ts';
+import { readParquet, removeRows, storedForms, within, type ColumnValues } from './parquet.ts';
 import { LAKE_ACTIONS, type LakeSettings, type LakeTable } from './settings.ts';
 
 /** How often a rewrite starts over when another writer changed the object in between. */
@@ -71,38 +72,98 @@ export class LakeConnector implements BatchConnector {
     for (const table of this.#settings.tables) {
       const rewrite = rewriterFor(table, subjects);
       if (!rewrite) continue;
-      for await (const key of this.#candidates(table, subjects)) {
-        for (const [subject, n] of await this.#rewriteObject(table, key, rewrite)) counts.set(subject, (counts.get(subject) ?? 0) + n);
+      for await (const candidate of this.#candidates(table, subjects)) {
+        for (const [subject, n] of await this.#rewriteObject(table, candidate.key, rewrite)) counts.set(subject, (counts.get(subject) ?? 0) + n);
+        // The subject's rows in older versions: left by an earlier rewrite that was cut short, or
+        // behind a delete marker. Each such version goes (the current one was just rewritten).
+        await this.#purgeOldVersions(table, candidate, rewrite);
       }
     }
     return counts;
   }
 
-  /** How many rows of each subject remain, in one read of the candidate objects. */
+  /**
+   * How many rows of each subject remain, in one read of the candidate objects: their current
+   * versions, and in a versioned bucket every older version and what is behind a delete marker.
+   */
   async verifyBatch(subjects: ReadonlyMap<string, readonly Identity[]>): Promise<Map<string, Verification>> {
     const counts = new Map([...subjects.keys()].map((k) => [k, 0]));
+    const add = (found: ReadonlyMap<string, number>) => found.forEach((n, subject) => counts.set(subject, (counts.get(subject) ?? 0) + n));
     for (const table of this.#settings.tables) {
       const rewrite = rewriterFor(table, subjects);
       if (!rewrite) continue;
-      for await (const key of this.#candidates(table, subjects)) {
-        const object = await this.#get(table, key);
-        if (!object) continue;
-        for (const [subject, n] of rewrite(object.bytes).bySubject) counts.set(subject, (counts.get(subject) ?? 0) + n);
+      for await (const candidate of this.#candidates(table, subjects)) {
+        const object = await this.#get(table, candidate.key);
+        if (object) add(rewrite(object.bytes).bySubject);
+        for (const versionId of candidate.older) {
+          const old = await this.#get(table, candidate.key, versionId);
+          if (old) add(rewrite(old.bytes).bySubject);
+        }
       }
     }
     return new Map([...counts].map(([k, n]) => [k, { remaining: n }]));
   }
 
-  /** The table's objects that may hold the subject: every object under the prefix, less other partitions. */
-  async *#candidates(table: LakeTable, subjects: ReadonlyMap<string, readonly Identity[]>): AsyncGenerator<string> {
+  /**
+   * The table's objects that may hold the subject: every key under the prefix, less other
+   * partitions, with its versions older than the current one (or than the delete marker that hides
+   * it). Listed by version, so that keys whose current version is a delete marker are seen too; a
+   * store that lists no versions (an unversioned emulator) is listed by object. A key under a Delta
+   * Lake or Hudi log is refused: rewriting a table's files underneath its log corrupts the table.
+   */
+  async *#candidates(table: LakeTable, subjects: ReadonlyMap<string, readonly Identity[]>): AsyncGenerator<Candidate> {
+    const wanted = (key: string) => !key.endsWith('/') && [...subjects.values()].some((identities) => inSubjectPartitions(key, table, identities));
+    let listed = false;
     try {
+      let current: Candidate | undefined;
+      for await (const page of this.#versionPages(table)) {
+        const entries = [
+          ...(page.Versions ?? []).map((v) => ({ key: v.Key, versionId: v.VersionId, latest: v.IsLatest === true })),
+          ...(page.DeleteMarkers ?? []).map((m) => ({ key: m.Key, versionId: undefined as string | undefined, latest: m.IsLatest === true })),
+        ].sort((a, b) => (a.key ?? '').localeCompare(b.key ?? ''));
+        for (const { key, versionId, latest } of entries) {
+          if (!key) continue;
+          listed = true;
+          refuseTableLog(table, key);
+          if (current?.key !== key) {
+            if (current && wanted(current.key)) yield current;
+            current = { key, older: [] };
+          }
+          // The current version is read as the object itself; every other version is an older one.
+          if (versionId && !latest) current.older.push(versionId);
+        }
+      }
+      if (current && wanted(current.key)) yield current;
+      if (listed) return;
       for await (const page of paginateListObjectsV2({ client: this.#s3 }, { Bucket: table.bucket, Prefix: table.prefix })) {
         for (const { Key } of page.Contents ?? []) {
-          if (Key && !Key.endsWith('/') && [...subjects.values()].some((identities) => inSubjectPartitions(Key, table, identities))) yield Key;
+          if (!Key) continue;
+          refuseTableLog(table, Key);
+          if (wanted(Key)) yield { key: Key, older: [] };
         }
       }
     } catch (error) {
+      if (error instanceof LetheError) throw error;
       throw classifyAwsError(`lake ${describe(table)}: list`, error);
+    }
+  }
+
+  /** ListObjectVersions, page after page until the last (it has no paginator of its own). */
+  async *#versionPages(table: LakeTable): AsyncGenerator<ListObjectVersionsCommandOutput> {
+    let marker: { KeyMarker?: string; VersionIdMarker?: string } = {};
+    for (;;) {
+      const page = await this.#s3.send(new ListObjectVersionsCommand({ Bucket: table.bucket, Prefix: table.prefix, ...marker }));
+      yield page;
+      if (!page.IsTruncated) return;
+      marker = { ...(page.NextKeyMarker && { KeyMarker: page.NextKeyMarker }), ...(page.NextVersionIdMarker && { VersionIdMarker: page.NextVersionIdMarker }) };
+    }
+  }
+
+  /** Delete each older version of a key that holds any of the subjects' rows. */
+  async #purgeOldVersions(table: LakeTable, candidate: Candidate, rewrite: Rewrite): Promise<void> {
+    for (const versionId of candidate.older) {
+      const old = await this.#get(table, candidate.key, versionId);
+      if (old && rewrite(old.bytes).bytes) await this.#deleteVersion(table, candidate.key, versionId);
     }
   }
 
@@ -196,6 +257,25 @@ export class LakeConnector implements BatchConnector {
 
 const describe = (table: LakeTable) => `${table.bucket}/${table.prefix}`;
 
+/** A key that may hold the subject, and its versions older than the current one (newest first). */
+interface Candidate {
+  readonly key: string;
+  readonly older: string[];
+}
+
+/** Delta Lake and Hudi keep a log of which files make the table: Lethe must not rewrite those files underneath it. */
+function refuseTableLog(table: LakeTable, key: string): void {
+  const log = key.split('/').find((segment) => segment === '_delta_log' || segment === '.hoodie');
+  if (!log) return;
+  const kind = log === '_delta_log' ? 'a Delta Lake table' : 'a Hudi table';
+  throw new ConfigError([
+    {
+      path: `lake.tables.${table.bucket}/${table.prefix}`,
+      message: `s3://${table.bucket}/${table.prefix} holds ${kind} (${log}/): rewriting its files underneath the table's log would corrupt it; erase through the table's engine (an iceberg or webhook system)`,
+    },
+  ]);
+}
+
 /**
  * Whether an object may hold the subject: one under `key=value` for a partition key of an identity
  * belongs to that value only, so a subject with other values of that identity is not there. A
@@ -250,7 +330,7 @@ function rewriterFor(table: LakeTable, subjects: ReadonlyMap<string, readonly Id
         for (const [column, values] of byColumn) {
           // A row group whose statistics rule out every value is not decoded at all.
           const b = bounds(column.split('.'));
-          if (b && ![...values.keys()].some((v) => stored(b.physical, v).some((s) => within(b, s)))) continue;
+          if (b && ![...values.keys()].some((v) => storedForms(b, v).some((s) => within(b, s)))) continue;
           collect(read(column.split('.')), values, owners);
         }
         for (const subjectsOfRow of owners.values()) subjectsOfRow.forEach((o) => bySubject.set(o, (bySubject.get(o) ?? 0) + 1));
@@ -266,35 +346,18 @@ function rewriterFor(table: LakeTable, subjects: ReadonlyMap<string, readonly Id
   };
 }
 
-/** How a subject's value is stored in a column of this physical type: UTF-8 bytes, or a little-endian integer; none when it cannot be. */
-function stored(physical: number, v: string): Uint8Array[] {
-  if (physical === 6 || physical === 7) return [Buffer.from(v, 'utf8')];
-  if ((physical === 1 || physical === 2) && /^-?\d{1,19}$/.test(v)) {
-    const b = Buffer.alloc(physical === 1 ? 4 : 8);
-    if (physical === 1) {
-      const n = Number(v);
-      if (n < -(2 ** 31) || n >= 2 ** 31) return [];
-      b.writeInt32LE(n);
-    } else {
-      const n = BigInt(v);
-      if (n !== BigInt.asIntN(64, n)) return [];
-      b.writeBigInt64LE(n);
-    }
-    return [b];
-  }
-  return [];
-}
-
 /** Rows whose value is one of `values` (strings as UTF-8 bytes, integers as their stored bytes), with whose they are. */
 function collect(column: ColumnValues, values: ReadonlyMap<string, readonly string[]>, owners: Map<number, Set<string>>): void {
   const wanted = new Map<string, readonly string[]>();
-  for (const [v, subjects] of values) for (const s of stored(column.physical, v)) wanted.set(Buffer.from(s).toString('latin1'), subjects);
-  column.rows.forEach((value, i) => {
-    if (!value) return;
-    const subjects = wanted.get(Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('latin1'));
-    if (!subjects) return;
-    const set = owners.get(i) ?? new Set<string>();
-    subjects.forEach((s) => set.add(s));
-    owners.set(i, set);
+  for (const [v, subjects] of values) for (const s of storedForms(column, v)) wanted.set(Buffer.from(s).toString('latin1'), subjects);
+  column.rows.forEach((elements, i) => {
+    // A list column: the row is the subject's when any element is.
+    for (const value of elements) {
+      const subjects = wanted.get(Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('latin1'));
+      if (!subjects) continue;
+      const set = owners.get(i) ?? new Set<string>();
+      subjects.forEach((s) => set.add(s));
+      owners.set(i, set);
+    }
   });
 }

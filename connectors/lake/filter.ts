@@ -1,7 +1,7 @@
 import { ValidationError } from '#core/errors';
 import { normalizeIdentity, pseudonymize, type PseudonymKey } from '#core/identity';
-import { filterJsonLines, valueAt } from './jsonl.ts';
-import { readParquet, removeRows } from './parquet.ts';
+import { filterJsonLines, scalarText, valueAt } from './jsonl.ts';
+import { readParquet, removeRows, textOf } from './parquet.ts';
 
 /** Which column of a dataset holds which identity type. */
 export interface IdentityColumn {
@@ -53,31 +53,27 @@ export function filterDataset(
       rows += 1;
       return columns.some(({ identity, column }) => {
         const v = valueAt(row, column);
-        return (typeof v === 'string' || typeof v === 'number') && isSuppressed(identity, String(v));
+        return (Array.isArray(v) ? v : [v]).some((x) => {
+          const text = scalarText(x);
+          return text !== undefined && isSuppressed(identity, text);
+        });
       });
     });
     return { bytes: bytes ?? file, removed, kept: rows - removed };
   }
   const parquet = readParquet(file);
-  const decoder = new TextDecoder();
   const { bytes, removed } = removeRows(parquet, (_, read) => {
     const rows = new Set<number>();
     for (const { identity, column } of columns) {
       const values = read(column.split('.'));
-      values.rows.forEach((v, i) => {
-        if (!v) return;
-        const text = values.physical === 6 || values.physical === 7 ? decoder.decode(v) : integerText(v);
-        if (text !== undefined && isSuppressed(identity, text)) rows.add(i);
+      values.rows.forEach((elements, i) => {
+        for (const v of elements) {
+          const text = textOf(values, v);
+          if (text !== undefined && isSuppressed(identity, text)) rows.add(i);
+        }
       });
     }
     return rows;
   });
   return { bytes: bytes ?? file, removed, kept: parquet.numRows - removed };
-}
-
-function integerText(bytes: Uint8Array): string | undefined {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes.length === 4) return String(view.getInt32(0, true));
-  if (bytes.length === 8) return String(view.getBigInt64(0, true));
-  return undefined;
 }

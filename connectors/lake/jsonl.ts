@@ -51,7 +51,7 @@ export function filterJsonLines(object: Uint8Array, where: string, remove: (row:
     }
     let row: unknown;
     try {
-      row = JSON.parse(body) as unknown;
+      row = JSON.parse(body, exactNumbers) as unknown;
     } catch {
       throw new ConnectorPermanentError(`${where}: line ${String(line)} is not JSON; the object is left as it is`);
     }
@@ -63,15 +63,42 @@ export function filterJsonLines(object: Uint8Array, where: string, remove: (row:
   return { bytes: gzipped ? gzipSync(out) : out, removed };
 }
 
+/**
+ * A number of a JSON line, as written: `12345678901234567891` is not rounded to a double (which
+ * would take it for its neighbour `12345678901234567890`), so ids compare by their exact text.
+ */
+export class JsonNumber {
+  readonly source: string;
+  constructor(source: string) {
+    this.source = source;
+  }
+}
+
+/** JSON.parse's reviver, with the source text of each number (Node 22: JSON.parse source text access). */
+function exactNumbers(this: unknown, _key: string, value: unknown, context?: { source?: string }): unknown {
+  return typeof value === 'number' && context?.source !== undefined ? new JsonNumber(context.source) : value;
+}
+
+/** A scalar of a JSON line as text, the way identities are compared: a string as it is, a number as written. */
+export function scalarText(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (value instanceof JsonNumber) return value.source;
+  if (typeof value === 'number' || typeof value === 'bigint') return String(value);
+  return undefined;
+}
+
 export function valueAt(row: unknown, path: string): unknown {
   let v: unknown = row;
   for (const part of path.split('.')) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[part] : undefined;
   return v;
 }
 
-/** Whose value it is: a string compared as it is, a number by its decimal text (user ids are often numbers in JSON). */
+/**
+ * Whose value it is: a string compared as it is, a number by its text as written (user ids are
+ * often numbers in JSON), a list by each of its elements.
+ */
 function ownersOf(value: unknown, values: ReadonlyMap<string, readonly string[]>): readonly string[] {
-  if (typeof value === 'string') return values.get(value) ?? [];
-  if (typeof value === 'number' || typeof value === 'bigint') return values.get(String(value)) ?? [];
-  return [];
+  if (Array.isArray(value)) return value.flatMap((v) => (Array.isArray(v) ? [] : ownersOf(v, values)));
+  const text = scalarText(value);
+  return text === undefined ? [] : (values.get(text) ?? []);
 }

@@ -29,6 +29,10 @@ export interface LeafColumn {
   readonly typeLength: number;
   readonly maxDef: number;
   readonly maxRep: number;
+  /** An unsigned integer (UINT_8 … UINT_64, or INTEGER not signed): stored as the signed type's bits, ordered unsigned. */
+  readonly unsigned: boolean;
+  /** A UUID: 16 bytes, big-endian, in a FIXED_LEN_BYTE_ARRAY. */
+  readonly uuid: boolean;
 }
 
 export interface ParquetFile {
@@ -66,7 +70,15 @@ function leavesOf(schema: ThriftStruct[]): LeafColumn[] {
       const r = rep + (repetition === 2 ? 1 : 0);
       const kids = int(el, 5) ?? 0;
       if (kids > 0 || int(el, 1) === undefined) walk([...path, name], d, r, kids);
-      else leaves.push({ path: [...path, name], physical: int(el, 1)!, typeLength: int(el, 2) ?? 0, maxDef: d, maxRep: r });
+      else {
+        // converted_type (6) UINT_8…UINT_64 are 11…14; logicalType (10): INTEGER (10) with isSigned (2) false, UUID (14).
+        const converted = int(el, 6);
+        const logical = struct(el, 10);
+        const integer = logical && struct(logical, 10);
+        const signed = integer?.get(2);
+        const unsigned = (converted !== undefined && converted >= 11 && converted <= 14) || (signed?.type === 'bool' && !signed.value);
+        leaves.push({ path: [...path, name], physical: int(el, 1)!, typeLength: int(el, 2) ?? 0, maxDef: d, maxRep: r, unsigned, uuid: Boolean(logical?.has(14)) });
+      }
     }
   };
   walk([], 0, 0, schema[0] ? (int(schema[0], 5) ?? 0) : 0);
@@ -74,15 +86,15 @@ function leavesOf(schema: ThriftStruct[]): LeafColumn[] {
 }
 
 /** A column chunk's statistics: the least and greatest values, as stored. */
-export interface Bounds {
-  readonly physical: number;
+export interface Bounds extends ColumnType {
   readonly min: Uint8Array;
   readonly max: Uint8Array;
 }
 
 /**
  * Whether `value` (as stored: UTF-8 bytes, or little-endian integers) can be within `bounds`:
- * byte arrays compare unsigned byte by byte, integers signed; other types are not ruled out.
+ * byte arrays compare unsigned byte by byte, integers signed (or unsigned, for UINT columns);
+ * other types are not ruled out.
  */
 export function within(bounds: Bounds, value: Uint8Array): boolean {
   const { physical, min, max } = bounds;
@@ -90,7 +102,12 @@ export function within(bounds: Bounds, value: Uint8Array): boolean {
     return Buffer.compare(value, min) >= 0 && Buffer.compare(value, max) <= 0;
   }
   if ((physical === Physical.INT32 && value.length === 4 && min.length === 4 && max.length === 4) || (physical === Physical.INT64 && value.length === 8 && min.length === 8 && max.length === 8)) {
-    const read = (b: Uint8Array) => (b.length === 4 ? BigInt(Buffer.from(b).readInt32LE()) : Buffer.from(b).readBigInt64LE());
+    const read = (b: Uint8Array) =>
+      b.length === 4
+        ? BigInt(bounds.unsigned ? Buffer.from(b).readUInt32LE() : Buffer.from(b).readInt32LE())
+        : bounds.unsigned
+          ? Buffer.from(b).readBigUInt64LE()
+          : Buffer.from(b).readBigInt64LE();
     const v = read(value);
     return v >= read(min) && v <= read(max);
   }
@@ -119,18 +136,15 @@ export function removeRows(
   const ordered = file.meta.has(7);
   const plans = groups.map((group, g) => {
     const columns = structs(group, 1);
-    const index = (path: readonly string[]) => {
-      const i = file.leaves.findIndex((l) => l.path.join('.') === path.join('.'));
-      if (i < 0) throw new UnsupportedParquetError(`no column ${path.join('.')}`);
-      return i;
-    };
+    const index = (path: readonly string[]) => leafIndex(file, path);
     const read = (path: readonly string[]) => readColumnValues(file, columns[index(path)]!, file.leaves[index(path)]!);
     const bounds = (path: readonly string[]): Bounds | undefined => {
       const meta = struct(columns[index(path)]!, 3);
       const stats = ordered && meta ? struct(meta, 12) : undefined;
       const max = stats?.get(5);
       const min = stats?.get(6);
-      return min?.type === 'binary' && max?.type === 'binary' ? { physical: file.leaves[index(path)]!.physical, min: min.value, max: max.value } : undefined;
+      const leaf = file.leaves[index(path)]!;
+      return min?.type === 'binary' && max?.type === 'binary' ? { physical: leaf.physical, typeLength: leaf.typeLength, unsigned: leaf.unsigned, uuid: leaf.uuid, min: min.value, max: max.value } : undefined;
     };
     return select(g, read, bounds);
   });
@@ -330,19 +344,87 @@ function plainRanges(body: Uint8Array, leaf: LeafColumn, count: number): PlainVa
   return { body, starts, ends };
 }
 
-/** The values of a column chunk, for finding rows: one entry per row of a flat column, null when absent. */
-export interface ColumnValues {
+/**
+ * A configured column's leaf: the leaf of that path, or the one leaf under it (a list column, such
+ * as `emails` whose leaf is `emails.list.element`). A group of several leaves is not one column.
+ */
+export function leafIndex(file: ParquetFile, path: readonly string[]): number {
+  const name = path.join('.');
+  const exact = file.leaves.findIndex((l) => l.path.join('.') === name);
+  if (exact >= 0) return exact;
+  const under = file.leaves.flatMap((l, i) => (l.path.join('.').startsWith(`${name}.`) ? [i] : []));
+  if (under.length === 1) return under[0]!;
+  throw new UnsupportedParquetError(under.length ? `column ${name} is a group of ${String(under.length)} columns: name one of them` : `no column ${name}`);
+}
+
+/** How a column stores its values: what a value must be turned into to be compared with them. */
+export interface ColumnType {
   readonly physical: number;
-  /** Per row: the value's bytes (BYTE_ARRAY without its length; fixed-width types as stored), or null. */
-  readonly rows: (Uint8Array | null)[];
+  readonly typeLength: number;
+  /** Ordered as unsigned integers (UINT_*). */
+  readonly unsigned: boolean;
+  /** A UUID: 16 bytes, big-endian, in a FIXED_LEN_BYTE_ARRAY. */
+  readonly uuid: boolean;
+}
+
+const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * How a value is stored in a column of this type, in every form it can take there: UTF-8 bytes
+ * (strings, and fixed-length bytes of that length), a UUID's 16 bytes, a little-endian integer
+ * (signed, or unsigned for UINT columns). None when the column cannot hold it.
+ */
+export function storedForms(column: ColumnType, v: string): Uint8Array[] {
+  const { physical } = column;
+  if (physical === Physical.BYTE_ARRAY) return [Buffer.from(v, 'utf8')];
+  if (physical === Physical.FIXED_LEN_BYTE_ARRAY) {
+    if (column.uuid || column.typeLength === 16) {
+      if (UUID_TEXT.test(v.trim())) return [Buffer.from(v.trim().replaceAll('-', ''), 'hex')];
+    }
+    const utf8 = Buffer.from(v, 'utf8');
+    return utf8.length === column.typeLength && !column.uuid ? [utf8] : [];
+  }
+  if ((physical === Physical.INT32 || physical === Physical.INT64) && /^-?\d{1,20}$/.test(v)) {
+    const n = BigInt(v);
+    const bits = physical === Physical.INT32 ? 32 : 64;
+    const fits = column.unsigned ? n >= 0n && n === BigInt.asUintN(bits, n) : n === BigInt.asIntN(bits, n);
+    if (!fits) return [];
+    const b = Buffer.alloc(bits / 8);
+    // Unsigned values are stored as the signed type's bits.
+    if (bits === 32) b.writeInt32LE(Number(BigInt.asIntN(32, n)));
+    else b.writeBigInt64LE(BigInt.asIntN(64, n));
+    return [b];
+  }
+  return [];
+}
+
+/** A stored value as text, the inverse of `storedForms`: a string, a UUID's canonical text, an integer's decimal digits. */
+export function textOf(column: ColumnType, bytes: Uint8Array): string | undefined {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (column.physical === Physical.FIXED_LEN_BYTE_ARRAY && column.uuid && b.length === 16) {
+    const hex = b.toString('hex');
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  }
+  if (column.physical === Physical.BYTE_ARRAY || column.physical === Physical.FIXED_LEN_BYTE_ARRAY) return b.toString('utf8');
+  if (column.physical === Physical.INT32 && b.length === 4) return String(column.unsigned ? b.readUInt32LE() : b.readInt32LE());
+  if (column.physical === Physical.INT64 && b.length === 8) return String(column.unsigned ? b.readBigUInt64LE() : b.readBigInt64LE());
+  return undefined;
+}
+
+/** The values of a column chunk, for finding rows. */
+export interface ColumnValues extends ColumnType {
+  /**
+   * Per row, its values' bytes (BYTE_ARRAY without its length; fixed-width types as stored): one
+   * for a flat column, as many as the list holds for a repeated one, none when null or empty.
+   */
+  readonly rows: (readonly Uint8Array[])[];
 }
 
 function readColumnValues(file: ParquetFile, chunk: ThriftStruct, leaf: LeafColumn): ColumnValues {
   const column = leaf.path.join('.');
-  if (leaf.maxRep > 0) throw new UnsupportedParquetError(`${column}: an identity column must not be repeated`);
   const meta = struct(chunk, 3)!;
   let dictionary: Uint8Array[] | undefined;
-  const rows: (Uint8Array | null)[] = [];
+  const rows: Uint8Array[][] = [];
   const valueOf = (p: PlainValues, i: number) => {
     const value = p.body.subarray(p.starts[i], p.ends[i]);
     return leaf.physical === Physical.BYTE_ARRAY ? value.subarray(4) : value;
@@ -357,16 +439,15 @@ function readColumnValues(file: ParquetFile, chunk: ThriftStruct, leaf: LeafColu
     const data = decodeDataPage(page, leaf, column);
     let v = 0;
     for (let i = 0; i < data.count; i += 1) {
-      if (data.def && data.def[i] !== leaf.maxDef) {
-        rows.push(null);
-        continue;
-      }
-      if (data.indices) rows.push(dictionary?.[data.indices[v]!] ?? null);
-      else rows.push(valueOf(data.plain!, v));
+      // A repetition level of 0 starts a row; a list's further elements belong to the row before.
+      if (!data.rep || data.rep[i] === 0 || rows.length === 0) rows.push([]);
+      if (data.def && data.def[i] !== leaf.maxDef) continue;
+      const value = data.indices ? dictionary?.[data.indices[v]!] : valueOf(data.plain!, v);
+      if (value) rows[rows.length - 1]!.push(value);
       v += 1;
     }
   }
-  return { physical: leaf.physical, rows };
+  return { physical: leaf.physical, typeLength: leaf.typeLength, unsigned: leaf.unsigned, uuid: leaf.uuid, rows };
 }
 
 /** Re-encode a chunk without the removed rows: same page kinds, encodings and codec. */

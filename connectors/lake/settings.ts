@@ -23,8 +23,14 @@ export const lakeSettingsSchema = z.strictObject({
     .array(
       z.strictObject({
         bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name'),
-        /** The table's objects are under it, e.g. `events/`. */
-        prefix: z.string().max(1024).default(''),
+        /** The table's objects are under it, e.g. `events/`. Not a Delta Lake or Hudi table: its log lists its files. */
+        prefix: z
+          .string()
+          .max(1024)
+          .default('')
+          .refine((p) => !p.split('/').some((s) => s === '_delta_log' || s === '.hoodie'), {
+            message: 'is inside a Delta Lake or Hudi table log: rewriting files underneath a table log corrupts the table; erase through the table engine',
+          }),
         format: z.enum(['parquet', 'jsonl']),
         /** Top-level (Parquet) or dotted (JSON) columns that hold an identity: a row with the subject's value in any is removed. */
         columns: z.array(z.strictObject({ identity: identityType, column: z.string().min(1).max(256) })).min(1),
