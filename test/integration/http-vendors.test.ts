@@ -7,7 +7,7 @@ import { HttpConnector } from '#connectors/http/connector';
 import { vendorDefinitionSchema } from '#connectors/http/definition';
 import { httpSettingsSchema } from '#connectors/http/settings';
 import { AmbiguousTargetsError, ConfigError, ConnectorPermanentError, ConnectorRetryableError, ConnectorThrottledError } from '#core/errors';
-import { normalizeIdentity } from '#core/identity';
+import { normalizeIdentities, type Identity } from '#core/identity';
 import type { Action } from '#core/request';
 import * as vendors from '../fixtures/vendors.ts';
 import { NEIGHBOUR_EMAILS, SUBJECT_EMAIL_STORED, SUBMITTED_EMAIL } from '../fixtures/hostile.ts';
@@ -170,7 +170,8 @@ describe('Vendor definitions against their documented APIs', () => {
 });
 
 describe('Vendor lookups under hostile data: only the subject, every form of the subject', () => {
-  const subject = normalizeIdentity({ type: 'email', value: SUBMITTED_EMAIL });
+  // As intake hands it on: the normal form, and the form the subject typed.
+  const [subject] = normalizeIdentities([{ type: 'email', value: SUBMITTED_EMAIL }]) as [Identity];
   const hostile = (identities: { type: string; value: string; forms?: readonly string[] }[], action: Action = 'delete') => ({ ...command(action), identities });
 
   it('Zendesk: an address that is search syntax reaches nobody else; the one stored literally is the only match', async () => {
