@@ -208,6 +208,7 @@ const RUN: Record<RequestCommand, (api: LetheApi, values: Values, positionals: s
     print(values, r, () => {
       console.log(`${r.requestId}  ${r.type} under ${r.regulation}: ${r.status}${r.completedAt ? ` at ${r.completedAt}` : ''}`);
       console.log(`  received ${r.receivedAt}, due ${r.dueAt}${r.overdue ? '  OVERDUE' : ''}`);
+      if (r.nothingFound) console.log('  nothing found in any system: nothing was deleted because nothing was there');
       for (const s of r.systems) {
         const affected = s.affected === null ? '' : `, ${plural(s.affected, 'record')}`;
         console.log(`  ${s.system.padEnd(20)} ${s.action.padEnd(9)} ${s.status}${affected}, ${plural(s.attempts, 'attempt')}${s.error ? ` (${s.error.name}: ${s.error.message})` : ''}`);

@@ -55,6 +55,8 @@ export interface AuditEvent {
   readonly keyVersion?: string;
   /** The new deadline of an extension. (Its reason is free text, kept with the request, never here.) */
   readonly dueAt?: string;
+  /** `request.completed`: no system found anything of the subject's. */
+  readonly nothingFound?: boolean;
 }
 
 export interface AuditRecord extends AuditEvent {

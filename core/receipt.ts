@@ -33,6 +33,8 @@ export const receiptSchema = z.strictObject({
   receivedAt: z.string(),
   dueAt: z.string(),
   completedAt: z.string().nullable(),
+  /** Completed, and no system found anything of the subject's: nothing was deleted because nothing was there. */
+  nothingFound: z.literal(true).optional(),
   systems: z.array(systemSchema),
   /** The request's audit chain as it stood: its last record's sequence number and hash. */
   audit: z.strictObject({ seq: z.int().min(1), head: z.string().regex(/^[0-9a-f]{64}$/) }),

@@ -1,3 +1,4 @@
+import type { NearMisses } from './near-miss.ts';
 import { REGULATIONS, REQUEST_STATUSES, REQUEST_TYPES, type Regulation, type RequestRecord, type RequestStatus, type RequestType } from './request.ts';
 
 /** A request as the API lists and reports it: what the list indexes project, and whether it is overdue. */
@@ -17,10 +18,12 @@ export interface ReportedTask {
   readonly attempts: number;
   readonly updatedAt: string;
   readonly error?: { readonly name: string; readonly message: string };
+  /** `needs_review`: what the verification's wider net found that the action left, by reason. */
+  readonly nearMisses?: NearMisses;
 }
 
 /** One request as `GET /v1/requests/{id}` reports it. */
-export type RequestDetail = ListedRequest & { readonly systems: readonly ReportedTask[] };
+export type RequestDetail = ListedRequest & { readonly systems: readonly ReportedTask[]; readonly nothingFound?: boolean };
 
 
 export interface Summary {

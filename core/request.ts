@@ -103,6 +103,14 @@ export const DEFAULT_ACTION: Record<RequestType, Action> = {
 export type Outcome = 'completed' | 'partially_failed' | 'needs_review' | 'failed';
 
 /**
+ * Whether a completed request found nothing anywhere: every task but the resolvers succeeded with
+ * nothing affected. Said apart from a deletion, so that "gone" is never claimed of data that was
+ * never there, and so that a subject nobody holds stands out (a misspelt address, a stale id).
+ */
+export const foundNothing = (tasks: readonly Pick<TaskRecord, 'action' | 'status' | 'affected'>[]): boolean =>
+  tasks.filter((t) => t.action !== 'resolve').every((t) => t.status === 'succeeded' && (t.affected ?? 0) === 0);
+
+/**
  * Outcome of a whole request from the final statuses of its tasks: `completed` only when every
  * task succeeded; `needs_review` when the rest only await a person's look at near-misses; else
  * failed, wholly or partly.
@@ -217,6 +225,8 @@ export interface RequestRecord {
   /** The last deadline reminder sent (`half_time`, `four_fifths`, `due`). */
   readonly reminded?: 'half_time' | 'four_fifths' | 'due' | undefined;
   readonly completedAt?: string | undefined;
+  /** Completed, and no system found anything of the subject's: a request about no one Lethe knows, not a deletion. */
+  readonly nothingFound?: boolean | undefined;
   /** How many times an operator retried the request's failed tasks (absent: never). */
   readonly round?: number | undefined;
   readonly source?: string | undefined;

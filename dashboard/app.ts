@@ -178,13 +178,15 @@ async function loadDetail(): Promise<void> {
       const left = 0;
       const width = Math.max(1, ((Date.parse(s.updatedAt) - start) / span) * 100);
       const detail = [s.action, s.affected === null ? '' : plural(s.affected, 'record'), plural(s.attempts, 'attempt'), s.error ? `${s.error.name}: ${s.error.message}` : ''].filter(Boolean).join(' · ');
+      // A system that needs review says what its wider net found, counted by reason.
+      const review = s.nearMisses ? Object.entries(s.nearMisses).map(([reason, n]) => `${String(n)} ${reason.replace('_', ' ')}`).join(', ') : '';
       return `<div class="lane" data-system="${esc(s.system)}"><div><b>${esc(s.system)}</b><small class="${esc(s.status)}">${esc(s.status.replace(/_/g, ' '))}</small></div>
-        <div><div class="track ${esc(s.status)}"><div class="bar" style="left:${String(left)}%;width:${width.toFixed(1)}%"></div></div><small>${esc(detail)} · ${esc(when(s.updatedAt))}</small></div></div>`;
+        <div><div class="track ${esc(s.status)}"><div class="bar" style="left:${String(left)}%;width:${width.toFixed(1)}%"></div></div><small>${esc(detail)} · ${esc(when(s.updatedAt))}</small>${review ? `<small class="near-misses">near-misses: ${esc(review)}</small>` : ''}</div></div>`;
     })
     .join('');
   const final = FINAL.includes(r.status);
   $('#detail').innerHTML = `<h2><code>${esc(r.requestId)}</code></h2>
-    <p>${esc(r.type)} under ${esc(r.regulation.toUpperCase())}: <span class="badge ${esc(r.status)}">${esc(r.status.replace('_', ' '))}</span></p>
+    <p>${esc(r.type)} under ${esc(r.regulation.toUpperCase())}: <span class="badge ${esc(r.status)}">${esc(r.status.replace('_', ' '))}</span>${r.nothingFound ? ' <span class="badge nothing" data-nothing-found>nothing found in any system</span>' : ''}</p>
     <p>received ${esc(when(r.receivedAt))}, due ${esc(when(r.dueAt))} (${esc(countdown(r, Date.now()))})${r.extendedAt ? `, extended ${esc(when(r.extendedAt))}` : ''}</p>
     <div class="timeline" aria-label="Systems">${lanes || '<p class="hint">Not planned yet.</p>'}</div>
     ${final ? `<button type="button" class="button" id="receipt" data-id="${esc(r.requestId)}">Download signed receipt</button>` : ''}`;

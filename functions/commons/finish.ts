@@ -1,7 +1,7 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { taintedDatasets, type DatasetConfig } from '#core/config';
 import { InvalidTransitionError } from '#core/errors';
-import { DEFAULT_SHRED_AFTER_SECONDS, inRound, isFinalRequestStatus, isFinalTaskStatus, outcomeOf, type RequestRecord, type RequestStatus, type TaskRecord, type TaskStatus } from '#core/request';
+import { DEFAULT_SHRED_AFTER_SECONDS, foundNothing, inRound, isFinalRequestStatus, isFinalTaskStatus, outcomeOf, type RequestRecord, type RequestStatus, type TaskRecord, type TaskStatus } from '#core/request';
 import type { AuditLog } from './audit-log.ts';
 import type { Publish } from './bus.ts';
 import { logger, metrics } from './observability.ts';
@@ -63,6 +63,7 @@ export async function finishRequest(
     }
   }
   const outcome = options.force ?? outcomeOf(statuses);
+  const nothingFound = outcome === 'completed' && foundNothing(tasks);
   // Announced before the request is final, so that a failed announcement is retried with it.
   if (deps.publish && failed.length > 0) {
     await deps.publish(
@@ -74,15 +75,22 @@ export async function finishRequest(
   try {
     // Its data key is destroyed once the verification window has passed (a scheduled job, through the Shred index).
     const shredAt = new Date(Date.parse(now) + (deps.shredAfterSeconds ?? DEFAULT_SHRED_AFTER_SECONDS) * 1000).toISOString();
-    await store.transition(requestId, outcome, { completedAt: now, shred: SHRED_DUE, shredAt });
+    await store.transition(requestId, outcome, { completedAt: now, shred: SHRED_DUE, shredAt, ...(nothingFound && { nothingFound: true }) });
   } catch (error) {
     if (!(error instanceof InvalidTransitionError)) throw error;
     const current = (await store.mustGet(requestId)).status;
     logger.info('request already final', { requestId, status: current });
     return current;
   }
-  await audit.append(requestId, { eventId: inRound(`request.${outcome}`, request.round), event: `request.${outcome}`, at: now, actor: options.actor, status: outcome });
-  logger.info('request finished', { requestId, status: outcome, tasks: tasks.length });
+  await audit.append(requestId, {
+    eventId: inRound(`request.${outcome}`, request.round),
+    event: `request.${outcome}`,
+    at: now,
+    actor: options.actor,
+    status: outcome,
+    ...(nothingFound && { nothingFound: true }),
+  });
+  logger.info('request finished', { requestId, status: outcome, tasks: tasks.length, ...(nothingFound && { nothingFound }) });
   metrics.addMetric(OUTCOME_METRIC[outcome], MetricUnit.Count, 1);
   return outcome;
 }

@@ -63,7 +63,7 @@ export interface RestrictionItem {
   readonly liftedBy?: string;
 }
 
-type Extra = Record<string, string | number | Readonly<Record<string, number>> | undefined>;
+type Extra = Record<string, string | number | boolean | Readonly<Record<string, number>> | undefined>;
 
 export class RequestStore {
   readonly #table: string;

@@ -69,6 +69,7 @@ export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
       receivedAt: request.receivedAt,
       dueAt: request.dueAt,
       completedAt: request.completedAt ?? null,
+      ...(request.nothingFound && { nothingFound: true }),
       systems: tasks.map((t) => ({
         system: t.system,
         action: t.action,

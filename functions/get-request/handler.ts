@@ -53,6 +53,7 @@ export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
       ...(request.acknowledgeBy && { acknowledgeBy: request.acknowledgeBy }),
       ...(request.extendedAt && { extendedAt: request.extendedAt }),
       completedAt: request.completedAt ?? null,
+      ...(request.nothingFound && { nothingFound: true }),
       systems: tasks.map((t) => ({
         system: t.system,
         action: t.action,

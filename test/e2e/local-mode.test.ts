@@ -16,7 +16,7 @@ import { parquetReadObjects } from 'hyparquet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LetheClient, toRequest } from '@lethe/client';
 import { withoutSignature, type LogProblem, type TreeHead } from '#core/log';
-import { requestIdFor } from '#core/request';
+import { FINAL_REQUEST_STATUSES, requestIdFor } from '#core/request';
 import { canonicalBytes } from '#core/signing';
 import { LocalReceiptSigner } from '#functions/commons/receipts';
 import type { LocalState } from '#local/runtime';
@@ -56,7 +56,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
   const final = (id: string) =>
     waitFor(`request ${id} to finish`, async () => {
       const s = await status(id);
-      return ['completed', 'partially_failed', 'failed', 'cancelled'].includes(s.status) ? s : undefined;
+      return (FINAL_REQUEST_STATUSES as readonly string[]).includes(s.status) ? s : undefined;
     });
   const metaItems = async (id: string) =>
     (await db.send(new QueryCommand({ TableName: state.requestsTable, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': `REQ#${id}` } })))
@@ -107,6 +107,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
 
     const done = await final(answer.requestId);
     expect(done).toMatchObject({ status: 'completed', completedAt: expect.any(String) as string });
+    expect(done).not.toHaveProperty('nothingFound'); // it deleted what it found
     expect(done.systems).toEqual([
       { system: 'analytics', action: 'delete', status: 'succeeded', affected: 6, jobs: 'lake batch of 1' },
       { system: 'app-db', action: 'delete', status: 'succeeded', affected: 3 },
@@ -190,6 +191,43 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     const early = await local.as('ComplianceRole')(`${api}/v1/requests/${fresh}/receipt`);
     expect([200, 409]).toContain(early.status); // 409 while it runs; it may already be done
     await final(fresh);
+  });
+
+  it('ends needs_review, never completed, when the wider net finds the subject stored in another Unicode form; the receipt says so', async () => {
+    // The subject's account, its address stored decomposed (u + combining diaeresis), as some forms store it.
+    await sql(`INSERT INTO accounts (id, user_id, email, name) VALUES ('a-review', 'u-review', 'ju\u0308rgen.review@example.com', 'J')`);
+    const response = await post({ type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: 'Jürgen.Review@example.com' }] });
+    const { requestId } = (await response.json()) as { requestId: string };
+    const done = await final(requestId);
+    expect(done.status).toBe('needs_review');
+    const appDb = done.systems.find((t) => t.system === 'app-db' && t.action === 'delete') as { status: string; nearMisses?: object; error?: { name: string; message: string } };
+    expect(appDb).toMatchObject({
+      status: 'needs_review',
+      nearMisses: { unicode: 1 },
+      error: { name: 'NeedsReview', message: "app-db: 1 of the subject's records were left, which the action did not match: 1 in another Unicode form" },
+    });
+    // Nothing of it was touched by the action, and the status holds no value of it.
+    expect(await sql(`SELECT id FROM accounts WHERE id = 'a-review'`)).toEqual([{ id: 'a-review' }]);
+    expect(JSON.stringify(done)).not.toMatch(/rgen\.review/);
+    const receipt = await waitFor('the receipt', async () => {
+      const answer = await local.as('ComplianceRole')(`${api}/v1/requests/${requestId}/receipt`);
+      return answer.status === 200 ? ((await answer.json()) as { status: string; systems: { system: string; action: string; status: string; nearMisses?: object }[] }) : undefined;
+    }, 30_000);
+    expect(receipt.status).toBe('needs_review');
+    expect(receipt.systems.find((t) => t.system === 'app-db' && t.action === 'delete')).toMatchObject({ status: 'needs_review', nearMisses: { unicode: 1 } });
+    await sql(`DELETE FROM accounts WHERE id = 'a-review'`); // as the reviewer would, for the tests after this one
+  });
+
+  it('says a request found nothing anywhere, apart from a deletion, in its status and receipt', async () => {
+    const response = await post({ type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: 'nobody.here@example.com' }] });
+    const { requestId } = (await response.json()) as { requestId: string };
+    const done = (await final(requestId)) as { status: string; nothingFound?: boolean };
+    expect(done).toMatchObject({ status: 'completed', nothingFound: true });
+    const receipt = await waitFor('the receipt', async () => {
+      const answer = await local.as('ComplianceRole')(`${api}/v1/requests/${requestId}/receipt`);
+      return answer.status === 200 ? ((await answer.json()) as { status: string; nothingFound?: boolean }) : undefined;
+    }, 30_000);
+    expect(receipt).toMatchObject({ status: 'completed', nothingFound: true });
   });
 
   it('makes one request of the same request sent twice', async () => {
