@@ -1,3 +1,5 @@
+import { formsOf, type Identity } from './identity.ts';
+
 /**
  * Near-misses: the subject's data that a verification's wider net finds and the action left. A
  * verification that only ran the action's own predicate again could never disagree with it; the
@@ -74,4 +76,20 @@ export function nearMissReason(stored: string): NearMissReason {
   if (stored !== stored.trim()) return 'whitespace';
   if (stored.normalize('NFC') !== stored || stored.normalize('NFKC') !== stored) return 'unicode';
   return 'case';
+}
+
+/**
+ * What a store that can only be asked for exact values (a key, an index, a filter) is asked by the
+ * wider net, beyond the forms the action asks with: each form trimmed, lower- and upper-cased, in
+ * every Unicode normal form. Each found record is a near-miss of the reason its spelling shows.
+ */
+export function wideSpellings(identity: Identity): string[] {
+  const asked = new Set(formsOf(identity));
+  const out = new Set<string>();
+  for (const form of asked) {
+    for (const base of [form.trim(), form.trim().toLowerCase(), form.trim().toUpperCase()]) {
+      for (const nf of ['NFC', 'NFD', 'NFKC', 'NFKD'] as const) out.add(base.normalize(nf));
+    }
+  }
+  return [...out].filter((s) => s.length > 0 && !asked.has(s));
 }

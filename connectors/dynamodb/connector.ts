@@ -7,8 +7,9 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
-import type { Identity } from '#core/identity';
-import type { Connector, ConnectorCommand, ConnectorResult } from '#core/ports';
+import { formsOf, type Identity } from '#core/identity';
+import { nearMissReason, wideSpellings, type NearMisses } from '#core/near-miss';
+import type { Connector, ConnectorCommand, ConnectorResult, Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import { classifyAwsError } from '../aws-errors.ts';
 import { DYNAMODB_ACTIONS, type DynamoDbSettings, type DynamoDbTable } from './settings.ts';
@@ -19,10 +20,15 @@ type Key = Record<string, unknown>;
 const BATCH = 25;
 const BATCH_ATTEMPTS = 8;
 
+/** How a lookup spells the subject's value: the action's forms, or the wider net's. */
+type Spell = (identity: Identity) => string[];
+
 /**
  * Deletes or anonymizes a subject's items in the DynamoDB tables of one system. Items are found by
  * querying a table (identity in the partition key) or a GSI (identity in another attribute), never
- * by a scan; deletes go 25 to a BatchWriteItem, unprocessed items retried with backoff.
+ * by a scan, with the subject's value and every form it was submitted in; deletes go 25 to a
+ * BatchWriteItem, unprocessed items retried with backoff. `verify` also asks for the value in other
+ * case and Unicode forms: items found so are near-misses.
  */
 export class DynamoDbConnector implements Connector {
   readonly kind = 'dynamodb';
@@ -46,7 +52,7 @@ export class DynamoDbConnector implements Connector {
   async run(command: ConnectorCommand): Promise<ConnectorResult> {
     let affected = 0;
     for (const table of this.#s.tables) {
-      const keys = await this.#findKeys(table, command.identities);
+      const keys = [...(await this.#findKeys(table, command.identities, formsOf)).values()].map((f) => f.key);
       if (command.action === 'delete') {
         affected += await this.#deleteAll(table, keys);
       } else if (command.action === 'anonymize') {
@@ -63,26 +69,34 @@ export class DynamoDbConnector implements Connector {
    * (anonymize). Index reads are eventually consistent and may not project those attributes, so
    * every item found is read again from the table with a consistent read.
    */
-  async verify(command: ConnectorCommand): Promise<{ remaining: number }> {
+  async verify(command: ConnectorCommand): Promise<Verification> {
     if (command.action !== 'delete' && command.action !== 'anonymize') {
       throw new ConnectorPermanentError(`dynamodb connector cannot verify ${command.action}`);
     }
     let remaining = 0;
+    const nearMisses: Partial<Record<keyof NearMisses, number>> = {};
     for (const table of this.#s.tables) {
       const attributes = command.action === 'anonymize' ? table.anonymize : [];
-      for (const key of await this.#findKeys(table, command.identities)) {
+      const left = async (key: Key) => {
         const item = await this.#read(table, key, attributes);
-        if (item && (command.action === 'delete' || attributes.some((a) => item[a] !== undefined))) remaining += 1;
+        return Boolean(item && (command.action === 'delete' || attributes.some((a) => item[a] !== undefined)));
+      };
+      const mine = await this.#findKeys(table, command.identities, formsOf);
+      for (const { key } of mine.values()) if (await left(key)) remaining += 1;
+      for (const [id, { key, spelling }] of await this.#findKeys(table, command.identities, wideSpellings)) {
+        if (mine.has(id) || !(await left(key))) continue;
+        const reason = nearMissReason(spelling);
+        nearMisses[reason] = (nearMisses[reason] ?? 0) + 1;
       }
     }
-    return { remaining };
+    return Object.keys(nearMisses).length > 0 ? { remaining, nearMisses } : { remaining };
   }
 
-  /** Primary keys of the subject's items in one table, through every lookup an identity fits. */
-  async #findKeys(t: DynamoDbTable, identities: readonly Identity[]): Promise<Key[]> {
-    const found = new Map<string, Key>();
+  /** Primary keys of the subject's items in one table, through every lookup an identity fits, each with the spelling that found it. */
+  async #findKeys(t: DynamoDbTable, identities: readonly Identity[], spell: Spell): Promise<Map<string, { key: Key; spelling: string }>> {
+    const found = new Map<string, { key: Key; spelling: string }>();
     for (const lookup of t.lookups) {
-      for (const identity of identities.filter((i) => i.type === lookup.identity)) {
+      for (const spelling of identities.filter((i) => i.type === lookup.identity).flatMap(spell)) {
         const names: Record<string, string> = { '#k': lookup.attribute, '#pk': t.partitionKey };
         if (t.sortKey) names['#sk'] = t.sortKey;
         const pages = paginateQuery(
@@ -92,7 +106,7 @@ export class DynamoDbConnector implements Connector {
             IndexName: lookup.index,
             KeyConditionExpression: '#k = :v',
             ExpressionAttributeNames: names,
-            ExpressionAttributeValues: { ':v': identity.value },
+            ExpressionAttributeValues: { ':v': spelling },
             ProjectionExpression: t.sortKey ? '#pk, #sk' : '#pk',
           },
         );
@@ -101,7 +115,7 @@ export class DynamoDbConnector implements Connector {
             for (const item of page.Items ?? []) {
               const key: Key = { [t.partitionKey]: item[t.partitionKey] as unknown };
               if (t.sortKey) key[t.sortKey] = item[t.sortKey];
-              found.set(JSON.stringify(key), key);
+              found.set(JSON.stringify(key), { key, spelling });
             }
           }
         } catch (error) {
@@ -109,7 +123,7 @@ export class DynamoDbConnector implements Connector {
         }
       }
     }
-    return [...found.values()];
+    return found;
   }
 
   /** Delete in batches of 25; the count is the items found, each of which existed when found. */

@@ -3,7 +3,7 @@ import { BatchWriteCommand, DynamoDBDocumentClient, GetCommand, ScanCommand } fr
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { HOSTILE_RUNS, hostileIdentifier } from '../fixtures/hostile.ts';
+import { HOSTILE_RUNS, hostileIdentifier, NEIGHBOUR_EMAILS, SUBJECT_EMAIL, SUBJECT_EMAIL_STORED, SUBMITTED_EMAIL } from '../fixtures/hostile.ts';
 import { DynamoDbConnector } from '#connectors/dynamodb/connector';
 import { dynamoDbSettingsSchema } from '#connectors/dynamodb/settings';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
@@ -32,7 +32,7 @@ describe.skipIf(unavailable)('Class: DynamoDbConnector (DynamoDB Local)', () => 
     { type: 'email', value: 'ada@example.com' },
     { type: 'user_id', value: 'u-ada' },
   ];
-  const command = (action: 'delete' | 'anonymize', identities = ada) => ({ requestId: 'r1', action, identities, keyedHash: (v: string) => `h(${v})` });
+  const command = (action: 'delete' | 'anonymize', identities: { type: string; value: string; forms?: string[] }[] = ada) => ({ requestId: 'r1', action, identities, keyedHash: (v: string) => `h(${v})` });
 
   beforeAll(async () => {
     server = await dynamoDb();
@@ -86,6 +86,26 @@ describe.skipIf(unavailable)('Class: DynamoDbConnector (DynamoDB Local)', () => 
 
     expect(await remaining()).toEqual(['u-grace/profile']);
     expect(await connector.verify(command('delete'))).toEqual({ remaining: 0 });
+  });
+
+  it('takes the address as submitted beside its normal form, reports the subject stored in other forms as near-misses, and touches no neighbour', async () => {
+    const stored = [
+      { userId: 'h-normal', recordId: 'profile', email: SUBJECT_EMAIL_STORED.normal },
+      { userId: 'h-typed', recordId: 'profile', email: SUBMITTED_EMAIL },
+      { userId: 'h-nfd', recordId: 'profile', email: SUBJECT_EMAIL_STORED.nfd },
+      { userId: 'h-upper', recordId: 'profile', email: SUBJECT_EMAIL.toUpperCase() },
+      ...NEIGHBOUR_EMAILS.map((email, i) => ({ userId: `n-${String(i)}`, recordId: 'profile', email })),
+      { userId: 'U-1234x', recordId: 'profile' },
+    ];
+    await doc.send(new BatchWriteCommand({ RequestItems: { [table]: stored.map((Item) => ({ PutRequest: { Item } })) } }));
+    const neighbours = async () => JSON.stringify(((await doc.send(new ScanCommand({ TableName: table }))).Items ?? []).filter((i) => String(i['userId']).startsWith('n-') || i['userId'] === 'U-1234x').sort((a, b) => String(a['userId']).localeCompare(String(b['userId']))));
+    const before = await neighbours();
+    const connector = new DynamoDbConnector(doc, settings());
+    const subject = [{ type: 'email', value: SUBJECT_EMAIL, forms: [SUBMITTED_EMAIL] }];
+
+    expect(await connector.run(command('delete', subject))).toEqual({ affected: 2 }); // the normal and the typed form
+    expect(await connector.verify(command('delete', subject))).toEqual({ remaining: 0, nearMisses: { case: 1, unicode: 1 } });
+    expect(await neighbours()).toBe(before);
   });
 
   it('deletes many items in batches of 25, across every table of the system', async () => {
