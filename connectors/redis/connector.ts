@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
-import type { Identity } from '#core/identity';
-import type { Connector, ConnectorCommand, ConnectorResult } from '#core/ports';
+import { formsOf, type Identity } from '#core/identity';
+import { nearMissReason, wideSpellings, type NearMisses } from '#core/near-miss';
+import type { Connector, ConnectorCommand, ConnectorResult, Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import { fill } from '../templates.ts';
 import { REDIS_ACTIONS, type RedisSettings } from './settings.ts';
@@ -42,29 +43,40 @@ export class RedisConnector implements Connector {
     });
   }
 
-  async verify(command: ConnectorCommand): Promise<{ remaining: number }> {
+  /** What the action's targets still hold; and, asked in other case and Unicode forms, the near-misses. */
+  async verify(command: ConnectorCommand): Promise<Verification> {
     return this.#guard('verify', async () => {
+      const exists = async (t: Target) => (t.kind === 'key' ? this.#redis.exists(t.key) : this.#redis.hexists(t.hash, t.field));
+      const id = (t: Target) => (t.kind === 'key' ? t.key : `${t.hash}\u0000${t.field}`);
       let remaining = 0;
+      const mine = new Set<string>();
       for (const target of await this.#targets(command.identities)) {
-        remaining += target.kind === 'key' ? await this.#redis.exists(target.key) : await this.#redis.hexists(target.hash, target.field);
+        mine.add(id(target));
+        remaining += await exists(target);
       }
-      return { remaining };
+      const nearMisses: Partial<Record<keyof NearMisses, number>> = {};
+      for (const target of await this.#targets(command.identities, wideSpellings)) {
+        if (mine.has(id(target)) || !(await exists(target))) continue;
+        const reason = nearMissReason(target.kind === 'key' ? target.key : target.field);
+        nearMisses[reason] = (nearMisses[reason] ?? 0) + 1;
+      }
+      return Object.keys(nearMisses).length > 0 ? { remaining, nearMisses } : { remaining };
     });
   }
 
-  async #targets(identities: readonly Identity[]): Promise<Target[]> {
+  async #targets(identities: readonly Identity[], spell: (identity: Identity) => string[] = formsOf): Promise<Target[]> {
     const targets: Target[] = [];
     for (const entry of this.#s.entries) {
       if ('key' in entry) {
-        for (const key of fill(entry.key, identities)) targets.push({ kind: 'key', key });
+        for (const key of fill(entry.key, identities, undefined, spell)) targets.push({ kind: 'key', key });
       } else if ('pattern' in entry) {
-        for (const match of fill(entry.pattern, identities, escapeGlob)) {
+        for (const match of fill(entry.pattern, identities, escapeGlob, spell)) {
           for await (const batch of this.#redis.scanStream({ match, count: 500 }) as AsyncIterable<string[]>) {
             for (const key of batch) targets.push({ kind: 'key', key });
           }
         }
       } else {
-        for (const field of fill(entry.field, identities)) targets.push({ kind: 'field', hash: entry.hash, field });
+        for (const field of fill(entry.field, identities, undefined, spell)) targets.push({ kind: 'field', hash: entry.hash, field });
       }
     }
     return targets;

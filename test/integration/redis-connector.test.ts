@@ -6,7 +6,7 @@ import { RedisConnector } from '#connectors/redis/connector';
 import { redisSettingsSchema } from '#connectors/redis/settings';
 import { ConnectorRetryableError } from '#core/errors';
 import type { Identity } from '#core/identity';
-import { HOSTILE_RUNS, hostileIdentifier } from '../fixtures/hostile.ts';
+import { HOSTILE_RUNS, hostileIdentifier, NEIGHBOUR_EMAILS, SUBJECT_EMAIL, SUBJECT_EMAIL_STORED, SUBMITTED_EMAIL } from '../fixtures/hostile.ts';
 
 /** Against the Redis server at LETHE_TEST_REDIS_URL; without one, skipped (outside CI only). */
 const url = process.env['LETHE_TEST_REDIS_URL'];
@@ -53,6 +53,23 @@ describe.skipIf(!url)('Class: RedisConnector (Redis server)', () => {
     for await (const batch of redis.scanStream({ match: `${p}*`, count: 500 }) as AsyncIterable<string[]>) keys.push(...batch);
     return keys.map((k) => k.slice(p.length)).sort();
   };
+
+  it('takes the address as submitted too, reports the subject stored in other forms as near-misses, and touches no neighbour', async () => {
+    const hash = `${p}users:by-email`;
+    await redis.hset(hash, { [SUBJECT_EMAIL]: 'h1', [SUBMITTED_EMAIL]: 'h2', [SUBJECT_EMAIL_STORED.nfd]: 'h3', [SUBJECT_EMAIL.toUpperCase()]: 'h4' });
+    await redis.hset(hash, Object.fromEntries(NEIGHBOUR_EMAILS.map((e, i) => [e, `n${String(i)}`])));
+    await redis.set(`${p}profile:U-1234`, 'near');
+    const neighbours = async () => JSON.stringify(Object.entries(await redis.hgetall(hash)).filter(([, v]) => v.startsWith('n') || !v.startsWith('h')).sort());
+    const before = await neighbours();
+    const subject: Identity[] = [
+      { type: 'email', value: SUBJECT_EMAIL, forms: [SUBMITTED_EMAIL] },
+      { type: 'user_id', value: 'u-1234' },
+    ];
+    expect(await connector().run(command(subject))).toEqual({ affected: 2 });
+    expect(await connector().verify(command(subject))).toEqual({ remaining: 0, nearMisses: { unicode: 1, case: 2 } });
+    expect(await neighbours()).toBe(before);
+    expect(await redis.get(`${p}profile:U-1234`)).toBe('near');
+  });
 
   it('deletes the subject’s keys, pattern matches and hash fields, and nothing else', async () => {
     expect(await connector().run(command(ada))).toEqual({ affected: 4 });
