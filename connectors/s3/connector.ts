@@ -8,8 +8,9 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { ConnectorPermanentError } from '#core/errors';
-import type { Identity } from '#core/identity';
-import type { Connector, ConnectorCommand, ConnectorResult } from '#core/ports';
+import { formsOf, type Identity } from '#core/identity';
+import { nearMissReason, wideKey, wideSpellings, type NearMisses } from '#core/near-miss';
+import type { Connector, ConnectorCommand, ConnectorResult, Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import { classifyAwsError } from '../aws-errors.ts';
 import { fill } from '../templates.ts';
@@ -19,6 +20,8 @@ import { S3_ACTIONS, type S3Settings } from './settings.ts';
 interface Found {
   readonly id: ObjectIdentifier;
   readonly entry: string;
+  /** The value that found it (a key, a prefix, a tag's value): what a near-miss is classed by. */
+  readonly spelling: string;
 }
 
 /**
@@ -48,7 +51,7 @@ export class S3Connector implements Connector {
 
   async run(command: ConnectorCommand): Promise<ConnectorResult> {
     if (command.action !== 'delete') throw new ConnectorPermanentError(`s3 connector cannot ${command.action}`);
-    const found = await this.#find(command.identities);
+    const found = [...(await this.#find(command.identities)).values()];
     for (let i = 0; i < found.length; i += 1000) {
       const batch = found.slice(i, i + 1000);
       const out = await this.#send(() =>
@@ -69,36 +72,47 @@ export class S3Connector implements Connector {
     return { affected: found.length };
   }
 
-  async verify(command: ConnectorCommand): Promise<{ remaining: number }> {
-    return { remaining: (await this.#find(command.identities)).length };
+  /** What the action's match still finds; and, asked in other case and Unicode forms (tags compared trimmed and case-folded), the near-misses. */
+  async verify(command: ConnectorCommand): Promise<Verification> {
+    const mine = await this.#find(command.identities, 'action');
+    const nearMisses: Partial<Record<keyof NearMisses, number>> = {};
+    for (const [id, f] of await this.#find(command.identities, 'wide')) {
+      if (mine.has(id)) continue;
+      const reason = nearMissReason(f.spelling);
+      nearMisses[reason] = (nearMisses[reason] ?? 0) + 1;
+    }
+    return Object.keys(nearMisses).length > 0 ? { remaining: mine.size, nearMisses } : { remaining: mine.size };
   }
 
-  async #find(identities: readonly Identity[]): Promise<Found[]> {
+  async #find(identities: readonly Identity[], net: 'action' | 'wide' = 'action'): Promise<Map<string, Found>> {
     const versioned = await this.#isVersioned();
+    const spell = net === 'action' ? formsOf : wideSpellings;
     const found = new Map<string, Found>();
     const add = (f: Found) => found.set(`${f.id.Key ?? ''}\u0000${f.id.VersionId ?? ''}`, f);
     for (const entry of this.#s.objects) {
       if ('key' in entry) {
-        for (const key of fill(entry.key, identities)) {
-          for (const id of await this.#list(key, versioned)) if (id.Key === key) add({ id, entry: entry.key });
+        for (const key of fill(entry.key, identities, undefined, spell)) {
+          for (const id of await this.#list(key, versioned)) if (id.Key === key) add({ id, entry: entry.key, spelling: key });
         }
       } else if ('prefix' in entry) {
-        for (const prefix of fill(entry.prefix, identities)) {
-          for (const id of await this.#list(prefix, versioned)) add({ id, entry: `${entry.prefix}…` });
+        for (const prefix of fill(entry.prefix, identities, undefined, spell)) {
+          for (const id of await this.#list(prefix, versioned)) add({ id, entry: `${entry.prefix}…`, spelling: prefix });
         }
       } else {
         const values = new Set(fill(entry.value, identities));
         if (values.size === 0) continue;
+        const wide = new Set([...values].map(wideKey));
         const label = `${entry.within}… tagged ${entry.tag}`;
         for (const id of await this.#list(entry.within, versioned)) {
           const tags = await this.#send(() =>
             this.#s3.send(new GetObjectTaggingCommand({ Bucket: this.#s.bucket, Key: id.Key, VersionId: id.VersionId })),
           );
-          if (tags.TagSet?.some((t) => t.Key === entry.tag && values.has(t.Value ?? ''))) add({ id, entry: label });
+          const tag = tags.TagSet?.find((t) => t.Key === entry.tag && (net === 'action' ? values.has(t.Value ?? '') : wide.has(wideKey(t.Value ?? ''))));
+          if (tag) add({ id, entry: label, spelling: tag.Value ?? '' });
         }
       }
     }
-    return [...found.values()];
+    return found;
   }
 
   /** Every object under a prefix: each version and delete marker when the bucket is versioned. */

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { S3Connector } from '#connectors/s3/connector';
 import { s3SettingsSchema } from '#connectors/s3/settings';
 import type { Identity } from '#core/identity';
-import { HOSTILE_RUNS, hostileIdentifier } from '../fixtures/hostile.ts';
+import { HOSTILE_RUNS, hostileIdentifier, NEIGHBOUR_USER_IDS, SUBJECT_EMAIL, SUBJECT_EMAIL_STORED, SUBJECT_USER_ID } from '../fixtures/hostile.ts';
 import { credentials } from '../fixtures/servers.ts';
 
 /** Unversioned buckets on fauxqs; versions, Object Lock and tags (which fauxqs lacks) are in test/unit/connectors/s3.test.ts. */
@@ -42,6 +42,21 @@ describe('Class: S3Connector (fauxqs)', () => {
     expect(await keys()).toEqual(['exports/u1.json.bak', 'exports/u2.json', 'uploads/*/d.txt', 'uploads/u10/c.txt']);
     expect(await connector().verify(command(u1))).toEqual({ remaining: 0 });
     expect(await connector().run(command(u1))).toEqual({ affected: 0 });
+  });
+
+  it('reports the subject’s objects under another case or Unicode form as near-misses, and touches no neighbour', async () => {
+    const subjectKeys = [`exports/${SUBJECT_USER_ID}.json`, `uploads/${SUBJECT_USER_ID}/a.txt`];
+    const near = [`exports/${SUBJECT_USER_ID.toUpperCase()}.json`, `uploads/${SUBJECT_USER_ID.toUpperCase()}/b.txt`, `exports/${SUBJECT_EMAIL_STORED.nfd}.json`];
+    const neighbours = NEIGHBOUR_USER_IDS.filter((id) => !id.includes('*')).flatMap((id) => [`exports/${id}.json`, `uploads/${id}/n.txt`]);
+    for (const Key of [...subjectKeys, ...near, ...neighbours]) await s3.send(new PutObjectCommand({ Bucket: bucket, Key, Body: Key }));
+    const before = (await keys()).filter((k) => neighbours.includes(k!));
+    const subject = [{ type: 'user_id', value: SUBJECT_USER_ID }, { type: 'email_key', value: SUBJECT_EMAIL }];
+    const withEmail = new S3Connector(s3, s3SettingsSchema.parse({ bucket, objects: [{ key: 'exports/{user_id}.json' }, { prefix: 'uploads/{user_id}/' }, { key: 'exports/{email_key}.json' }] }));
+
+    expect(await withEmail.run(command(subject))).toEqual({ affected: 2 });
+    expect(await withEmail.verify(command(subject))).toEqual({ remaining: 0, nearMisses: { case: 2, unicode: 1 } });
+    expect((await keys()).filter((k) => neighbours.includes(k!))).toEqual(before);
+    expect(before).toHaveLength(neighbours.length);
   });
 
   it('deletes nothing for hostile identities', async () => {
