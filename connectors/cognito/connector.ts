@@ -7,8 +7,9 @@ import {
   type CognitoIdentityProviderClient,
 } from '@aws-sdk/client-cognito-identity-provider';
 import { ConnectorPermanentError } from '#core/errors';
-import type { Identity } from '#core/identity';
-import { mergeRestrictions, type Connector, type ConnectorCommand, type ConnectorResult } from '#core/ports';
+import { formsOf, type Identity } from '#core/identity';
+import { nearMissReason, wideSpellings, type NearMisses } from '#core/near-miss';
+import { mergeRestrictions, type Connector, type ConnectorCommand, type ConnectorResult, type Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import { classifyAwsError } from '../aws-errors.ts';
 import { fill } from '../templates.ts';
@@ -70,18 +71,25 @@ export class CognitoConnector implements Connector {
     }
   }
 
-  async verify(command: ConnectorCommand): Promise<{ remaining: number }> {
-    const usernames =
-      command.action === 'lift' && command.restrictions
-        ? (mergeRestrictions(command.restrictions)[this.#s.userPoolId] ?? [])
-        : await this.#find(command.identities);
-    let remaining = 0;
-    for (const username of usernames) {
+  /** What the action's match still finds; and, asked in other case and Unicode forms, the near-misses (delete and restrict). */
+  async verify(command: ConnectorCommand): Promise<Verification> {
+    const lifting = command.action === 'lift' && command.restrictions;
+    const mine = lifting ? new Map((mergeRestrictions(command.restrictions)[this.#s.userPoolId] ?? []).map((u) => [u, u])) : await this.#found(command.identities, formsOf);
+    const left = async (username: string) => {
       const enabled = await this.#enabled(username);
-      if (enabled === undefined) continue;
-      if (command.action === 'delete' || enabled === (command.action === 'restrict')) remaining += 1;
+      return enabled !== undefined && (command.action === 'delete' || enabled === (command.action === 'restrict'));
+    };
+    let remaining = 0;
+    for (const username of mine.keys()) if (await left(username)) remaining += 1;
+    const nearMisses: Partial<Record<keyof NearMisses, number>> = {};
+    if (command.action === 'delete' || command.action === 'restrict') {
+      for (const [username, spelling] of await this.#found(command.identities, wideSpellings)) {
+        if (mine.has(username) || !(await left(username))) continue;
+        const reason = nearMissReason(spelling);
+        nearMisses[reason] = (nearMisses[reason] ?? 0) + 1;
+      }
     }
-    return { remaining };
+    return Object.keys(nearMisses).length > 0 ? { remaining, nearMisses } : { remaining };
   }
 
   /** Enable or disable the users that exist and are not so already; how many changed. */
@@ -98,14 +106,19 @@ export class CognitoConnector implements Connector {
 
   /** Usernames of the subject's users in the pool. */
   async #find(identities: readonly Identity[]): Promise<string[]> {
-    const usernames = new Set<string>();
+    return [...(await this.#found(identities, formsOf)).keys()];
+  }
+
+  /** The subject's users in the pool, by username, each with the spelling that found it. */
+  async #found(identities: readonly Identity[], spell: (identity: Identity) => string[]): Promise<Map<string, string>> {
+    const usernames = new Map<string, string>();
     for (const entry of this.#s.users) {
       if ('username' in entry) {
-        for (const u of fill(entry.username, identities)) if (USERNAME.test(u)) usernames.add(u);
+        for (const u of fill(entry.username, identities, undefined, spell)) if (USERNAME.test(u)) usernames.set(u, u);
         continue;
       }
-      for (const identity of identities.filter((i) => i.type === entry.identity)) {
-        const filter = `${entry.attribute} = "${identity.value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+      for (const [identity, value] of identities.filter((i) => i.type === entry.identity).flatMap((i) => spell(i).map((v) => [i, v] as const))) {
+        const filter = `${entry.attribute} = "${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
         if (filter.length > FILTER_LENGTH) {
           // Not found is not the truth here: the pool cannot be searched for it. Someone must look.
           throw new ConnectorPermanentError(
@@ -114,14 +127,14 @@ export class CognitoConnector implements Connector {
         }
         try {
           for await (const page of paginateListUsers({ client: this.#cognito }, { UserPoolId: this.#s.userPoolId, Filter: filter })) {
-            for (const user of page.Users ?? []) if (user.Username) usernames.add(user.Username);
+            for (const user of page.Users ?? []) if (user.Username) usernames.set(user.Username, value);
           }
         } catch (error) {
           throw classifyAwsError(`cognito user pool ${this.#s.userPoolId}`, error);
         }
       }
     }
-    return [...usernames];
+    return usernames;
   }
 
   /** Whether the user is enabled; undefined when there is no such user. */

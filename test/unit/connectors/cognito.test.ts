@@ -14,7 +14,7 @@ import { CognitoConnector } from '#connectors/cognito/connector';
 import { cognitoSettingsSchema } from '#connectors/cognito/settings';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
 import type { Restriction } from '#core/ports';
-import { HOSTILE_RUNS, hostileIdentifier } from '../../fixtures/hostile.ts';
+import { HOSTILE_RUNS, hostileIdentifier, NEIGHBOUR_EMAILS } from '../../fixtures/hostile.ts';
 
 const client = new CognitoIdentityProviderClient({ region: 'eu-west-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
 const mock = mockClient(client);
@@ -41,6 +41,36 @@ describe('Class: CognitoConnector', () => {
 
     expect(await connector.run(command('delete'))).toEqual({ affected: 1 });
     expect(mock).toHaveReceivedCommandWith(ListUsersCommand, { UserPoolId: pool, Filter: 'email = "ada@example.com"' });
+  });
+
+  it('finds users by the address as submitted too, reports one in another case as a near-miss, and touches no neighbour', async () => {
+    // A pool as Cognito keeps it: ListUsers' `=` matches the attribute exactly.
+    const users = new Map([
+      ['s-normal', 'ada@example.com'],
+      ['s-typed', 'Ada@Example.com'],
+      ['s-upper', 'ADA@EXAMPLE.COM'],
+      ...NEIGHBOUR_EMAILS.map((e, i): [string, string] => [`n-${String(i)}`, e]),
+      ['n-adam', 'adam@example.com'],
+    ]);
+    mock.on(ListUsersCommand).callsFake((input: { Filter: string }) => {
+      const value = /^email = "(.*)"$/.exec(input.Filter)![1]!.replace(/\\(.)/g, '$1');
+      return { Users: [...users].filter(([, e]) => e === value).map(([Username]) => ({ Username })) };
+    });
+    mock.on(AdminGetUserCommand).callsFake((input: { Username: string }) => {
+      if (!users.has(input.Username)) throw notFound;
+      return { Username: input.Username, Enabled: true };
+    });
+    mock.on(AdminDeleteUserCommand).callsFake((input: { Username: string }) => {
+      if (!users.delete(input.Username)) throw notFound;
+      return {};
+    });
+    const before = JSON.stringify([...users].filter(([u]) => u.startsWith('n-')));
+    const subject = { ...command('delete'), identities: [{ type: 'email', value: 'ada@example.com', forms: ['Ada@Example.com'] }] };
+
+    expect(await connector.run(subject)).toEqual({ affected: 2 });
+    expect(await connector.verify(subject)).toEqual({ remaining: 0, nearMisses: { case: 1 } });
+    expect([...users.keys()].filter((u) => u.startsWith('s-'))).toEqual(['s-upper']);
+    expect(JSON.stringify([...users].filter(([u]) => u.startsWith('n-')))).toBe(before);
   });
 
   it('escapes quotes in the ListUsers filter', async () => {
