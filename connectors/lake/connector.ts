@@ -10,12 +10,14 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { ConfigError, ConnectorPermanentError, ConnectorRetryableError, LetheError } from '#core/errors';
-import type { Identity } from '#core/identity';
+import { formsOf, type Identity } from '#core/identity';
+import { addNearMisses, type NearMisses } from '#core/near-miss';
 import type { BatchConnector, ConnectorCommand, ConnectorResult, Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import { classifyAwsError } from '../aws-errors.ts';
 import { removeJsonLines } from './jsonl.ts';
 import { readParquet, removeRows, storedForms, within, type ColumnValues } from './parquet.ts';
+import { wideCheckFor } from './near-miss.ts';
 import { LAKE_ACTIONS, type LakeSettings, type LakeTable } from './settings.ts';
 
 /** How often a rewrite starts over when another writer changed the object in between. */
@@ -88,20 +90,25 @@ export class LakeConnector implements BatchConnector {
    */
   async verifyBatch(subjects: ReadonlyMap<string, readonly Identity[]>): Promise<Map<string, Verification>> {
     const counts = new Map([...subjects.keys()].map((k) => [k, 0]));
-    const add = (found: ReadonlyMap<string, number>) => found.forEach((n, subject) => counts.set(subject, (counts.get(subject) ?? 0) + n));
+    const near = new Map<string, NearMisses>();
     for (const table of this.#settings.tables) {
       const rewrite = rewriterFor(table, subjects);
-      if (!rewrite) continue;
+      const wide = wideCheckFor(table, subjects);
+      if (!rewrite || !wide) continue;
+      const check = (bytes: Uint8Array) => {
+        rewrite(bytes).bySubject.forEach((n, subject) => counts.set(subject, (counts.get(subject) ?? 0) + n));
+        wide(bytes).forEach((n, subject) => near.set(subject, addNearMisses(near.get(subject), n)));
+      };
       for await (const candidate of this.#candidates(table, subjects)) {
         const object = await this.#get(table, candidate.key);
-        if (object) add(rewrite(object.bytes).bySubject);
+        if (object) check(object.bytes);
         for (const versionId of candidate.older) {
           const old = await this.#get(table, candidate.key, versionId);
-          if (old) add(rewrite(old.bytes).bySubject);
+          if (old) check(old.bytes);
         }
       }
     }
-    return new Map([...counts].map(([k, n]) => [k, { remaining: n }]));
+    return new Map([...counts].map(([k, n]) => [k, near.has(k) ? { remaining: n, nearMisses: near.get(k)! } : { remaining: n }]));
   }
 
   /**
@@ -306,9 +313,10 @@ function rewriterFor(table: LakeTable, subjects: ReadonlyMap<string, readonly Id
   const byColumn = new Map<string, Map<string, string[]>>();
   for (const { identity, column } of table.columns) {
     for (const [subject, identities] of subjects) {
-      for (const i of identities.filter((x) => x.type === identity)) {
+      // The value, and each form the subject submitted it in.
+      for (const value of identities.filter((x) => x.type === identity).flatMap(formsOf)) {
         const values = byColumn.get(column) ?? new Map<string, string[]>();
-        values.set(i.value, [...(values.get(i.value) ?? []), subject]);
+        values.set(value, [...(values.get(value) ?? []), subject]);
         byColumn.set(column, values);
       }
     }

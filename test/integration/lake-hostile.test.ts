@@ -8,7 +8,7 @@ import { LakeConnector } from '#connectors/lake/connector';
 import { lakeSettingsSchema } from '#connectors/lake/settings';
 import type { ConnectorCommand } from '#core/ports';
 import { duckdb } from '../fixtures/lake.ts';
-import { NEIGHBOUR_BIG_ID, NEIGHBOUR_EMAILS, NEIGHBOUR_UINT64, SUBJECT_BIG_ID, SUBJECT_EMAIL, SUBJECT_UINT64 } from '../fixtures/hostile.ts';
+import { NEIGHBOUR_BIG_ID, NEIGHBOUR_EMAILS, NEIGHBOUR_UINT64, SUBJECT_BIG_ID, SUBJECT_EMAIL, SUBJECT_EMAIL_STORED, SUBJECT_UINT64, SUBMITTED_EMAIL } from '../fixtures/hostile.ts';
 import { credentials } from '../fixtures/servers.ts';
 
 /**
@@ -38,6 +38,11 @@ describe('Class: LakeConnector, identities in their stored types (fauxqs, DuckDB
     writeFileSync(path, bytes);
     const reader = await (await duckdb()).runAndReadAll(`SELECT id::VARCHAR AS id, big::VARCHAR AS big, emails::VARCHAR AS emails, list_contains(emails, '${SUBJECT_EMAIL}') AS listed, n FROM '${path}' ORDER BY n`);
     return reader.getRowObjectsJson();
+  };
+  const rowsOf2 = async (bytes: Uint8Array) => {
+    const path = join(dir, `read-${String(Math.random()).slice(2)}.parquet`);
+    writeFileSync(path, bytes);
+    return (await (await duckdb()).runAndReadAll(`SELECT email FROM '${path}' ORDER BY n`)).getRowObjectsJson();
   };
   const command = (identities: { type: string; value: string }[]): ConnectorCommand => ({ requestId: 'r', action: 'delete', identities, keyedHash: (v) => v });
 
@@ -85,6 +90,32 @@ describe('Class: LakeConnector, identities in their stored types (fauxqs, DuckDB
     expect(await connector.verify(subject)).toEqual({ remaining: 0 });
     // Every other row, exactly as it was.
     expect(await rowsOf(await read('typed/part-0.parquet'))).toEqual(all.filter((r) => !isSubjects(r)));
+  });
+
+  it('reports the subject stored in another case, Unicode form or padding as near-misses, in Parquet and JSON Lines, and keeps every neighbour', async () => {
+    const stored = [SUBJECT_EMAIL_STORED.normal, SUBMITTED_EMAIL, SUBJECT_EMAIL_STORED.nfd, SUBJECT_EMAIL_STORED.whitespace, SUBJECT_EMAIL.toUpperCase(), ...NEIGHBOUR_EMAILS];
+    const lines = [...stored.map((email, n) => JSON.stringify({ email, n })), ''].join('\n');
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'near/jsonl/part-0.jsonl', Body: lines }));
+    const path = join(dir, 'near.parquet');
+    await (await duckdb()).run(`COPY (SELECT * FROM (VALUES ${stored.map((e, n) => `('${e}', ${String(n)})`).join(', ')}) t(email, n)) TO '${path}' (FORMAT parquet)`);
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'near/parquet/part-0.parquet', Body: readFileSync(path) }));
+    const connector = new LakeConnector(
+      s3,
+      lakeSettingsSchema.parse({
+        tables: [
+          { bucket, prefix: 'near/jsonl/', format: 'jsonl', columns: [{ identity: 'email', column: 'email' }] },
+          { bucket, prefix: 'near/parquet/', format: 'parquet', columns: [{ identity: 'email', column: 'email' }] },
+        ],
+      }),
+    );
+    // As intake hands it on: the normal form, and the form the subject typed.
+    const subject = command([{ type: 'email', value: SUBJECT_EMAIL, forms: [SUBMITTED_EMAIL] } as { type: string; value: string }]);
+
+    expect(await connector.run(subject)).toEqual({ affected: 4 }); // the normal and the typed form, in both tables
+    expect(await connector.verify(subject)).toEqual({ remaining: 0, nearMisses: { unicode: 2, whitespace: 2, case: 2 } });
+    const kept = Buffer.from(await read('near/jsonl/part-0.jsonl')).toString();
+    expect(kept).toBe([...stored.slice(2).map((email, n) => JSON.stringify({ email, n: n + 2 })), ''].join('\n'));
+    expect((await rowsOf2(await read('near/parquet/part-0.parquet'))).map((r) => r['email'])).toEqual(stored.slice(2));
   });
 
   it('JSON Lines: matches numbers above 2^53 by their exact text, and never their neighbour that rounds to the same double', async () => {
