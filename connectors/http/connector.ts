@@ -1,12 +1,15 @@
 import { AmbiguousTargetsError, ConfigError, ConnectorPermanentError } from '#core/errors';
 import { canonicalValue, formsOf, type Identity } from '#core/identity';
-import type { Connector, ConnectorCommand, ConnectorResult, JobState, PendingJob } from '#core/ports';
+import { nearMissReason, wideKey, wideSpellings, type NearMisses } from '#core/near-miss';
+import type { Connector, ConnectorCommand, ConnectorResult, JobState, PendingJob, Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import { extract, type VendorClient } from './client.ts';
 import { definedActions, type ActionSpec, type HttpRequest, type VendorDefinition } from './definition.ts';
 import type { TemplateVars } from './template.ts';
 
 type Target = Readonly<Record<string, unknown>>;
+/** A record a lookup found, and the identity it holds (at the lookup's `match`). */
+type Found = { readonly target: Target; readonly held: string | undefined };
 
 /**
  * A vendor's API driven by its definition: find the subject's records (lookups, paginated), run
@@ -45,7 +48,7 @@ export class HttpConnector implements Connector {
     if (command.action === 'restrict') await command.recordRestriction?.({ [this.#def.name]: ['subject'] });
     const sensitive = command.identities.flatMap(formsOf);
     const eachTarget = spec.eachTarget ?? !spec.identity;
-    const targets = eachTarget ? (await this.#targets(command.identities)).map(targetVars) : [{}];
+    const targets = eachTarget ? [...(await this.#targets(command.identities)).values()].map((f) => targetVars(f.target)) : [{}];
     const values = spec.identity ? identityUnits(spec, command.identities) : [{}];
     const units = targets.flatMap((t) => values.map((v) => ({ ...t, ...v })));
     let affected = 0;
@@ -86,9 +89,17 @@ export class HttpConnector implements Connector {
     return { state: 'pending', detail: state ? `unknown state ${state.slice(0, 40)}` : 'no state in the answer' };
   }
 
-  async verify(command: ConnectorCommand): Promise<{ remaining: number }> {
+  async verify(command: ConnectorCommand): Promise<Verification> {
     if (this.#verifyBy() === 'none' || (command.action !== 'delete' && command.action !== 'anonymize')) return { remaining: 0 };
-    return { remaining: (await this.#targets(command.identities)).length };
+    const mine = await this.#targets(command.identities);
+    // The wider net: every spelling of the subject's value asked, results compared trimmed, NFKC and case-folded.
+    const nearMisses: Partial<Record<keyof NearMisses, number>> = {};
+    for (const [key, { held }] of await this.#targets(command.identities, 'wide')) {
+      if (mine.has(key)) continue;
+      const reason = held === undefined ? 'stored_form' : nearMissReason(held);
+      nearMisses[reason] = (nearMisses[reason] ?? 0) + 1;
+    }
+    return Object.keys(nearMisses).length > 0 ? { remaining: mine.size, nearMisses } : { remaining: mine.size };
   }
 
   /** The regulation as the vendor names it, where its definition maps them. */
@@ -128,13 +139,15 @@ export class HttpConnector implements Connector {
    * every form the subject gave where the vendor compares case-sensitively, and kept only where
    * the record's own identity is the subject's. More than a lookup's `maxTargets` is ambiguous.
    */
-  async #targets(identities: readonly Identity[]): Promise<Target[]> {
-    const found = new Map<string, Target>();
+  async #targets(identities: readonly Identity[], net: 'action' | 'wide' = 'action'): Promise<Map<string, Found>> {
+    const found = new Map<string, Found>();
     const sensitive = identities.flatMap(formsOf);
     for (const lookup of this.#def.lookup) {
-      const mine = new Map<string, Target>();
+      if (net === 'wide' && lookup.match === undefined) continue;
+      const mine = new Map<string, Found>();
       for (const identity of identities.filter((i) => i.type === lookup.identity)) {
-        for (const form of lookup.caseSensitive ? formsOf(identity) : [identity.value]) {
+        const spellings = net === 'wide' ? [...formsOf(identity), ...wideSpellings(identity)] : lookup.caseSensitive ? formsOf(identity) : [identity.value];
+        for (const form of spellings) {
           let request: HttpRequest = lookup.request;
           for (let page = 1; ; page += 1) {
             const vars = { ...firstOfEachType(identities), [identity.type]: form, value: form };
@@ -143,7 +156,8 @@ export class HttpConnector implements Connector {
             const targets = extract(response.body, lookup.targets);
             for (const t of Array.isArray(targets) ? targets : targets === null ? [] : [targets]) {
               const target: Target = t !== null && typeof t === 'object' ? (t as Target) : { id: t };
-              if (lookup.match === undefined || this.#isSubjects(target, lookup.match, identity)) mine.set(JSON.stringify(target), target);
+              const held = lookup.match === undefined ? undefined : this.#held(target, lookup.match, identity, net);
+              if (lookup.match === undefined || held !== undefined) mine.set(JSON.stringify(target), { target, held });
             }
             const following = nextPage(lookup, response.body);
             if (!following) break;
@@ -154,25 +168,32 @@ export class HttpConnector implements Connector {
           }
         }
       }
-      if (mine.size > lookup.maxTargets) {
+      if (net === 'action' && mine.size > lookup.maxTargets) {
         throw new AmbiguousTargetsError(
           `${this.#def.name} ${lookup.request.method} ${lookup.request.path}: ${String(mine.size)} records found for the subject, more than maxTargets (${String(lookup.maxTargets)}); nothing was done`,
         );
       }
       for (const [key, target] of mine) found.set(key, target);
     }
-    return [...found.values()];
+    return found;
   }
 
-  /** Whether a result's own identity (at `match`) is the subject's, compared in normal form. */
-  #isSubjects(target: Target, match: string, identity: Identity): boolean {
+  /**
+   * A result's own identity (at `match`) where it is the subject's, else undefined: compared in
+   * normal form by the action, trimmed, NFKC and case-folded by the wider net.
+   */
+  #held(target: Target, match: string, identity: Identity, net: 'action' | 'wide'): string | undefined {
     const held = extract(target, match);
-    const values = (Array.isArray(held) ? held : [held]).filter((v): v is string | number => typeof v === 'string' || typeof v === 'number');
+    const values = (Array.isArray(held) ? held : [held]).filter((v): v is string | number => typeof v === 'string' || typeof v === 'number').map(String);
     if (values.length === 0) {
       throw new ConnectorPermanentError(`${this.#def.name}: a lookup result holds nothing at "${match}" to compare with the subject`);
     }
+    if (net === 'wide') {
+      const subject = new Set(formsOf(identity).map(wideKey));
+      return values.find((v) => subject.has(wideKey(v)));
+    }
     const subject = canonicalValue(identity.type, identity.value);
-    return values.some((v) => canonicalValue(identity.type, String(v)) === subject);
+    return values.find((v) => canonicalValue(identity.type, v) === subject);
   }
 }
 

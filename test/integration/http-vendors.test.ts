@@ -216,16 +216,19 @@ describe('Vendor lookups under hostile data: only the subject, every form of the
     const planted: [string, string][] = [
       ['cus_typed', SUBMITTED_EMAIL],
       ['cus_normal', SUBJECT_EMAIL_STORED.normal],
+      ['cus_upper', SUBJECT_EMAIL_STORED.normal.toUpperCase()], // neither normal nor as typed: the wider net's
       ...NEIGHBOUR_EMAILS.map((e, i): [string, string] => [`cus_n${String(i)}`, e]),
     ];
     const { connector, customers } = await connect('stripe', () => vendors.stripe(planted));
     const neighbours = JSON.stringify([...customers].filter(([id]) => /^cus_(n\d|3)$/.test(id)));
-    expect(await connector.verify(hostile([subject]))).toEqual({ remaining: 2 });
+    expect(await connector.verify(hostile([subject]))).toEqual({ remaining: 2, nearMisses: { case: 1 } });
     expect(await connector.run(hostile([subject]))).toEqual({ affected: 2 });
     expect(customers.has('cus_typed')).toBe(false);
     expect(customers.has('cus_normal')).toBe(false);
     expect(JSON.stringify([...customers].filter(([id]) => /^cus_(n\d|3)$/.test(id)))).toBe(neighbours);
-    expect(await connector.verify(hostile([subject]))).toEqual({ remaining: 0 });
+    // The customer stored in capitals is the subject's, but Stripe compares exactly: a person must look.
+    expect(await connector.verify(hostile([subject]))).toEqual({ remaining: 0, nearMisses: { case: 1 } });
+    expect(customers.has('cus_upper')).toBe(true);
   });
 
   it('Mixpanel: sends only the compliance types its API documents, at the documented path', async () => {
