@@ -57,7 +57,12 @@ describe('Class: IcebergConnector, its SQL run by DuckDB', () => {
     const results = new Map<string, { state: 'SUCCEEDED' | 'FAILED'; reason?: string; rows: (string | undefined)[][] }>();
     athena.on(StartQueryExecutionCommand).callsFake(async (input: { QueryString: string }) => {
       const id = `q-${String(results.size + 1)}`;
-      const sql = input.QueryString.replaceAll('lower(to_hex(sha256(to_utf8(', 'sha256((').replaceAll(' AS varchar)))))', ' AS varchar)))');
+      const sql = input.QueryString.replaceAll('lower(to_hex(sha256(to_utf8(', 'sha256((')
+        .replaceAll(' AS varchar)))))', ' AS varchar)))')
+        // Trino's normalize(x, form), as DuckDB has it (NFC only: enough for these rows).
+        .replaceAll('normalize(', 'nfc_normalize(')
+        .replaceAll(', NFKC)', ')')
+        .replaceAll(', NFC)', ')');
       if (/^(OPTIMIZE|VACUUM) /.test(sql)) {
         results.set(id, { state: 'SUCCEEDED', rows: [] });
         return { QueryExecutionId: id };
@@ -86,12 +91,13 @@ describe('Class: IcebergConnector, its SQL run by DuckDB', () => {
       { type: 'email', value: 'ada@example.com' },
       { type: 'user_id', value: '42' },
     ]);
-    expect(await connector().verify(subject)).toEqual({ remaining: 3 });
+    // Two canaries are the subject's address in capitals and with a space: the wider net's, not the action's.
+    expect(await connector().verify(subject)).toEqual({ remaining: 3, nearMisses: { case: 1, whitespace: 1 } });
 
     expect(await connector().run(subject)).toEqual({ affected: 3 });
 
     expect((await rows()).map((r) => r[2]).sort()).toEqual([...canaries.map(() => '/canary'), '/d']);
-    expect(await connector().verify(subject)).toEqual({ remaining: 0 });
+    expect(await connector().verify(subject)).toEqual({ remaining: 0, nearMisses: { case: 1, whitespace: 1 } });
   });
 
   it(`deletes nothing for ${String(HOSTILE_RUNS)} generated hostile identities (fast-check): every canary row remains`, async () => {

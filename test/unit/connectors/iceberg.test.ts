@@ -94,10 +94,13 @@ describe('Class: IcebergConnector', () => {
     expect(new Set(tokens.slice(1, 4)).size).toBe(3);
   });
 
-  it('verifies by counting what the current snapshot still holds', async () => {
+  it('verifies by counting what the current snapshot still holds, and what the wider net finds the action left', async () => {
     athenaAnswers([]);
     expect(await connector().verify(command('r-1', 'ada@example.com', '42'))).toEqual({ remaining: 0 });
-    expect(queries()).toHaveLength(1);
+    expect(queries()).toHaveLength(2);
+    // The wider net compares by digest too: NFKC, trimmed and lower-cased in Trino, no value in the text.
+    expect(queries()[1]).toMatch(/^SELECT lower\(to_hex\(sha256\(to_utf8\(CAST\(lower\(trim\(normalize\(CAST\("email" AS varchar\), NFKC\)\)\) AS varchar\)\)\)\)\).* WHERE \(.*\) AND NOT COALESCE\(\(.*\), false\) GROUP BY /);
+    expect(queries()[1]!.replace(/'[0-9a-f]{64}'/g, '')).not.toContain("'");
   });
 
   it('fails retryably on Athena’s system errors and permanently on the query’s own, naming no digest', async () => {
