@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { retryAfterSeconds, scrub } from '#connectors/http-transport';
-import { render, renderJson, TEMPLATE_ERRORS } from '#connectors/http/template';
+import { pathSegment, render, renderJson, TEMPLATE_ERRORS } from '#connectors/http/template';
 import { ConnectorPermanentError } from '#core/errors';
 
 describe('Function: render', () => {
@@ -21,6 +22,56 @@ describe('Function: render', () => {
   it('reports syntax problems', () => {
     expect(TEMPLATE_ERRORS('{a b}')).toEqual(['"{a b}": "a b" is not a placeholder name']);
     expect(TEMPLATE_ERRORS('{ok} }')).toEqual(['unbalanced { or }: write {{ and }} for literal braces']);
+  });
+});
+
+describe('Function: render, fuzzed (fast-check)', () => {
+  /** Values made of what paths, queries and search syntaxes are made of, and anything else. */
+  const value = fc.oneof(
+    fc.array(fc.constantFrom('.', '..', '/', '%', '%2e', '%2E', '%2f', '?', '#', '\\', '"', "'", '*', ' ', '\u0000', 'é', 'u\u0308', 'ada', '@'), { maxLength: 6 }).map((p) => p.join('')),
+    fc.string({ maxLength: 40, unit: 'grapheme' }),
+  );
+  const base = 'https://api.example.test/v2';
+
+  it('fills a path value into exactly one segment, or refuses it; never another resource', () => {
+    fc.assert(
+      fc.property(value, (v) => {
+        let path = '';
+        let thrown: unknown;
+        try {
+          path = render('/lists/L/members/{value}', { value: v }, pathSegment);
+        } catch (error) {
+          thrown = error;
+        }
+        // Refused exactly when it would address the resource above.
+        expect(thrown instanceof ConnectorPermanentError).toBe(['', '.', '..'].includes(v));
+        if (thrown) return;
+        const url = new URL(`${new URL(base).pathname}${path}`, base);
+        const segments = url.pathname.split('/');
+        expect(segments.slice(0, 5)).toEqual(['', 'v2', 'lists', 'L', 'members']);
+        expect(segments).toHaveLength(6);
+        expect(decodeURIComponent(segments[5]!)).toBe(v);
+        expect(url.search + url.hash).toBe('');
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('quotes a phrase so that a search syntax reads back exactly the value, and escapes a SOQL literal', () => {
+    fc.assert(
+      fc.property(value, (v) => {
+        const phrase = render('{v|phrase}', { v });
+        // One quoted phrase: no quote inside but escaped ones, and unescaping gives the value back.
+        const inner = /^"((?:[^"\\]|\\.)*)"$/.exec(phrase);
+        expect(inner).not.toBeNull();
+        expect(inner![1]!.replace(/\\(.)/gsu, '$1')).toBe(v);
+        const soql = render("'{v|soql}'", { v });
+        const literal = /^'((?:[^'\\]|\\.)*)'$/su.exec(soql);
+        expect(literal).not.toBeNull();
+        expect(literal![1]!.replace(/\\(.)/gsu, '$1')).toBe(v);
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
 

@@ -139,6 +139,30 @@ describe('Function: submit-request handler', () => {
     expect(JSON.parse(second.body)).toMatchObject({ issues: [{ path: 'identities.0.value' }] });
   });
 
+  it('answers 400 to an e-mail address that is search syntax (*, ?, %), naming it, and writes nothing', async () => {
+    for (const value of ['*@example.com', 'a*@example.com', '%@example.com']) {
+      const response = await post({ type: 'erasure', regulation: 'gdpr', identities: [{ type: 'email', value: 'ada@example.com' }, { type: 'email', value }] });
+      expect(response.statusCode).toBe(400);
+      expect(JSON.parse(response.body)).toMatchObject({ issues: [{ path: 'identities.1.value', message: 'must not contain *, ? or %: they are search syntax in the systems it is looked up in' }] });
+    }
+    expect(dynamo.calls()).toHaveLength(0);
+    expect(sqs.calls()).toHaveLength(0);
+  });
+
+  it('keeps the address as the subject typed it, sealed, and pseudonymizes one subject typed two ways (NFC, NFD) alike', async () => {
+    dynamo.on(GetCommand).resolves({});
+    dynamo.on(PutCommand).resolves({});
+    dynamo.on(TransactWriteCommand).resolves({});
+    await post({ type: 'erasure', regulation: 'gdpr', requestId: '0b0b0b0b-0000-4000-8000-000000000001', identities: [{ type: 'email', value: 'J\u00fcrgen@Example.com' }] });
+    await post({ type: 'erasure', regulation: 'gdpr', requestId: '0b0b0b0b-0000-4000-8000-000000000002', identities: [{ type: 'email', value: 'Ju\u0308rgen@example.com' }] });
+    const [first, second] = dynamo
+      .commandCalls(PutCommand)
+      .map((c) => c.args[0].input.Item as { pseudonyms?: unknown; sealedIdentities?: string })
+      .filter((item) => item.sealedIdentities !== undefined);
+    expect(first!.pseudonyms).toEqual(second!.pseudonyms);
+    expect(JSON.stringify([first, second])).not.toMatch(/rgen/);
+  });
+
   it('answers 400 to a body that is not JSON', async () => {
     const response = await post('{"type":');
 
