@@ -74,6 +74,14 @@ describe('Class: WebhookConnector', () => {
     expect(Math.abs(Number(headers['webhook-timestamp']) - Date.now() / 1000)).toBeLessThan(5);
   });
 
+  it('hands the service the forms the subject typed an address in, signed with the rest', async () => {
+    const identities = [{ type: 'email', value: 'jürgen.ada@example.com', forms: ['Ju\u0308rgen.Ada@Example.com'] }];
+    await connect().run(command('delete', { identities }));
+    const [{ delivery }] = service.deliveries as [WebhookService['deliveries'][number]];
+    expect(delivery.identities).toEqual(identities);
+    expect(service.rejected).toEqual([]);
+  });
+
   it('keeps the delivery id of a task across retries, so the service can deduplicate', async () => {
     await connect().run(command('delete'));
     await connect().run(command('delete'));
