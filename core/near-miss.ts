@@ -28,6 +28,24 @@ export type NearMisses = Readonly<Partial<Record<NearMissReason, number>>>;
 
 export const nearMissTotal = (n: NearMisses | undefined): number => Object.values(n ?? {}).reduce((a, b) => a + b, 0);
 
+/** Near-misses counted one record at a time, for a verification's result. */
+export class NearMissTally {
+  readonly #counts: Partial<Record<NearMissReason, number>> = {};
+
+  add(reason: NearMissReason, n = 1): void {
+    this.#counts[reason] = (this.#counts[reason] ?? 0) + n;
+  }
+
+  get counts(): NearMisses {
+    return { ...this.#counts };
+  }
+
+  /** A verification's result: what remains, and the near-misses when there are any. */
+  result(remaining: number): { remaining: number; nearMisses?: NearMisses } {
+    return nearMissTotal(this.#counts) > 0 ? { remaining, nearMisses: this.counts } : { remaining };
+  }
+}
+
 /** The sum of several counts, by reason. */
 export function addNearMisses(...all: (NearMisses | undefined)[]): NearMisses {
   const out: Partial<Record<NearMissReason, number>> = {};

@@ -8,7 +8,7 @@ import {
 } from '@aws-sdk/client-cognito-identity-provider';
 import { ConnectorPermanentError } from '#core/errors';
 import { formsOf, type Identity } from '#core/identity';
-import { nearMissReason, wideSpellings, type NearMisses } from '#core/near-miss';
+import { nearMissReason, NearMissTally, wideSpellings } from '#core/near-miss';
 import { mergeRestrictions, type Connector, type ConnectorCommand, type ConnectorResult, type Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import { classifyAwsError } from '../aws-errors.ts';
@@ -81,15 +81,14 @@ export class CognitoConnector implements Connector {
     };
     let remaining = 0;
     for (const username of mine.keys()) if (await left(username)) remaining += 1;
-    const nearMisses: Partial<Record<keyof NearMisses, number>> = {};
+    const nearMisses = new NearMissTally();
     if (command.action === 'delete' || command.action === 'restrict') {
       for (const [username, spelling] of await this.#found(command.identities, wideSpellings)) {
         if (mine.has(username) || !(await left(username))) continue;
-        const reason = nearMissReason(spelling);
-        nearMisses[reason] = (nearMisses[reason] ?? 0) + 1;
+        nearMisses.add(nearMissReason(spelling));
       }
     }
-    return Object.keys(nearMisses).length > 0 ? { remaining, nearMisses } : { remaining };
+    return nearMisses.result(remaining);
   }
 
   /** Enable or disable the users that exist and are not so already; how many changed. */

@@ -8,7 +8,7 @@ import {
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
 import { formsOf, type Identity } from '#core/identity';
-import { nearMissReason, wideSpellings, type NearMisses } from '#core/near-miss';
+import { nearMissReason, NearMissTally, wideSpellings } from '#core/near-miss';
 import type { Connector, ConnectorCommand, ConnectorResult, Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import { classifyAwsError } from '../aws-errors.ts';
@@ -74,7 +74,7 @@ export class DynamoDbConnector implements Connector {
       throw new ConnectorPermanentError(`dynamodb connector cannot verify ${command.action}`);
     }
     let remaining = 0;
-    const nearMisses: Partial<Record<keyof NearMisses, number>> = {};
+    const nearMisses = new NearMissTally();
     for (const table of this.#s.tables) {
       const attributes = command.action === 'anonymize' ? table.anonymize : [];
       const left = async (key: Key) => {
@@ -85,11 +85,10 @@ export class DynamoDbConnector implements Connector {
       for (const { key } of mine.values()) if (await left(key)) remaining += 1;
       for (const [id, { key, spelling }] of await this.#findKeys(table, command.identities, wideSpellings)) {
         if (mine.has(id) || !(await left(key))) continue;
-        const reason = nearMissReason(spelling);
-        nearMisses[reason] = (nearMisses[reason] ?? 0) + 1;
+        nearMisses.add(nearMissReason(spelling));
       }
     }
-    return Object.keys(nearMisses).length > 0 ? { remaining, nearMisses } : { remaining };
+    return nearMisses.result(remaining);
   }
 
   /** Primary keys of the subject's items in one table, through every lookup an identity fits, each with the spelling that found it. */

@@ -1,6 +1,6 @@
 import { AmbiguousTargetsError, ConfigError, ConnectorPermanentError } from '#core/errors';
 import { canonicalValue, formsOf, type Identity } from '#core/identity';
-import { nearMissReason, wideKey, wideSpellings, type NearMisses } from '#core/near-miss';
+import { nearMissReason, NearMissTally, wideKey, wideSpellings } from '#core/near-miss';
 import type { Connector, ConnectorCommand, ConnectorResult, JobState, PendingJob, Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import { extract, type VendorClient } from './client.ts';
@@ -93,13 +93,11 @@ export class HttpConnector implements Connector {
     if (this.#verifyBy() === 'none' || (command.action !== 'delete' && command.action !== 'anonymize')) return { remaining: 0 };
     const mine = await this.#targets(command.identities);
     // The wider net: every spelling of the subject's value asked, results compared trimmed, NFKC and case-folded.
-    const nearMisses: Partial<Record<keyof NearMisses, number>> = {};
+    const nearMisses = new NearMissTally();
     for (const [key, { held }] of await this.#targets(command.identities, 'wide')) {
-      if (mine.has(key)) continue;
-      const reason = held === undefined ? 'stored_form' : nearMissReason(held);
-      nearMisses[reason] = (nearMisses[reason] ?? 0) + 1;
+      if (!mine.has(key)) nearMisses.add(held === undefined ? 'stored_form' : nearMissReason(held));
     }
-    return Object.keys(nearMisses).length > 0 ? { remaining: mine.size, nearMisses } : { remaining: mine.size };
+    return nearMisses.result(mine.size);
   }
 
   /** The regulation as the vendor names it, where its definition maps them. */

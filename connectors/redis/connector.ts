@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
 import { formsOf, type Identity } from '#core/identity';
-import { nearMissReason, wideSpellings, type NearMisses } from '#core/near-miss';
+import { nearMissReason, NearMissTally, wideSpellings } from '#core/near-miss';
 import type { Connector, ConnectorCommand, ConnectorResult, Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import { fill } from '../templates.ts';
@@ -54,13 +54,12 @@ export class RedisConnector implements Connector {
         mine.add(id(target));
         remaining += await exists(target);
       }
-      const nearMisses: Partial<Record<keyof NearMisses, number>> = {};
+      const nearMisses = new NearMissTally();
       for (const target of await this.#targets(command.identities, wideSpellings)) {
         if (mine.has(id(target)) || !(await exists(target))) continue;
-        const reason = nearMissReason(target.kind === 'key' ? target.key : target.field);
-        nearMisses[reason] = (nearMisses[reason] ?? 0) + 1;
+        nearMisses.add(nearMissReason(target.kind === 'key' ? target.key : target.field));
       }
-      return Object.keys(nearMisses).length > 0 ? { remaining, nearMisses } : { remaining };
+      return nearMisses.result(remaining);
     });
   }
 

@@ -9,7 +9,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { ConnectorPermanentError } from '#core/errors';
 import { formsOf, type Identity } from '#core/identity';
-import { nearMissReason, wideKey, wideSpellings, type NearMisses } from '#core/near-miss';
+import { nearMissReason, NearMissTally, wideKey, wideSpellings } from '#core/near-miss';
 import type { Connector, ConnectorCommand, ConnectorResult, Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import { classifyAwsError } from '../aws-errors.ts';
@@ -75,13 +75,9 @@ export class S3Connector implements Connector {
   /** What the action's match still finds; and, asked in other case and Unicode forms (tags compared trimmed and case-folded), the near-misses. */
   async verify(command: ConnectorCommand): Promise<Verification> {
     const mine = await this.#find(command.identities, 'action');
-    const nearMisses: Partial<Record<keyof NearMisses, number>> = {};
-    for (const [id, f] of await this.#find(command.identities, 'wide')) {
-      if (mine.has(id)) continue;
-      const reason = nearMissReason(f.spelling);
-      nearMisses[reason] = (nearMisses[reason] ?? 0) + 1;
-    }
-    return Object.keys(nearMisses).length > 0 ? { remaining: mine.size, nearMisses } : { remaining: mine.size };
+    const nearMisses = new NearMissTally();
+    for (const [id, f] of await this.#find(command.identities, 'wide')) if (!mine.has(id)) nearMisses.add(nearMissReason(f.spelling));
+    return nearMisses.result(mine.size);
   }
 
   async #find(identities: readonly Identity[], net: 'action' | 'wide' = 'action'): Promise<Map<string, Found>> {

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
 import { formsOf, type Identity } from '#core/identity';
-import { addNearMisses, nearMissReason, nearMissTotal, wideForms, wideKey, type NearMisses } from '#core/near-miss';
+import { addNearMisses, nearMissReason, NearMissTally, nearMissTotal, wideForms, wideKey, type NearMisses } from '#core/near-miss';
 import { mergeRestrictions, type Connector, type ConnectorCommand, type ConnectorResult, type Restriction, type Verification } from '#core/ports';
 import type { Action } from '#core/request';
 import type { SqlDatabase, SqlSession } from './database.ts';
@@ -140,16 +140,15 @@ export class SqlConnector implements Connector {
       formsOf(i).forEach((f) => keys.add(wideKey(f)));
       subject.set(i.type, keys);
     }
-    const out: Partial<Record<keyof NearMisses, number>> = {};
+    const out = new NearMissTally();
     for (const row of rows) {
       if (command.action === 'anonymize' && Object.entries(table.anonymize).every(([column, s]) => isAnonymized(s, row[column]))) continue;
       const held = identityColumns
         .map((m) => ({ m, value: row[m.column] }))
         .find(({ m, value }) => value !== null && value !== undefined && subject.get(m.identity)?.has(wideKey(asText(value))));
-      const reason = held ? nearMissReason(asText(held.value)) : 'linked';
-      out[reason] = (out[reason] ?? 0) + 1;
+      out.add(held ? nearMissReason(asText(held.value)) : 'linked');
     }
-    return out;
+    return out.counts;
   }
 
   /** For `lethe plan`: each lower-cased match, and the index that serves it or that none does. */
