@@ -215,6 +215,12 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
     }, 30_000);
     expect(receipt.status).toBe('needs_review');
     expect(receipt.systems.find((t) => t.system === 'app-db' && t.action === 'delete')).toMatchObject({ status: 'needs_review', nearMisses: { unicode: 1 } });
+    // Alerted as a failed task is, by class: Privacy Task Failed, NeedsReview.
+    const alert = await waitFor('the alert', () => {
+      const line = readFileSync(join(stateDir, 'events.jsonl'), 'utf8').split('\n').find((l) => l.includes('Privacy Task Failed') && l.includes(requestId));
+      return Promise.resolve(line);
+    }, 30_000);
+    expect(JSON.parse(alert)).toMatchObject({ detail: { requestId, system: 'app-db', action: 'delete', errorName: 'NeedsReview' } });
     await sql(`DELETE FROM accounts WHERE id = 'a-review'`); // as the reviewer would, for the tests after this one
   });
 
