@@ -33,6 +33,8 @@ export interface LeafColumn {
   readonly unsigned: boolean;
   /** A UUID: 16 bytes, big-endian, in a FIXED_LEN_BYTE_ARRAY. */
   readonly uuid: boolean;
+  /** A DECIMAL's scale: the value is an unscaled integer (INT32, INT64, or big-endian two's complement bytes). */
+  readonly scale?: number;
 }
 
 export interface ParquetFile {
@@ -77,7 +79,19 @@ function leavesOf(schema: ThriftStruct[]): LeafColumn[] {
         const integer = logical && struct(logical, 10);
         const signed = integer?.get(2);
         const unsigned = (converted !== undefined && converted >= 11 && converted <= 14) || (signed?.type === 'bool' && !signed.value);
-        leaves.push({ path: [...path, name], physical: int(el, 1)!, typeLength: int(el, 2) ?? 0, maxDef: d, maxRep: r, unsigned, uuid: Boolean(logical?.has(14)) });
+        // DECIMAL: converted_type 5 with scale (7), or logicalType DECIMAL (5) with its scale (1).
+        const decimal = logical && struct(logical, 5);
+        const scale = decimal ? (int(decimal, 1) ?? 0) : converted === 5 ? (int(el, 7) ?? 0) : undefined;
+        leaves.push({
+          path: [...path, name],
+          physical: int(el, 1)!,
+          typeLength: int(el, 2) ?? 0,
+          maxDef: d,
+          maxRep: r,
+          unsigned,
+          uuid: Boolean(logical?.has(14)),
+          ...(scale !== undefined && { scale }),
+        });
       }
     }
   };
@@ -98,6 +112,8 @@ export interface Bounds extends ColumnType {
  */
 export function within(bounds: Bounds, value: Uint8Array): boolean {
   const { physical, min, max } = bounds;
+  // A decimal in bytes is ordered as a signed number, not byte by byte: never ruled out here.
+  if (bounds.scale !== undefined && (physical === Physical.BYTE_ARRAY || physical === Physical.FIXED_LEN_BYTE_ARRAY)) return true;
   if (physical === Physical.BYTE_ARRAY || physical === Physical.FIXED_LEN_BYTE_ARRAY) {
     return Buffer.compare(value, min) >= 0 && Buffer.compare(value, max) <= 0;
   }
@@ -144,7 +160,8 @@ export function removeRows(
       const max = stats?.get(5);
       const min = stats?.get(6);
       const leaf = file.leaves[index(path)]!;
-      return min?.type === 'binary' && max?.type === 'binary' ? { physical: leaf.physical, typeLength: leaf.typeLength, unsigned: leaf.unsigned, uuid: leaf.uuid, min: min.value, max: max.value } : undefined;
+      if (min?.type !== 'binary' || max?.type !== 'binary') return undefined;
+      return { physical: leaf.physical, typeLength: leaf.typeLength, unsigned: leaf.unsigned, uuid: leaf.uuid, ...(leaf.scale !== undefined && { scale: leaf.scale }), min: min.value, max: max.value };
     };
     return select(g, read, bounds);
   });
@@ -365,6 +382,8 @@ export interface ColumnType {
   readonly unsigned: boolean;
   /** A UUID: 16 bytes, big-endian, in a FIXED_LEN_BYTE_ARRAY. */
   readonly uuid: boolean;
+  /** A DECIMAL's scale. */
+  readonly scale?: number;
 }
 
 const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -376,6 +395,7 @@ const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
  */
 export function storedForms(column: ColumnType, v: string): Uint8Array[] {
   const { physical } = column;
+  if (column.scale !== undefined) return decimalForms(column, v);
   if (physical === Physical.BYTE_ARRAY) return [Buffer.from(v, 'utf8')];
   if (physical === Physical.FIXED_LEN_BYTE_ARRAY) {
     if (column.uuid || column.typeLength === 16) {
@@ -398,9 +418,56 @@ export function storedForms(column: ColumnType, v: string): Uint8Array[] {
   return [];
 }
 
+/**
+ * A decimal value as a DECIMAL column stores it: the unscaled integer, little-endian in INT32 and
+ * INT64, big-endian two's complement of the column's length (or the shortest, BYTE_ARRAY) otherwise.
+ * A value with more fractional digits than the scale, or too large for the column, cannot be there.
+ */
+function decimalForms(column: ColumnType, v: string): Uint8Array[] {
+  const m = /^(-?)(\d+)(?:\.(\d+))?$/.exec(v.trim());
+  const scale = column.scale ?? 0;
+  if (!m) return [];
+  const fraction = (m[3] ?? '').replace(/0+$/, '');
+  if (fraction.length > scale) return [];
+  const unscaled = BigInt(`${m[1]!}${m[2]!}${fraction.padEnd(scale, '0')}`);
+  if (column.physical === Physical.INT32 || column.physical === Physical.INT64) {
+    const bits = column.physical === Physical.INT32 ? 32 : 64;
+    if (unscaled !== BigInt.asIntN(bits, unscaled)) return [];
+    const b = Buffer.alloc(bits / 8);
+    if (bits === 32) b.writeInt32LE(Number(unscaled));
+    else b.writeBigInt64LE(unscaled);
+    return [b];
+  }
+  const length = column.physical === Physical.FIXED_LEN_BYTE_ARRAY ? column.typeLength : Math.max(1, Math.ceil((unscaled.toString(2).length + 1) / 8));
+  if (length === 0 || unscaled !== BigInt.asIntN(length * 8, unscaled)) return [];
+  const b = Buffer.alloc(length);
+  let x = BigInt.asUintN(length * 8, unscaled);
+  for (let i = length - 1; i >= 0; i -= 1) {
+    b[i] = Number(x & 0xffn);
+    x >>= 8n;
+  }
+  return [b];
+}
+
+/** A DECIMAL's stored value as decimal text (`-12.50` at scale 2 is `-12.5`; trailing fraction zeros dropped). */
+function decimalText(column: ColumnType, b: Buffer): string | undefined {
+  let unscaled: bigint;
+  if (column.physical === Physical.INT32 && b.length === 4) unscaled = BigInt(b.readInt32LE());
+  else if (column.physical === Physical.INT64 && b.length === 8) unscaled = b.readBigInt64LE();
+  else if ((column.physical === Physical.BYTE_ARRAY || column.physical === Physical.FIXED_LEN_BYTE_ARRAY) && b.length > 0) {
+    unscaled = BigInt.asIntN(b.length * 8, BigInt(`0x${b.toString('hex')}`));
+  } else return undefined;
+  const scale = column.scale ?? 0;
+  const digits = (unscaled < 0n ? -unscaled : unscaled).toString().padStart(scale + 1, '0');
+  const whole = digits.slice(0, digits.length - scale);
+  const fraction = digits.slice(digits.length - scale).replace(/0+$/, '');
+  return `${unscaled < 0n ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`;
+}
+
 /** A stored value as text, the inverse of `storedForms`: a string, a UUID's canonical text, an integer's decimal digits. */
 export function textOf(column: ColumnType, bytes: Uint8Array): string | undefined {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (column.scale !== undefined) return decimalText(column, b);
   if (column.physical === Physical.FIXED_LEN_BYTE_ARRAY && column.uuid && b.length === 16) {
     const hex = b.toString('hex');
     return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
@@ -447,7 +514,7 @@ function readColumnValues(file: ParquetFile, chunk: ThriftStruct, leaf: LeafColu
       v += 1;
     }
   }
-  return { physical: leaf.physical, typeLength: leaf.typeLength, unsigned: leaf.unsigned, uuid: leaf.uuid, rows };
+  return { physical: leaf.physical, typeLength: leaf.typeLength, unsigned: leaf.unsigned, uuid: leaf.uuid, ...(leaf.scale !== undefined && { scale: leaf.scale }), rows };
 }
 
 /** Re-encode a chunk without the removed rows: same page kinds, encodings and codec. */

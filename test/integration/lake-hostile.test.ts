@@ -118,6 +118,50 @@ describe('Class: LakeConnector, identities in their stored types (fauxqs, DuckDB
     expect((await rowsOf2(await read('near/parquet/part-0.parquet'))).map((r) => r['email'])).toEqual(stored.slice(2));
   });
 
+  it('Parquet: matches decimal identity columns by their unscaled value, in INT32, INT64 and 16-byte storage', async () => {
+    const path = join(dir, 'decimals.parquet');
+    // DuckDB stores DECIMAL(9,0) as INT32, DECIMAL(18,0) as INT64 and DECIMAL(38,0) as 16 fixed bytes.
+    await (await duckdb()).run(`COPY (SELECT
+        CASE WHEN n % 5 = 0 THEN 123456789 ELSE 123456788 END::DECIMAL(9,0) AS small,
+        CASE WHEN n % 5 = 1 THEN 123456789012345678 ELSE 123456789012345677 END::DECIMAL(18,0) AS mid,
+        CASE WHEN n % 5 = 2 THEN ${SUBJECT_BIG_ID} ELSE ${NEIGHBOUR_BIG_ID} END::DECIMAL(38,0) AS big,
+        CASE WHEN n % 5 = 3 THEN -42.50 ELSE 42.50 END::DECIMAL(10,2) AS signed,
+        n
+      FROM range(100) t(n)) TO '${path}' (FORMAT parquet)`);
+    const before = new Uint8Array(readFileSync(path));
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'decimals/part-0.parquet', Body: before }));
+    const connector = new LakeConnector(
+      s3,
+      lakeSettingsSchema.parse({
+        tables: [
+          {
+            bucket,
+            prefix: 'decimals/',
+            format: 'parquet',
+            columns: [
+              { identity: 'account_id', column: 'small' },
+              { identity: 'account_id', column: 'mid' },
+              { identity: 'user_id', column: 'big' },
+              { identity: 'ledger_id', column: 'signed' },
+            ],
+          },
+        ],
+      }),
+    );
+    const subject = command([
+      { type: 'account_id', value: '123456789' },
+      { type: 'account_id', value: '123456789012345678' },
+      { type: 'user_id', value: SUBJECT_BIG_ID },
+      { type: 'ledger_id', value: '-42.5' },
+    ]);
+    expect(await connector.verify(subject)).toEqual({ remaining: 80 });
+    expect(await connector.run(subject)).toEqual({ affected: 80 });
+    const path2 = join(dir, 'decimals-after.parquet');
+    writeFileSync(path2, await read('decimals/part-0.parquet'));
+    const left = (await (await duckdb()).runAndReadAll(`SELECT n % 5 AS k, count(*) AS c, min(big)::VARCHAR AS big FROM '${path2}' GROUP BY 1`)).getRowObjectsJson();
+    expect(left).toEqual([{ k: '4', c: '20', big: NEIGHBOUR_BIG_ID }]);
+  });
+
   it('JSON Lines: matches numbers above 2^53 by their exact text, and never their neighbour that rounds to the same double', async () => {
     const lines = [`{"user_id":${SUBJECT_BIG_ID},"e":1}`, `{"user_id":${NEIGHBOUR_BIG_ID},"e":2}`, `{"user_id":"${SUBJECT_BIG_ID}","e":3}`, `{"user_id":1.2345678901234567891e19,"e":4}`, `{"ids":[7,${SUBJECT_BIG_ID}],"e":5}`, ''];
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'big/part-0.jsonl', Body: lines.join('\n') }));
