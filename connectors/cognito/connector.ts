@@ -119,6 +119,8 @@ export class CognitoConnector implements Connector {
       for (const [identity, value] of identities.filter((i) => i.type === entry.identity).flatMap((i) => spell(i).map((v) => [i, v] as const))) {
         const filter = `${entry.attribute} = "${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
         if (filter.length > FILTER_LENGTH) {
+          // Another spelling of the value (as typed, or the wider net's) that is too long is not asked.
+          if (value !== identity.value) continue;
           // Not found is not the truth here: the pool cannot be searched for it. Someone must look.
           throw new ConnectorPermanentError(
             `cognito user pool ${this.#s.userPoolId}: this ${identity.type} is too long to search ${entry.attribute} for (ListUsers filters hold ${String(FILTER_LENGTH)} characters)`,
