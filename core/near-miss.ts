@@ -4,8 +4,9 @@ import { formsOf, type Identity } from './identity.ts';
  * Near-misses: the subject's data that a verification's wider net finds and the action left. A
  * verification that only ran the action's own predicate again could never disagree with it; the
  * wider net compares case-folded, Unicode-normalized (NFKC) and trimmed values, in every stored
- * form and every object version. A near-miss never passes as done: the task ends `needs_review`
- * with counts by reason, and the values themselves are never kept, logged or audited.
+ * form. (The subject's rows in old object versions count as remaining, not as near-misses: the
+ * action removes those, so a retry does.) A near-miss never passes as done: the task ends
+ * `needs_review` with counts by reason, and the values themselves are never kept, logged or audited.
  */
 export const NEAR_MISS_REASONS = [
   /** The value differs from the subject's only in letter case, where the action matches exactly. */
@@ -14,8 +15,6 @@ export const NEAR_MISS_REASONS = [
   'unicode',
   /** The subject's value with whitespace around it. */
   'whitespace',
-  /** The subject's data in a noncurrent object version, or behind a delete marker. */
-  'old_version',
   /** Another stored form of the value: a number, a UUID's bytes, an element of a list. */
   'stored_form',
   /** A record reached through another one that is a near-miss (a child row of a near-miss row). */
@@ -61,7 +60,6 @@ const PHRASES: Record<NearMissReason, string> = {
   case: 'in another letter case',
   unicode: 'in another Unicode form',
   whitespace: 'with whitespace around the value',
-  old_version: 'in an old object version or behind a delete marker',
   stored_form: 'in another stored form',
   linked: 'linked to one of those',
 };

@@ -16,11 +16,11 @@ describe('Module: core/near-miss', () => {
   });
 
   it('adds, totals and describes counts by reason, with no value in the words', () => {
-    const n = addNearMisses({ case: 2 }, undefined, { case: 1, old_version: 1, unicode: 0 });
-    expect(n).toEqual({ case: 3, old_version: 1 });
+    const n = addNearMisses({ case: 2 }, undefined, { case: 1, linked: 1, unicode: 0 });
+    expect(n).toEqual({ case: 3, linked: 1 });
     expect(nearMissTotal(n)).toBe(4);
     expect(describeNearMisses(n)).toBe(
-      "4 of the subject's records were left, which the action did not match: 3 in another letter case, 1 in an old object version or behind a delete marker",
+      "4 of the subject's records were left, which the action did not match: 3 in another letter case, 1 linked to one of those",
     );
   });
 });
