@@ -7,6 +7,8 @@ export type ListedRequest = Pick<RequestRecord, 'requestId' | 'type' | 'regulati
   readonly completedAt: string | null;
   readonly acknowledgeBy?: string;
   readonly extendedAt?: string;
+  /** Completed, and no system found anything of the subject's (exports read it; list indexes do not project it). */
+  readonly nothingFound?: boolean;
 };
 
 /** A system's task as `GET /v1/requests/{id}` reports it. */
@@ -23,7 +25,7 @@ export interface ReportedTask {
 }
 
 /** One request as `GET /v1/requests/{id}` reports it. */
-export type RequestDetail = ListedRequest & { readonly systems: readonly ReportedTask[]; readonly nothingFound?: boolean };
+export type RequestDetail = ListedRequest & { readonly systems: readonly ReportedTask[] };
 
 
 export interface Summary {
@@ -100,7 +102,7 @@ export function summarize(requests: readonly ListedRequest[], since: string, unt
 }
 
 /** The columns of an export, in order. */
-export const EXPORT_COLUMNS = ['requestId', 'type', 'regulation', 'status', 'receivedAt', 'dueAt', 'extendedAt', 'completedAt', 'overdue'] as const;
+export const EXPORT_COLUMNS = ['requestId', 'type', 'regulation', 'status', 'receivedAt', 'dueAt', 'extendedAt', 'completedAt', 'overdue', 'nothingFound'] as const;
 
 /** An export as CSV (RFC 4180: CRLF line ends, fields quoted where they need it). */
 export function toCsv(requests: readonly ListedRequest[]): string {

@@ -258,6 +258,21 @@ export class RequestStore {
   }
 
   /**
+   * The same requests, each completed one saying whether it found nothing anywhere: read from the
+   * requests themselves, since the list indexes do not project it (for exports).
+   */
+  async withNothingFound(requests: readonly ListedRequest[]): Promise<ListedRequest[]> {
+    const completed = requests.filter((r) => r.status === 'completed');
+    const found = new Set<string>();
+    try {
+      for (const item of await batchGetAll(this.#table, completed.map((r) => requestKey(r.requestId)))) if (item['nothingFound'] === true) found.add(String(item['requestId']));
+    } catch (error) {
+      throw wrap('read requests', error);
+    }
+    return requests.map((r) => ({ ...r, nothingFound: found.has(r.requestId) }));
+  }
+
+  /**
    * Every request received between `since` and `until`, month by month through the ByMonth
    * index (what it projects), for reports; at most `max` (more throws a ValidationError, so a
    * report never silently leaves requests out).
@@ -994,6 +1009,7 @@ function listed(item: Record<string, unknown>, now: Date): ListedRequest {
     completedAt: r.completedAt ?? null,
     ...(r.acknowledgeBy && { acknowledgeBy: r.acknowledgeBy }),
     ...(r.extendedAt && { extendedAt: r.extendedAt }),
+    ...(r.nothingFound && { nothingFound: true }),
   };
 }
 

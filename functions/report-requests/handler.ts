@@ -44,9 +44,9 @@ export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
     const requests = await store.receivedBetween(since, until, isExport ? MAX_EXPORT : MAX_SUMMARY, now);
     if (!isExport) return json(200, summarize(requests, since, until));
     const filename = `lethe-requests-${since.slice(0, 10)}-${until.slice(0, 10)}`;
+    const rows = await store.withNothingFound(requests);
     if (query.data.format === 'json') {
-      const rows = requests.map((r) => Object.fromEntries(EXPORT_COLUMNS.map((c) => [c, r[c] ?? null])));
-      return { ...json(200, { since, until, requests: rows }), headers: { 'content-type': 'application/json', 'content-disposition': `attachment; filename="${filename}.json"` } };
+      return { ...json(200, { since, until, requests: rows.map((r) => Object.fromEntries(EXPORT_COLUMNS.map((c) => [c, r[c] ?? null]))) }), headers: { 'content-type': 'application/json', 'content-disposition': `attachment; filename="${filename}.json"` } };
     }
-    return { statusCode: 200, headers: { 'content-type': 'text/csv; charset=utf-8', 'content-disposition': `attachment; filename="${filename}.csv"` }, body: toCsv(requests) };
+    return { statusCode: 200, headers: { 'content-type': 'text/csv; charset=utf-8', 'content-disposition': `attachment; filename="${filename}.csv"` }, body: toCsv(rows) };
   });

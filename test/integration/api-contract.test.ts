@@ -88,7 +88,8 @@ describe.skipIf(unavailable)('Functions: get-request, lookup-subject and report-
     ids.push(record.requestId);
     if (!overdue) {
       await store.transition(record.requestId, 'in_progress');
-      if (i % 2 === 0) await store.transition(record.requestId, 'completed', { completedAt: new Date(receivedAt.getTime() + day).toISOString() });
+      // Every sixth found nothing anywhere.
+      if (i % 2 === 0) await store.transition(record.requestId, 'completed', { completedAt: new Date(receivedAt.getTime() + day).toISOString(), ...(i % 6 === 0 && { nothingFound: true }) });
     }
   }
 
@@ -231,7 +232,7 @@ describe.skipIf(unavailable)('Functions: get-request, lookup-subject and report-
     expect(csv.status).toBe(200);
     expect(csv.headers).toMatchObject({ 'content-type': 'text/csv; charset=utf-8', 'content-disposition': expect.stringMatching(/^attachment; filename="lethe-requests-.*\.csv"$/) as string });
     const lines = csv.text.trimEnd().split('\r\n');
-    expect(lines[0]).toBe('requestId,type,regulation,status,receivedAt,dueAt,extendedAt,completedAt,overdue');
+    expect(lines[0]).toBe('requestId,type,regulation,status,receivedAt,dueAt,extendedAt,completedAt,overdue,nothingFound');
     expect(lines.slice(1).map((l) => l.split(',')[0]).sort()).toEqual([...ids].sort());
     const json = await call(report, '/v1/reports/export', { query: { since } });
     const exported = JSON.parse(json.text) as { requests: { requestId: string }[] };
@@ -239,5 +240,9 @@ describe.skipIf(unavailable)('Functions: get-request, lookup-subject and report-
     expect(exported.requests.map((r) => r.requestId).sort()).toEqual([...ids].sort());
     // Oldest first, by receipt.
     expect(exported.requests.map((r) => r.requestId)).toEqual([...ids].reverse());
+    // Those completed with nothing found say so; every other request says it did not.
+    const nothing = (exported.requests as { requestId: string; nothingFound: boolean }[]).filter((r) => r.nothingFound).map((r) => r.requestId);
+    expect(nothing.sort()).toEqual(ids.filter((_, i) => i % 6 === 0 && i % 5 !== 4).sort());
+    expect(lines.slice(1).filter((l) => l.endsWith(',true')).map((l) => l.split(',')[0]).sort()).toEqual(nothing);
   });
 });

@@ -50,11 +50,11 @@ describe('Reports', () => {
   });
 
   it('exports CSV with a header row, CRLF line ends, empty cells for nothing, and quoting where needed', () => {
-    const csv = toCsv([request(1, { completedAt: at(1, 1) }), request(2, { status: 'in_progress', requestId: 'a,"b"' })]);
+    const csv = toCsv([request(1, { completedAt: at(1, 1), nothingFound: true }), request(2, { status: 'in_progress', requestId: 'a,"b"' })]);
     expect(csv.split('\r\n')).toEqual([
-      'requestId,type,regulation,status,receivedAt,dueAt,extendedAt,completedAt,overdue',
-      `00000000-0000-4000-8000-000000000001,erasure,gdpr,completed,${at(1)},${at(30)},,${at(1, 1)},false`,
-      `"a,""b""",erasure,gdpr,in_progress,${at(1)},${at(30)},,,false`,
+      'requestId,type,regulation,status,receivedAt,dueAt,extendedAt,completedAt,overdue,nothingFound',
+      `00000000-0000-4000-8000-000000000001,erasure,gdpr,completed,${at(1)},${at(30)},,${at(1, 1)},false,true`,
+      `"a,""b""",erasure,gdpr,in_progress,${at(1)},${at(30)},,,false,`,
       '',
     ]);
   });
