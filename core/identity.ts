@@ -52,9 +52,7 @@ export function normalizeIdentity(identity: Identity): Identity {
     case 'email': {
       // NFC and lower-cased, and the domain in ASCII, so that Ada@Bücher.de, ada@bu\u0308cher.de and
       // ada@xn--bcher-kva.de are one subject.
-      const trimmed = identity.value.trim();
-      const at = trimmed.lastIndexOf('@');
-      const value = at > 0 ? `${trimmed.slice(0, at).normalize('NFC').toLowerCase()}@${domainToASCII(trimmed.slice(at + 1).normalize('NFC').toLowerCase())}` : '';
+      const value = canonicalValue('email', identity.value);
       if (!EMAIL.test(value)) throw invalid('must be an e-mail address');
       if (SEARCH_SYNTAX.test(value)) throw invalid('must not contain *, ? or %: they are search syntax in the systems it is looked up in');
       return { type: 'email', value };
