@@ -75,10 +75,15 @@ export class LakeConnector implements BatchConnector {
       const rewrite = rewriterFor(table, subjects);
       if (!rewrite) continue;
       for await (const candidate of this.#candidates(table, subjects)) {
-        for (const [subject, n] of await this.#rewriteObject(table, candidate.key, rewrite)) counts.set(subject, (counts.get(subject) ?? 0) + n);
+        const rewritten = await this.#rewriteObject(table, candidate.key, rewrite);
         // The subject's rows in older versions: left by an earlier rewrite that was cut short, or
-        // behind a delete marker. Each such version goes (the current one was just rewritten).
-        await this.#purgeOldVersions(table, candidate, rewrite);
+        // behind a delete marker. Each such version goes (the current one was just rewritten), and
+        // a subject whose rows were only there counts them: they were found and removed.
+        const purged = await this.#purgeOldVersions(table, candidate, rewrite);
+        for (const subject of subjects.keys()) {
+          const n = rewritten.get(subject) || purged.get(subject) || 0;
+          counts.set(subject, (counts.get(subject) ?? 0) + n);
+        }
       }
     }
     return counts;
@@ -166,12 +171,21 @@ export class LakeConnector implements BatchConnector {
     }
   }
 
-  /** Delete each older version of a key that holds any of the subjects' rows. */
-  async #purgeOldVersions(table: LakeTable, candidate: Candidate, rewrite: Rewrite): Promise<void> {
+  /**
+   * Delete each older version of a key that holds any of the subjects' rows. Returns each
+   * subject's rows in the newest of them that held any (a row kept through versions counts once).
+   */
+  async #purgeOldVersions(table: LakeTable, candidate: Candidate, rewrite: Rewrite): Promise<Map<string, number>> {
+    const found = new Map<string, number>();
     for (const versionId of candidate.older) {
       const old = await this.#get(table, candidate.key, versionId);
-      if (old && rewrite(old.bytes).bytes) await this.#deleteVersion(table, candidate.key, versionId);
+      if (!old) continue;
+      const { bytes, bySubject } = rewrite(old.bytes);
+      if (!bytes) continue;
+      await this.#deleteVersion(table, candidate.key, versionId);
+      for (const [subject, n] of bySubject) if (n > 0 && !found.has(subject)) found.set(subject, n);
     }
+    return found;
   }
 
   async #get(table: LakeTable, key: string, versionId?: string): Promise<{ bytes: Uint8Array; out: GetObjectCommandOutput } | undefined> {
