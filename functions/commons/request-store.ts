@@ -8,6 +8,7 @@ import {
   BY_MONTH_INDEX,
   FINAL_REQUEST_STATUSES,
   isFinalRequestStatus,
+  NOTHING_FOUND_INDEX,
   OPEN_INDEX,
   requestStatusesBefore,
   type Regulation,
@@ -115,7 +116,7 @@ export class RequestStore {
    * is there already; throws InvalidTransitionError when it is somewhere `to` cannot follow.
    */
   async transition(requestId: string, to: RequestStatus, extra: Extra = {}): Promise<boolean> {
-    return this.#transition(requestKey(requestId), to, requestStatusesBefore(to), extra, `request ${requestId}`, { close: isFinalRequestStatus(to) });
+    return this.#transition(requestKey(requestId), to, requestStatusesBefore(to), extra, `request ${requestId}`, { close: isFinalRequestStatus(to), foundNothing: extra['nothingFound'] === true });
   }
 
   /** Every request not yet final, by deadline, through the sparse Open index (what it projects). */
@@ -300,6 +301,30 @@ export class RequestStore {
       throw wrap('read the requests of a period', error);
     }
     return found.sort((a, b) => a.receivedAt.localeCompare(b.receivedAt));
+  }
+
+  /** How many requests received between `since` and `until` completed with nothing found anywhere (the NothingFound index, counted page by page). */
+  async countNothingFound(since: string, until: string): Promise<number> {
+    let n = 0;
+    try {
+      for (let month = monthOf(until); month >= monthOf(since); month = previousMonth(month)) {
+        for await (const page of paginateQuery(
+          { client: dynamo },
+          {
+            TableName: this.#table,
+            IndexName: NOTHING_FOUND_INDEX,
+            KeyConditionExpression: 'foundNothingIn = :month AND receivedAt BETWEEN :since AND :until',
+            ExpressionAttributeValues: { ':month': month, ':since': since, ':until': until },
+            Select: 'COUNT',
+          },
+        )) {
+          n += page.Count ?? 0;
+        }
+      }
+    } catch (error) {
+      throw wrap('count the requests that found nothing', error);
+    }
+    return n;
   }
 
   /**
@@ -849,6 +874,26 @@ export class RequestStore {
     }
   }
 
+  /** Extend the batch's lock by `seconds` from now; false when it lapsed and another worker took it. */
+  async renewBatch(system: string, owner: string, seconds: number): Promise<boolean> {
+    try {
+      await dynamo.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: { pk: `BATCH#${system}`, sk: 'LOCK' },
+          UpdateExpression: 'SET #until = :until',
+          ConditionExpression: '#owner = :owner',
+          ExpressionAttributeNames: { '#until': 'until', '#owner': 'owner' },
+          ExpressionAttributeValues: { ':until': new Date(Date.now() + seconds * 1000).toISOString(), ':owner': owner },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw wrap('renew a batch lock', error);
+    }
+  }
+
   async unlockBatch(system: string, owner: string): Promise<void> {
     try {
       await dynamo.send(
@@ -913,7 +958,7 @@ export class RequestStore {
     from: readonly string[],
     extra: Extra,
     what: string,
-    options: { attempts?: boolean; waiting?: boolean; unwait?: boolean; close?: boolean } = {},
+    options: { attempts?: boolean; waiting?: boolean; unwait?: boolean; close?: boolean; foundNothing?: boolean } = {},
   ): Promise<boolean> {
     if (from.length === 0) {
       // Nothing may move to `to` (it is an initial status): it is either where the record is, or wrong.
@@ -935,6 +980,11 @@ export class RequestStore {
       sets.push('attempts = if_not_exists(attempts, :zero) + :one');
       values[':zero'] = 0;
       values[':one'] = 1;
+    }
+    if (options.foundNothing) {
+      // Into the NothingFound index, under the request's month of receipt.
+      sets.push('foundNothingIn = #month');
+      names['#month'] = 'month';
     }
     if (options.waiting) {
       sets.push('waiting = :waiting');

@@ -47,8 +47,13 @@ type TaskMessage = z.infer<typeof taskMessageSchema> & { round?: number | undefi
 const batchMessageSchema = z.object({ batch: z.literal(true), system: z.string() });
 const messageSchema = z.union([batchMessageSchema, taskMessageSchema]);
 
-/** A batch's lock outlives the longest run of a lake worker (15 minutes). */
-const BATCH_LOCK_SECONDS = 960;
+/**
+ * A batch's lock is a lease its worker renews a third of the way through, for as long as it runs:
+ * a worker that dies (a timeout, a crash) holds its system's batches up a minute at most, where a
+ * fixed lock outliving the longest run held them up sixteen. (Two runs at once, should a worker
+ * stall past its lease, are safe: a rewrite checks that nobody wrote between its read and write.)
+ */
+const BATCH_LEASE_SECONDS = 60;
 /** A batch that failed retryably is tried again this much later, with whoever joined meanwhile. */
 const BATCH_RETRY_SECONDS = 60;
 
@@ -311,7 +316,13 @@ async function runBatch(systemName: string, record: SQSRecord): Promise<void> {
   const batch = system && batchOf(system);
   if (!system || !batch) return;
   const owner = randomUUID();
-  if (!(await store.lockBatch(systemName, owner, BATCH_LOCK_SECONDS))) return triggerBatch(record, systemName, 30);
+  if (!(await store.lockBatch(systemName, owner, BATCH_LEASE_SECONDS))) return triggerBatch(record, systemName, 30);
+  const renewal = setInterval(() => {
+    store.renewBatch(systemName, owner, BATCH_LEASE_SECONDS).then(
+      (kept) => kept || logger.warn('batch lock lapsed and another worker took it', { system: systemName }),
+      (error: unknown) => logger.warn('could not renew the batch lock', { system: systemName, ...errorFields(error) }),
+    );
+  }, (BATCH_LEASE_SECONDS * 1000) / 3);
   const waiting = new Map<string, TaskMessage>();
   try {
     const members = await store.batchMembers(systemName);
@@ -368,6 +379,7 @@ async function runBatch(systemName: string, record: SQSRecord): Promise<void> {
       }
     }
   } finally {
+    clearInterval(renewal);
     await store.unlockBatch(systemName, owner);
   }
 }
