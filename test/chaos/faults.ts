@@ -5,7 +5,13 @@
  * nothing, a retryable or a permanent error, a connector slower than its heartbeat, or the death of
  * the execution environment in the middle of its batch — and tells the oracle how the call ended,
  * so the harness keeps an exact ledger of the side effects each task had.
+ *
+ * The chaos data lake lives in a versioned bucket (LETHE_CHAOS_LAKE_BUCKET) served by the harness
+ * (LETHE_CHAOS_VERSIONED_S3, since local mode's S3 keeps no versions): every S3 call on it goes
+ * there, and before the lake connector deletes an object version — once it has written the
+ * version that replaces it — the oracle may have the environment die (`torn`).
  */
+import { DeleteObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { randomUUID } from 'node:crypto';
 import { ConnectorPermanentError, ConnectorRetryableError } from '#core/errors';
 import type { Connector, ConnectorCommand, ConnectorResult } from '#core/ports';
@@ -15,7 +21,7 @@ import { S3Connector } from '#connectors/s3/connector';
 import { HttpConnector } from '#connectors/http/connector';
 import { WebhookConnector } from '#connectors/webhook/connector';
 
-export type Fault = 'none' | 'retryable' | 'permanent' | 'slow' | 'crash';
+export type Fault = 'none' | 'retryable' | 'permanent' | 'slow' | 'crash' | 'torn';
 export interface FaultAnswer {
   readonly fault: Fault;
   readonly call: number;
@@ -58,4 +64,25 @@ if (oracle) {
       }
     };
   }
+}
+
+const versionedS3 = process.env['LETHE_CHAOS_VERSIONED_S3'];
+const lakeBucket = process.env['LETHE_CHAOS_LAKE_BUCKET'];
+if (oracle && versionedS3 && lakeBucket) {
+  const lake = new S3Client({ endpoint: versionedS3, region: process.env['AWS_REGION'] ?? 'eu-west-1', forcePathStyle: true, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+  type Send = (this: S3Client, command: { input: object }) => Promise<unknown>;
+  const prototype = S3Client.prototype as unknown as { send: Send };
+  const send = prototype.send;
+  prototype.send = async function (this: S3Client, command: { input: object }): Promise<unknown> {
+    const input = command.input as { Bucket?: string; VersionId?: string };
+    if (this === lake || input.Bucket !== lakeBucket) return send.call(this, command);
+    if (command instanceof DeleteObjectCommand && input.VersionId) {
+      const { fault } = await ask('/tear', { environment });
+      if (fault === 'torn') {
+        await ask('/crash', { environment });
+        process.exit(70);
+      }
+    }
+    return send.call(lake, command);
+  };
 }

@@ -1,7 +1,8 @@
 /**
- * The chaos suite: local mode, five systems of five connector kinds, a stream of erasures, and
+ * The chaos suite: local mode, six systems of six connector kinds, a stream of erasures, and
  * deterministic faults — retryable and permanent connector errors, connectors slower than their
- * heartbeat, execution environments that die in the middle of a batch, every SQS batch delivered
+ * heartbeat, execution environments that die in the middle of a batch, a lake rewrite killed
+ * between writing its new object version and deleting the old one, every SQS batch delivered
  * three times at once, and the SQS and S3 emulator cut off mid-run. Then a reconciliation of what
  * was asked with what happened, in Jepsen's terms: lost, duplicated, unexpected.
  *
@@ -26,6 +27,7 @@ import { isFinalRequestStatus, outcomeOf, requestIdFor, type RequestStatus, type
 import { startLocal, type LocalLethe } from '#local/runtime';
 import { LetheApi } from '../../cli/api.ts';
 import { stripe } from '../fixtures/vendors.ts';
+import { versionedS3Server, type VersionedStore } from '../fixtures/versioned-s3.ts';
 import { WEBHOOK_SECRET, webhookService } from '../fixtures/webhook-service.ts';
 import type { Fault, FaultAnswer } from './faults.ts';
 
@@ -44,10 +46,16 @@ export interface ChaosOptions {
 
 export const DEFAULT_RATES = { permanent: 0.02, retryable: 0.2, slow: 0.01, crash: 0.005 };
 const HEARTBEAT_SECONDS = 10;
-const SYSTEMS = { postgres: 'accounts', dynamodb: 'profiles', s3: 'files', http: 'billing', webhook: 'support' } as const;
+const SYSTEMS = { postgres: 'accounts', dynamodb: 'profiles', s3: 'files', http: 'billing', webhook: 'support', lake: 'events' } as const;
 type Kind = keyof typeof SYSTEMS;
 const KINDS = Object.keys(SYSTEMS) as Kind[];
-const ROWS = { accounts: 1, orders: 2, profiles: 1, files: 2, billing: 1, support: 2 };
+/** The kinds whose connector calls meet the oracle's faults (the lake meets `torn` instead). */
+const FAULTED: readonly Kind[] = ['postgres', 'dynamodb', 's3', 'http', 'webhook'];
+const ROWS = { accounts: 1, orders: 2, profiles: 1, files: 2, billing: 1, support: 2, events: 2 };
+const LAKE_BUCKET = 'lethe-chaos-lake';
+/** The lake's rewrites killed between the new version and the delete of the old: the first, and then one in this many, at most `TORN_MAX` in a run. */
+const TORN_EVERY = 40;
+const TORN_MAX = 4;
 
 export interface ChaosReport {
   readonly requests: number;
@@ -88,7 +96,9 @@ interface Call {
  */
 class Oracle {
   readonly ledger = new Map<string, Call[]>();
-  readonly faults: Record<Fault, number> = { none: 0, retryable: 0, permanent: 0, slow: 0, crash: 0 };
+  readonly faults: Record<Fault, number> = { none: 0, retryable: 0, permanent: 0, slow: 0, crash: 0, torn: 0 };
+  /** Old-version deletes the lake connector asked about. */
+  #tears = 0;
   /** Environments that reported their death: a call they begin after that never runs. */
   readonly #dead = new Set<string>();
   readonly duplicated: string[] = [];
@@ -119,8 +129,17 @@ class Oracle {
   }
 
   /** Whether the task's first call meets a permanent fault: then, and only then, it must fail. */
-  failsPermanently(kind: string, requestId: string): boolean {
-    return this.decide(kind, requestId, 'delete', 1) === 'permanent';
+  failsPermanently(kind: Kind, requestId: string): boolean {
+    return FAULTED.includes(kind) && this.decide(kind, requestId, 'delete', 1) === 'permanent';
+  }
+
+  /** Whether the lake connector dies before deleting an old version it has just replaced. */
+  #tear(): Fault {
+    this.#tears += 1;
+    const u = createHmac('sha256', this.#seed).update(`torn|${String(this.#tears)}`).digest().readUIntBE(0, 6) / 2 ** 48;
+    const torn = this.faults.torn < TORN_MAX && (this.#tears === 1 || u < 1 / TORN_EVERY);
+    if (torn) this.faults.torn += 1;
+    return torn ? 'torn' : 'none';
   }
 
   async listen(): Promise<string> {
@@ -129,6 +148,10 @@ class Oracle {
       req.on('data', (c: Buffer) => (body += c.toString()));
       req.on('end', () => {
         const m = JSON.parse(body) as { kind: string; requestId: string; action: string; environment: string; call?: number; ok?: boolean; affected?: number };
+        if (req.url === '/tear') {
+          res.end(JSON.stringify({ fault: this.#tear(), call: 0, slowMs: 0 }));
+          return;
+        }
         if (req.url === '/crash') {
           // The environment dies, and every call it was in the middle of (a batch's records run together) ends there, unfinished.
           this.#dead.add(m.environment);
@@ -199,6 +222,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const support = await webhookService(WEBHOOK_SECRET);
   support.mode = 'sync';
   for (const email of everyone) support.records.set(email, ROWS.support);
+  // The lake: JSON Lines in a versioned bucket, partitioned by person (so that only a person's own
+  // erasure ever touches their object, and what a torn rewrite leaves only its retry can remove),
+  // each object with an older version (the day before) holding them too.
+  const versioned = await versionedS3Server();
+  const lake = versioned.bucket(LAKE_BUCKET);
+  for (const email of everyone) {
+    lake.put(lakeKey(email), lakeRow(email, 0), 'application/x-ndjson');
+    lake.put(lakeKey(email), lakeRow(email, 0) + lakeRow(email, 1), 'application/x-ndjson');
+  }
 
   // The data map: five systems, one per connector kind; the source of truth last.
   const postgresUrl = process.env['LETHE_CHAOS_POSTGRES_URL'] ?? process.env['LETHE_TEST_POSTGRES_URL'];
@@ -254,6 +286,15 @@ systems:
     timeoutSeconds: 600
     maxAttempts: 8
     settings: { url: '${support.url}', secret: { env: LETHE_CHAOS_WEBHOOK_SECRET }, callbackDeadlineSeconds: 600 }
+  events:
+    connector: lake
+    identities: [email]
+    heartbeatSeconds: 60
+    timeoutSeconds: 1800
+    maxAttempts: 8
+    settings:
+      batch: { windowSeconds: 2 }
+      tables: [{ bucket: ${LAKE_BUCKET}, prefix: events/, format: jsonl, columns: [{ identity: email, column: email }], partitions: [{ identity: email, key: email }] }]
 `,
   );
   const secrets = { LETHE_CHAOS_STRIPE_KEY: billing.credentials.secretKey, LETHE_CHAOS_WEBHOOK_SECRET: WEBHOOK_SECRET };
@@ -271,7 +312,7 @@ systems:
     log,
     hooks: {
       preload: fileURLToPath(new URL('./faults.ts', import.meta.url)),
-      environment: { LETHE_CHAOS_ORACLE: oracleUrl, ...secrets },
+      environment: { LETHE_CHAOS_ORACLE: oracleUrl, LETHE_CHAOS_VERSIONED_S3: versioned.url, LETHE_CHAOS_LAKE_BUCKET: LAKE_BUCKET, ...secrets },
       deliveries: 3,
       interruptible: true,
     },
@@ -361,6 +402,8 @@ systems:
     let visible = 0;
     let alerted = 0;
     const remains = await remaining(db, dynamo, s3, billing.customers, support.records);
+    const lakeRemains = lakeRemaining(lake, new Set(everyone.slice(0, requestIds.length)), everyone.slice(requestIds.length));
+    unexpected.push(...lakeRemains.altered);
     await inBatches(requestIds.map((id, i) => ({ id, i })), 8, async ({ id, i }) => {
       const response = await compliance.fetch(`/v1/requests/${id}`);
       if (response.status !== 200) return void lost.push(`${id}: GET answered ${String(response.status)}`);
@@ -386,8 +429,8 @@ systems:
         } else if (task.status !== 'succeeded') {
           unexpected.push(`${id}: ${system} ${task.status} (${task.error ? `${task.error.name}: ${task.error.message}` : 'no error'})`);
         }
-        // Gone where it succeeded; the count Lethe reported is what was there.
-        const left = remains.get(`${system}|${subject(i)}`) ?? 0;
+        // Gone where it succeeded (from the lake, from every version); the count Lethe reported is what was there.
+        const left = (remains.get(`${system}|${subject(i)}`) ?? 0) + (kind === 'lake' ? (lakeRemains.rows.get(subject(i)) ?? 0) : 0);
         if (task.status === 'succeeded' && left > 0) lost.push(`${id}: ${system} says succeeded, ${String(left)} records remain`);
       }
       const outcome = outcomeOf(expected);
@@ -397,7 +440,7 @@ systems:
     for (let i = 0; i < canaries; i += 1) {
       for (const system of Object.values(SYSTEMS)) {
         const want = system === 'accounts' ? ROWS.accounts + ROWS.orders : ROWS[system];
-        const left = remains.get(`${system}|${canary(i)}`) ?? 0;
+        const left = system === 'events' ? (lakeRemains.current.get(canary(i)) ?? 0) : (remains.get(`${system}|${canary(i)}`) ?? 0);
         if (left !== want) unexpected.push(`canary ${String(i)}: ${String(left)} of ${String(want)} records left in ${system}`);
       }
     }
@@ -443,11 +486,37 @@ systems:
   } finally {
     await db.end();
     await local.stop();
-    await Promise.all([oracle.close(), billing.fake.close(), support.close()]);
+    await Promise.all([oracle.close(), billing.fake.close(), support.close(), versioned.close()]);
     log.end();
   }
 }
 
+
+const lakeKey = (email: string) => `events/email=${encodeURIComponent(email)}/part-0.jsonl`;
+/** A lake row: a big integer and a decimal that a careless rewrite would not keep byte for byte. */
+const lakeRow = (email: string, n: number) => `{"email":"${email}","n":${String(n)},"big":12345678901234567890,"price":1.50}\n`;
+
+/**
+ * The lake's rows per person: of the subjects, in any version of any object (`rows`); of
+ * everyone, in current versions (`current`); and the canaries' objects whose versions are not
+ * byte for byte as they were written (`altered`).
+ */
+function lakeRemaining(lake: VersionedStore, subjects: ReadonlySet<string>, canaries: readonly string[]): { rows: Map<string, number>; current: Map<string, number>; altered: string[] } {
+  const rows = new Map<string, number>();
+  const current = new Map<string, number>();
+  for (const versions of lake.keys.values()) {
+    versions.forEach((version, v) => {
+      for (const line of version.body?.toString().split('\n').filter(Boolean) ?? []) {
+        const email = (JSON.parse(line) as { email: string }).email;
+        if (subjects.has(email)) rows.set(email, (rows.get(email) ?? 0) + 1);
+        if (v === 0) current.set(email, (current.get(email) ?? 0) + 1);
+      }
+    });
+  }
+  const seeded = (email: string) => [lakeRow(email, 0) + lakeRow(email, 1), lakeRow(email, 0)];
+  const altered = canaries.filter((email) => JSON.stringify(lake.bodies(lakeKey(email))) !== JSON.stringify(seeded(email))).map((email) => `lake: ${lakeKey(email)} (a canary's) changed`);
+  return { rows, current, altered };
+}
 
 /** Records left per `<system>|<email>`, read from each system itself. */
 async function remaining(
@@ -528,7 +597,7 @@ export function formatReport(r: ChaosReport): string {
   const row = (what: string, value: string | number) => `| ${what} | ${String(value)} |`;
   const count = (o: Record<string, number>) => Object.entries(o).sort().map(([k, v]) => `${k} ${String(v)}`).join(', ');
   return [
-    `Chaos run: ${String(r.requests)} requests × 5 systems, seed ${String(r.seed)}, ${String(r.seconds)} s`,
+    `Chaos run: ${String(r.requests)} requests × ${String(KINDS.length)} systems, seed ${String(r.seed)}, ${String(r.seconds)} s`,
     '',
     '| | |',
     '| --- | --- |',
@@ -536,7 +605,7 @@ export function formatReport(r: ChaosReport): string {
     row('outcomes', count(r.outcomes)),
     row('outcomes the injected faults call for', count(r.expectedOutcomes)),
     row('connector calls (tasks)', `${String(r.calls)} (${String(r.tasks)})`),
-    row('faults injected', `retryable ${String(r.faults.retryable)}, permanent ${String(r.faults.permanent)}, slower than the heartbeat ${String(r.faults.slow)}, environment killed mid-batch ${String(r.faults.crash)}`),
+    row('faults injected', `retryable ${String(r.faults.retryable)}, permanent ${String(r.faults.permanent)}, slower than the heartbeat ${String(r.faults.slow)}, environment killed mid-batch ${String(r.faults.crash)}, lake rewrite killed between its new version and the old one's delete ${String(r.faults.torn)}`),
     row('every SQS batch delivered', `${String(r.deliveries)} times at once`),
     row('SQS and S3 emulator cut off', `${String(r.outageMs)} ms, once`),
     row('**lost**', r.lost.length),
