@@ -331,6 +331,7 @@ const RUN: Record<RequestCommand, (api: LetheApi, values: Values, positionals: s
       console.log(`  by regulation: ${nonzero(s.byRegulation)}`);
       console.log(`  by type:       ${nonzero(s.byType)}`);
       console.log(`  overdue now ${String(s.overdue)}, finished late ${String(s.finishedLate)}, extended ${String(s.extended)}`);
+      console.log(`  completed with nothing found anywhere: ${String(s.nothingFound)}`);
       const c = s.completionSeconds;
       console.log(`  time to completion: ${c.count ? `median ${humanDuration(c.median!)}, p95 ${humanDuration(c.p95!)} over ${plural(c.count, 'request')}` : 'none finished'}`);
     };

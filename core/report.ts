@@ -40,6 +40,8 @@ export interface Summary {
   /** Final, but after the deadline. */
   readonly finishedLate: number;
   readonly extended: number;
+  /** Completed with nothing of the subject's found in any system: no deletion happened. */
+  readonly nothingFound: number;
   /** Seconds from receipt to a final status (cancelled left out), nearest-rank; null when none finished. */
   readonly completionSeconds: { readonly count: number; readonly median: number | null; readonly p95: number | null };
   /** Per UTC day of receipt: volume, and the median seconds to completion of those finished. */
@@ -56,8 +58,8 @@ export function percentile(sorted: readonly number[], p: number): number | null 
   return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-/** The summary of the requests received in a period. */
-export function summarize(requests: readonly ListedRequest[], since: string, until: string): Summary {
+/** The summary of the requests received in a period, `nothingFound` of them completed with nothing found anywhere. */
+export function summarize(requests: readonly ListedRequest[], since: string, until: string, nothingFound: number): Summary {
   const byStatus = zeros(REQUEST_STATUSES);
   const byRegulation = zeros(REGULATIONS);
   const byType = zeros(REQUEST_TYPES);
@@ -94,6 +96,7 @@ export function summarize(requests: readonly ListedRequest[], since: string, unt
     overdue,
     finishedLate,
     extended,
+    nothingFound,
     completionSeconds: { count: seconds.length, median: round1(percentile(seconds, 50)), p95: round1(percentile(seconds, 95)) },
     daily: [...days.entries()]
       .sort(([a], [b]) => a.localeCompare(b))

@@ -289,6 +289,12 @@ export const WAITING_INDEX = 'Waiting';
 export const BY_MONTH_INDEX = 'ByMonth';
 /** The requests table's sparse index of requests not yet final, keyed `open` and `dueAt`: the overdue are its oldest. */
 export const OPEN_INDEX = 'Open';
+/**
+ * The requests table's sparse index of requests completed with nothing found anywhere, keyed
+ * `foundNothingIn` (the request's `month`) and `receivedAt`: the summary counts them without
+ * reading the requests, since the list indexes do not project `nothingFound`.
+ */
+export const NOTHING_FOUND_INDEX = 'NothingFound';
 /** What both list indexes project: enough to list a request without reading it (and, for the Open index, to remind of it). */
 export const LISTED_ATTRIBUTES = ['requestId', 'type', 'regulation', 'status', 'dueAt', 'completedAt', 'acknowledgeBy', 'extendedAt', 'receivedAt', 'reminded'] as const;
 

@@ -110,6 +110,7 @@ async function loadSummary(): Promise<void> {
     ['overdue', String(s.overdue), s.overdue > 0],
     ['failed or partly', String(failed), failed > 0],
     ['needs review', String(review), review > 0],
+    ['nothing found', String(s.nothingFound), false],
     ['median to complete', s.completionSeconds.median === null ? '–' : humanDuration(s.completionSeconds.median), false],
     ['p95 to complete', s.completionSeconds.p95 === null ? '–' : humanDuration(s.completionSeconds.p95), false],
   ];

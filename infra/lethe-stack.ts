@@ -19,7 +19,7 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import type { DataMap, SystemConfig } from '#core/config';
-import { BY_MONTH_INDEX, LISTED_ATTRIBUTES, OPEN_INDEX, SHRED_INDEX, WAITING_INDEX } from '#core/request';
+import { BY_MONTH_INDEX, LISTED_ATTRIBUTES, NOTHING_FOUND_INDEX, OPEN_INDEX, SHRED_INDEX, WAITING_INDEX } from '#core/request';
 import { UNLOGGED_INDEX } from '#core/log';
 import { OPENDSR_CHANGED } from '#core/opendsr';
 import { ConfigError } from '#core/errors';
@@ -152,6 +152,13 @@ export class LetheStack extends Stack {
       sortKey: { name: 'dueAt', type: AttributeType.STRING },
       projectionType: ProjectionType.INCLUDE,
       nonKeyAttributes: listed('dueAt'),
+    });
+    // Requests completed with nothing found anywhere, by month of receipt (sparse: only they have `foundNothingIn`).
+    table.addGlobalSecondaryIndex({
+      indexName: NOTHING_FOUND_INDEX,
+      partitionKey: { name: 'foundNothingIn', type: AttributeType.STRING },
+      sortKey: { name: 'receivedAt', type: AttributeType.STRING },
+      projectionType: ProjectionType.KEYS_ONLY,
     });
     // Audit records not yet leaves of the audit log (sparse: staged records keep `unlogged` until then).
     table.addGlobalSecondaryIndex({

@@ -25,7 +25,8 @@ const periodSchema = z.strictObject({
 
 /**
  * `GET /v1/reports/summary?since&until` (default: the last 30 days): counts by status, regulation
- * and type, overdue and late, median and p95 hours to completion, volume per day.
+ * and type, overdue and late, completed with nothing found, median and p95 hours to completion,
+ * volume per day.
  * `GET /v1/reports/export?since&until&format=csv|json`: every request of the period, one row each.
  * Both by time of receipt, through the ByMonth index.
  */
@@ -42,7 +43,7 @@ export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
     const isExport = event.resource === '/v1/reports/export';
     if (!isExport && query.data.format !== 'json') throw new ValidationError([{ path: 'format', message: 'the summary is JSON; format is for exports' }]);
     const requests = await store.receivedBetween(since, until, isExport ? MAX_EXPORT : MAX_SUMMARY, now);
-    if (!isExport) return json(200, summarize(requests, since, until));
+    if (!isExport) return json(200, summarize(requests, since, until, await store.countNothingFound(since, until)));
     const filename = `lethe-requests-${since.slice(0, 10)}-${until.slice(0, 10)}`;
     const rows = await store.withNothingFound(requests);
     if (query.data.format === 'json') {

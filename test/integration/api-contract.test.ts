@@ -209,7 +209,7 @@ describe.skipIf(unavailable)('Functions: get-request, lookup-subject and report-
     const since = new Date(now - 61 * day).toISOString();
     const answer = await call(report, '/v1/reports/summary', { query: { since } });
     expect(answer.status).toBe(200);
-    const summary = JSON.parse(answer.text) as { total: number; byStatus: Record<string, number>; byRegulation: Record<string, number>; overdue: number; completionSeconds: { count: number; median: number; p95: number }; daily: { received: number }[] };
+    const summary = JSON.parse(answer.text) as { total: number; nothingFound: number; byStatus: Record<string, number>; byRegulation: Record<string, number>; overdue: number; completionSeconds: { count: number; median: number; p95: number }; daily: { received: number }[] };
     expect(matches('Summary', summary)).toEqual([]);
     const all = (await list({ limit: '100' })).requests;
     expect(summary.total).toBe(30);
@@ -219,6 +219,14 @@ describe.skipIf(unavailable)('Functions: get-request, lookup-subject and report-
     // Every completed request here took one day.
     expect(summary.completionSeconds).toEqual({ count: summary.byStatus['completed'], median: 86_400, p95: 86_400 });
     expect(summary.daily.reduce((n, d) => n + d.received, 0)).toBe(30);
+    // Completed with nothing found: counted through the NothingFound index, the same requests the export marks.
+    const exported = JSON.parse((await call(report, '/v1/reports/export', { query: { since } })).text) as { requests: { nothingFound: boolean | null }[] };
+    const nothing = exported.requests.filter((r) => r.nothingFound === true).length;
+    expect(nothing).toBeGreaterThan(0);
+    expect(summary.nothingFound).toBe(nothing);
+    // A period that leaves out the oldest of them counts fewer.
+    const recent = JSON.parse((await call(report, '/v1/reports/summary', { query: { since: new Date(now - 10 * day).toISOString() } })).text) as { nothingFound: number };
+    expect(recent.nothingFound).toBeLessThan(nothing);
     // The default period is the last 30 days.
     expect((JSON.parse((await call(report, '/v1/reports/summary', {})).text) as { total: number }).total).toBe(all.filter((r) => r.receivedAt >= new Date(Date.now() - 30 * day).toISOString()).length);
     const bad = await call(report, '/v1/reports/summary', { query: { since: 'last week', format: 'csv' } });

@@ -34,19 +34,19 @@ describe('Reports', () => {
       request(5, { status: 'cancelled', type: 'opt_out', receivedAt: at(2), completedAt: at(2, 20) }),
       request(6, { status: 'in_progress', regulation: 'lgpd', receivedAt: at(3), dueAt: at(4), overdue: true, extendedAt: at(3, 5) }),
     ];
-    const s = summarize(requests, at(1), at(4));
+    const s = summarize(requests, at(1), at(4), 1);
     expect(s.total).toBe(6);
     expect(s.byStatus).toEqual({ received: 0, in_progress: 1, completed: 3, partially_failed: 1, needs_review: 0, failed: 0, cancelled: 1 });
     expect(s.byRegulation).toEqual({ gdpr: 4, ccpa: 1, vcdpa: 0, lgpd: 1 });
     expect(s.byType).toMatchObject({ erasure: 5, opt_out: 1 });
-    expect(s).toMatchObject({ overdue: 1, finishedLate: 1, extended: 1 });
+    expect(s).toMatchObject({ overdue: 1, finishedLate: 1, extended: 1, nothingFound: 1 });
     expect(s.completionSeconds).toEqual({ count: 4, median: 2 * 3600, p95: 72 * 3600 });
     expect(s.daily).toEqual([
       { date: '2026-11-01', received: 2, finished: 2, medianCompletionSeconds: 3600 },
       { date: '2026-11-02', received: 3, finished: 2, medianCompletionSeconds: 2 * 3600 },
       { date: '2026-11-03', received: 1, finished: 0, medianCompletionSeconds: null },
     ]);
-    expect(summarize([], at(1), at(2)).completionSeconds).toEqual({ count: 0, median: null, p95: null });
+    expect(summarize([], at(1), at(2), 0).completionSeconds).toEqual({ count: 0, median: null, p95: null });
   });
 
   it('exports CSV with a header row, CRLF line ends, empty cells for nothing, and quoting where needed', () => {
