@@ -173,6 +173,13 @@ describe.skipIf(unavailable)('Compliance: roles, the lethe CLI, retries and the 
       await local.sql('ALTER TABLE accounts RENAME TO accounts_moved');
       const failed = idOf(lethe('submit', '--type', 'erasure', '--regulation', 'lgpd', '--identity', 'email=linus@example.com', '--watch'));
       await local.sql('ALTER TABLE accounts_moved RENAME TO accounts');
+      // One that needs review (the subject's address stored decomposed, which the delete's exact
+      // match leaves and the verification's wider net finds), and one that found nothing anywhere.
+      await local.sql(`INSERT INTO accounts (id, user_id, email, name) VALUES ('a-dash-review', 'u-dash-review', 'zoe\u0308.dash@example.com', 'Z')`);
+      const review = idOf(lethe('submit', '--type', 'erasure', '--regulation', 'gdpr', '--identity', 'email=Zoë.Dash@example.com', '--watch'));
+      const nothing = idOf(lethe('submit', '--type', 'erasure', '--regulation', 'gdpr', '--identity', 'email=nobody.dash@example.com', '--watch'));
+      expect((JSON.parse(lethe('status', review, '--json').stdout) as { status: string }).status).toBe('needs_review');
+      expect(JSON.parse(lethe('status', nothing, '--json').stdout)).toMatchObject({ status: 'completed', nothingFound: true });
       const page = await browser.newPage({ viewport: { width: 1400, height: 1000 }, acceptDownloads: true });
       const errors: string[] = [];
       page.on('pageerror', (e) => errors.push(e.message));
@@ -190,6 +197,23 @@ describe.skipIf(unavailable)('Compliance: roles, the lethe CLI, retries and the 
       expect(await page.locator('.card.alert[data-card="failed or partly"] b').textContent()).toBe(String(failedCount));
       expect(await page.locator(`#rows tr.failed[data-id="${failed}"]`).count()).toBe(1);
       expect(await page.locator('[data-card="median to complete"] b').textContent()).toMatch(/^[\d.]+ (s|min)$/);
+      // Needs review: counted as an alert, its row marked, and its near-misses by reason (never the value) in its detail.
+      const reviewCount = listed.filter((r) => r.status === 'needs_review').length;
+      expect(reviewCount).toBeGreaterThanOrEqual(1);
+      expect(await page.locator('.card.alert[data-card="needs review"] b').textContent()).toBe(String(reviewCount));
+      expect(await page.locator(`#rows tr.failed[data-id="${review}"] .badge.needs_review`).textContent()).toBe('needs review');
+      const summary = JSON.parse(lethe('report', '--json').stdout) as { nothingFound: number };
+      expect(summary.nothingFound).toBeGreaterThanOrEqual(1);
+      expect(await page.locator('[data-card="nothing found"] b').textContent()).toBe(String(summary.nothingFound));
+      await page.click(`#rows tr[data-id="${review}"]`);
+      await page.waitForSelector('.near-misses');
+      expect(await page.locator('.near-misses').allTextContents()).toEqual(['near-misses: 1 unicode']);
+      expect(await page.locator('#detail').textContent()).not.toMatch(/zo[eë]/i);
+      expect(await page.locator('[data-nothing-found]').count()).toBe(0);
+      await page.click(`#rows tr[data-id="${nothing}"]`);
+      await page.waitForSelector('[data-nothing-found]');
+      expect(await page.locator('[data-nothing-found]').textContent()).toBe('nothing found in any system');
+      expect(await page.locator('.near-misses').count()).toBe(0);
       expect(await page.locator('#rows').textContent()).toMatch(/done \d{4}-\d\d-\d\d/);
 
       // A request's systems on a timeline (the one retried: two attempts at app-db), and its signed receipt.
