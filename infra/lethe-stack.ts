@@ -345,6 +345,8 @@ export class LetheStack extends Stack {
     const poller = new SecureFunction(this, 'PollVendorJobs', {
       handler: 'poll-vendor-jobs',
       description: 'Lethe: keep tasks waiting on vendor jobs alive, and have their workers poll the vendors',
+      // Every minute: it pages until nothing due is left, and stops 15 s before its minute is up.
+      timeout: Duration.minutes(1),
       environment: {
         ...stateEnv,
         LETHE_SYSTEM_QUEUES: this.toJsonString(
@@ -401,11 +403,13 @@ export class LetheStack extends Stack {
       handler: 'shred-keys',
       description: 'Lethe: destroy the data keys of final requests past their verification window',
       environment: { ...stateEnv, ...shredEnv },
+      // It pages until nothing due is left; a run out of time leaves the rest to the next, an hour on.
+      timeout: Duration.minutes(5),
     });
     writesAudit(shredder);
     new Rule(this, 'ShredKeysSchedule', {
       description: 'Lethe: crypto-shredding of raw identifiers',
-      schedule: Schedule.rate(Duration.days(1)),
+      schedule: Schedule.rate(Duration.hours(1)),
       targets: [target(shredder)],
     });
 

@@ -1,7 +1,7 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { taintedDatasets, type DatasetConfig } from '#core/config';
 import { InvalidTransitionError } from '#core/errors';
-import { DEFAULT_SHRED_AFTER_SECONDS, foundNothing, inRound, isFinalRequestStatus, isFinalTaskStatus, outcomeOf, type RequestRecord, type RequestStatus, type TaskRecord, type TaskStatus } from '#core/request';
+import { DEFAULT_SHRED_AFTER_SECONDS, foundNothing, inRound, isFinalRequestStatus, isFinalTaskStatus, outcomeOf, RETRYABLE_REQUEST_STATUSES, type RequestRecord, type RequestStatus, type TaskRecord, type TaskStatus } from '#core/request';
 import type { AuditLog } from './audit-log.ts';
 import type { Publish } from './bus.ts';
 import { logger, metrics } from './observability.ts';
@@ -73,8 +73,10 @@ export async function finishRequest(
   }
   if (deps.datasets) await taintDatasets(request, tasks, store, deps.datasets, now);
   try {
-    // Its data key is destroyed once the verification window has passed (a scheduled job, through the Shred index).
-    const shredAt = new Date(Date.parse(now) + (deps.shredAfterSeconds ?? DEFAULT_SHRED_AFTER_SECONDS) * 1000).toISOString();
+    // Its data key is destroyed once the verification window has passed (a scheduled job, through
+    // the Shred index); one that may be retried keeps it until its deadline, if that is later.
+    const windowEnds = new Date(Date.parse(now) + (deps.shredAfterSeconds ?? DEFAULT_SHRED_AFTER_SECONDS) * 1000).toISOString();
+    const shredAt = RETRYABLE_REQUEST_STATUSES.includes(outcome) && request.dueAt > windowEnds ? request.dueAt : windowEnds;
     await store.transition(requestId, outcome, { completedAt: now, shred: SHRED_DUE, shredAt, ...(nothingFound && { nothingFound: true }) });
   } catch (error) {
     if (!(error instanceof InvalidTransitionError)) throw error;

@@ -499,23 +499,49 @@ export class RequestStore {
   }
 
   /**
-   * Tasks waiting on a vendor whose next poll or heartbeat is due by `now`, soonest first, through
-   * the sparse `Waiting` index (only waiting tasks carry its key).
+   * Tasks waiting on a vendor whose next poll or heartbeat is due by `now`, soonest first, page by
+   * page until the last, through the sparse `Waiting` index (only waiting tasks carry its key).
    */
-  async dueWaitingTasks(now: string, limit = 100): Promise<TaskRecord[]> {
+  async *dueWaitingTasks(now: string, pageSize = 100): AsyncGenerator<TaskRecord[]> {
     try {
-      const out = await dynamo.send(
-        new QueryCommand({
+      for await (const page of paginateQuery(
+        { client: dynamo, pageSize },
+        {
           TableName: this.#table,
           IndexName: WAITING_INDEX,
           KeyConditionExpression: 'waiting = :waiting AND nextCheckAt <= :now',
           ExpressionAttributeValues: { ':waiting': WAITING, ':now': now },
-          Limit: limit,
-        }),
-      );
-      return (out.Items ?? []).map((item) => stripKeys<TaskRecord>(item));
+        },
+      )) {
+        yield (page.Items ?? []).map((item) => stripKeys<TaskRecord>(item));
+      }
     } catch (error) {
       throw wrap('read the tasks waiting on vendors', error);
+    }
+  }
+
+  /**
+   * The saga sent a waiting task again, with a new token (its heartbeat lapsed): keep that token
+   * instead of `previous`, due for a heartbeat now. False when the task is no longer waiting, or
+   * another delivery replaced the token first.
+   */
+  async replaceTaskToken(task: Pick<TaskRecord, 'requestId' | 'system' | 'action'>, previous: string, taskToken: string): Promise<boolean> {
+    const now = new Date().toISOString();
+    try {
+      await dynamo.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: taskKey(task.requestId, task.system, task.action),
+          UpdateExpression: 'SET taskToken = :token, nextHeartbeatAt = :now, nextCheckAt = :now',
+          ConditionExpression: '#status = :waiting AND taskToken = :previous',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: { ':token': taskToken, ':now': now, ':waiting': 'waiting_on_vendor', ':previous': previous },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw wrap('replace a task token', error);
     }
   }
 
@@ -742,19 +768,20 @@ export class RequestStore {
     return out;
   }
 
-  /** Final requests whose data key is due to be destroyed by `now`, soonest first, through the sparse Shred index. */
-  async dueForShredding(now: string, limit = 100): Promise<RequestRecord[]> {
+  /** Final requests whose data key is due to be destroyed by `now`, soonest first, page by page until the last, through the sparse Shred index. */
+  async *dueForShredding(now: string, pageSize = 100): AsyncGenerator<RequestRecord[]> {
     try {
-      const out = await dynamo.send(
-        new QueryCommand({
+      for await (const page of paginateQuery(
+        { client: dynamo, pageSize },
+        {
           TableName: this.#table,
           IndexName: SHRED_INDEX,
           KeyConditionExpression: 'shred = :due AND shredAt <= :now',
           ExpressionAttributeValues: { ':due': SHRED_DUE, ':now': now },
-          Limit: limit,
-        }),
-      );
-      return (out.Items ?? []).map((item) => stripKeys<RequestRecord>(item));
+        },
+      )) {
+        yield (page.Items ?? []).map((item) => stripKeys<RequestRecord>(item));
+      }
     } catch (error) {
       throw wrap('read the requests due for shredding', error);
     }
@@ -762,7 +789,10 @@ export class RequestStore {
 
   /**
    * Destroy a request's data key: its sealed identities (and everything else sealed under it) can
-   * no longer be opened by anyone. False when it was destroyed already.
+   * no longer be opened by anyone. Only while the request is still final and due (a retry that
+   * reopened it since it was listed keeps its key) and, unless it completed or was cancelled, past
+   * its deadline (a failure may be retried until then). False when any of that no longer holds, or
+   * the key was destroyed already.
    */
   async shredDataKey(requestId: string, at: string): Promise<boolean> {
     try {
@@ -771,8 +801,9 @@ export class RequestStore {
           TableName: this.#table,
           Key: requestKey(requestId),
           UpdateExpression: 'REMOVE wrappedDataKey, shred, shredAt SET shreddedAt = :at',
-          ConditionExpression: 'attribute_exists(wrappedDataKey)',
-          ExpressionAttributeValues: { ':at': at },
+          ConditionExpression: 'attribute_exists(wrappedDataKey) AND shred = :due AND shredAt <= :at AND (#status IN (:completed, :cancelled) OR (#status IN (:failed, :partially, :review) AND dueAt <= :at))',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: { ':at': at, ':due': SHRED_DUE, ':completed': 'completed', ':cancelled': 'cancelled', ':failed': 'failed', ':partially': 'partially_failed', ':review': 'needs_review' },
         }),
       );
       return true;

@@ -7,6 +7,7 @@ import { mergeTags, sortTags, tagCount } from '#core/tag-set';
 import { s3, sqs } from './clients.ts';
 import { logger } from './observability.ts';
 import type { SubjectEntry, SuppressionStore } from './suppression-store.ts';
+import { eachInParallel } from './sweep.ts';
 
 /** What the filter object's metadata says (S3 user metadata, lower-case names). */
 export interface FilterInfo {
@@ -116,15 +117,12 @@ export class SuppressionSnapshot {
   async #delete(messages: readonly Message[]): Promise<void> {
     const batches = Array.from({ length: Math.ceil(messages.length / 10) }, (_, i) => messages.slice(i * 10, i * 10 + 10));
     // Eight calls at a time: at 50,000 changes, 5,000 calls one after another would outlast the run.
-    const next = async (): Promise<void> => {
-      for (let batch = batches.shift(); batch; batch = batches.shift()) {
-        // A message not deleted comes back and is merged again, to the same result.
-        await sqs
-          .send(new DeleteMessageBatchCommand({ QueueUrl: this.#o.changesQueueUrl, Entries: batch.map((m, n) => ({ Id: String(n), ReceiptHandle: m.ReceiptHandle })) }))
-          .catch(() => undefined);
-      }
-    };
-    await Promise.all(Array.from({ length: 8 }, next));
+    await eachInParallel(batches, 8, async (batch) => {
+      // A message not deleted comes back and is merged again, to the same result.
+      await sqs
+        .send(new DeleteMessageBatchCommand({ QueueUrl: this.#o.changesQueueUrl, Entries: batch.map((m, n) => ({ Id: String(n), ReceiptHandle: m.ReceiptHandle })) }))
+        .catch(() => undefined);
+    });
   }
 
   async #getTags(): Promise<{ set: Uint8Array; etag: string; rebuiltAt: string } | undefined> {

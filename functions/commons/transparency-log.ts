@@ -23,6 +23,7 @@ import type { ReceiptSigner } from '#core/ports';
 import { canonicalBytes, SIGNATURE_ALG } from '#core/signing';
 import { dynamo, s3 } from './clients.ts';
 import { isConditionFailure } from './request-store.ts';
+import { eachInParallel } from './sweep.ts';
 
 /** What one transaction logs: 99 records and the log's head (DynamoDB's limit is 100 items). */
 const PER_TRANSACTION = 99;
@@ -306,21 +307,16 @@ export class TransparencyLog {
    * sequencer writes it from the staged copy before logging it.
    */
   async #ensureInBucket(staged: readonly Staged[]): Promise<void> {
-    let next = 0;
-    const work = async () => {
-      while (next < staged.length) {
-        const { record } = staged[next++]!;
-        const key = recordKey(record.requestId, record.seq);
-        try {
-          await s3.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }));
-          continue;
-        } catch (error) {
-          if ((error as { name?: string }).name !== 'NotFound') throw new RetryableError(`audit bucket: ${(error as { name?: string }).name ?? 'Error'}`, { cause: error });
-        }
-        await this.#put(key, record);
+    await eachInParallel(staged, 16, async ({ record }) => {
+      const key = recordKey(record.requestId, record.seq);
+      try {
+        await s3.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }));
+        return;
+      } catch (error) {
+        if ((error as { name?: string }).name !== 'NotFound') throw new RetryableError(`audit bucket: ${(error as { name?: string }).name ?? 'Error'}`, { cause: error });
       }
-    };
-    await Promise.all(Array.from({ length: 16 }, work));
+      await this.#put(key, record);
+    });
   }
 
   async #put(key: string, body: unknown): Promise<void> {

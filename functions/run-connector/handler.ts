@@ -80,8 +80,14 @@ async function runTask(record: SQSRecord): Promise<void> {
     if (task?.status === 'waiting_on_vendor' && batchOf(system)) await triggerBatch(record, systemName, 0);
     return pollJobs(message, system, task);
   }
-  // A redelivered start of a task whose vendor job runs: the poller follows it.
-  if (task?.status === 'waiting_on_vendor') return;
+  // A redelivered start of a task whose vendor job runs: the poller follows it. When the saga sent
+  // it again with a new token (the old one's heartbeat lapsed), the poller follows that one.
+  if (task?.status === 'waiting_on_vendor') {
+    if (task.taskToken && task.taskToken !== message.taskToken && (await store.replaceTaskToken(task, task.taskToken, message.taskToken))) {
+      logger.info('waiting task sent again with a new token', { requestId, system: systemName, action });
+    }
+    return;
+  }
   // Without the identities a failed resolver was to provide, acting would miss the subject: fail, to be retried.
   if (task?.needs?.length) {
     const unresolved = (await store.tasks(requestId)).filter((t) => t.action === 'resolve' && task.needs!.includes(t.system) && t.status !== 'succeeded');

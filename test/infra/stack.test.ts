@@ -180,11 +180,11 @@ describe('Stack: Lethe', () => {
     template.resourceCountIs('AWS::KMS::Key', 5);
   });
 
-  it('destroys data keys once a day, 30 days after a request is final by default, finding them through a sparse index', () => {
+  it('destroys data keys every hour, 30 days after a request is final by default, finding them through a sparse index', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', {
       GlobalSecondaryIndexes: Match.arrayWith([Match.objectLike({ IndexName: 'Shred', KeySchema: [{ AttributeName: 'shred', KeyType: 'HASH' }, { AttributeName: 'shredAt', KeyType: 'RANGE' }] })]),
     });
-    template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 day)', Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^ShredKeys'), 'Arn'] } })] });
+    template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 hour)', Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^ShredKeys'), 'Arn'] } })] });
     for (const fn of ['FinalizeRequest', 'FailRequest', 'ShredKeys']) {
       const f = Object.entries(template.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith(fn))![1] as { Properties: { Environment: { Variables: Record<string, unknown> } } };
       expect(f.Properties.Environment.Variables['SHRED_AFTER_SECONDS']).toBe('2592000');

@@ -43,7 +43,7 @@ describe('Function: poll-vendor-jobs handler', () => {
     sfn.on(SendTaskHeartbeatCommand).resolves({});
     sqs.on(SendMessageCommand).resolves({});
 
-    expect(await handler({}, lambdaContext())).toEqual({ due: 1 });
+    expect(await handler({}, lambdaContext())).toEqual({ due: 1, unfinished: false });
 
     expect(dynamo).toHaveReceivedCommandWith(QueryCommand, { IndexName: 'Waiting', KeyConditionExpression: 'waiting = :waiting AND nextCheckAt <= :now' });
     expect(sfn).toHaveReceivedCommandWith(SendTaskHeartbeatCommand, { taskToken: 'token-1' });

@@ -108,6 +108,19 @@ describe('Function: run-connector handler, vendor jobs', () => {
     expect(sfn).not.toHaveReceivedCommand(SendTaskSuccessCommand);
   });
 
+  it('keeps the new token when the saga sends a waiting task again (its heartbeat lapsed), and runs nothing again', async () => {
+    waitingTask('analytics', 'reg-1', '2099-01-01T00:00:00.000Z');
+    const replaced = () => dynamo.commandCalls(UpdateCommand).filter((c) => c.args[0].input.ConditionExpression?.includes('taskToken = :previous'));
+
+    await handler(taskDelivery({ requestId, system: 'analytics', action: 'delete', taskToken: 'token-10' }), lambdaContext());
+    expect(replaced().map((c) => c.args[0].input.ExpressionAttributeValues)).toEqual([expect.objectContaining({ ':token': 'token-10', ':previous': 'token-9', ':waiting': 'waiting_on_vendor' })]);
+    // A redelivery with the token it holds changes nothing.
+    await handler(delivery('analytics', false), lambdaContext());
+    expect(replaced()).toHaveLength(1);
+    expect(update('running')).toBeUndefined();
+    expect(sfn).not.toHaveReceivedCommand(SendTaskSuccessCommand);
+  });
+
   it('reschedules while the job runs, then succeeds with the count of the first run', async () => {
     waitingTask('analytics', 'reg-1', '2099-01-01T00:00:00.000Z');
 
