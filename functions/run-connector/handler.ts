@@ -347,6 +347,9 @@ async function runBatch(systemName: string, record: SQSRecord): Promise<void> {
       waiting.set(key, { requestId: m.requestId, system: systemName, action: m.action, taskToken: task.taskToken, round: task.round });
     }
     if (subjects.size === 0) return;
+    // Should this run die (a timeout, a crash), its trigger is gone for the queue's visibility
+    // timeout: another, for when the lease has lapsed, runs the batch again in a minute.
+    await triggerBatch(record, systemName, BATCH_LEASE_SECONDS + 5);
     const connector = await connectorFor(system, connectorClients);
     if (!isBatchConnector(connector)) throw new PermanentError(`${systemName}: the ${system.connector} connector does not batch`);
     const affected = await connector.runBatch(subjects);

@@ -128,13 +128,27 @@ describe.skipIf(unavailable)('Function: run-connector handler, lake batches', ()
       },
       { step: 'initialize', name: 'fail-once' },
     );
+    const { sqs: handlerSqs } = await import('#functions/commons/clients');
+    const delays: number[] = [];
+    handlerSqs.middlewareStack.add(
+      (next, context) => (args) => {
+        const input = args.input as { MessageBody?: string; DelaySeconds?: number };
+        if (context.commandName === 'SendMessageCommand' && input.MessageBody === JSON.stringify({ batch: true, system: 'analytics' })) delays.push(input.DelaySeconds ?? 0);
+        return next(args);
+      },
+      { step: 'initialize', name: 'batch-triggers' },
+    );
     await handler(batchMessage(), lambdaContext());
     expect(await store.batchMembers('analytics')).toHaveLength(2);
     expect(Buffer.from(await object()).equals(Buffer.from(parquet))).toBe(true);
+    // Before it rewrote anything, the run left a trigger for when its lease lapses (should it die,
+    // its own trigger is gone for the queue's visibility timeout); failing, it asked for the next run.
+    expect(delays).toEqual([65, 60]);
     expect(sfn).not.toHaveReceivedCommand(SendTaskSuccessCommand);
 
     await handler(batchMessage(), lambdaContext());
     handlerS3.middlewareStack.remove('fail-once');
+    handlerSqs.middlewareStack.remove('batch-triggers');
 
     expect(puts).toBe(2); // one failed write, then one rewrite for both subjects
     expect(await store.batchMembers('analytics')).toEqual([]);
