@@ -16,7 +16,7 @@ const stateDir = resolve(process.env['LETHE_STATE_DIR'] ?? '.lethe');
 const logPath = join(stateDir, 'local.log');
 const verbose = process.env['LETHE_VERBOSE'] === '1';
 
-mkdirSync(stateDir, { recursive: true });
+mkdirSync(stateDir, { recursive: true, mode: 0o700 });
 const file = createWriteStream(logPath, { flags: 'a' });
 const log = new PassThrough();
 log.pipe(file);

@@ -93,7 +93,7 @@ export interface LocalLethe {
  */
 export async function startLocal(options: LocalOptions): Promise<LocalLethe> {
   const stateDir = resolve(options.stateDir);
-  mkdirSync(stateDir, { recursive: true });
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const stops: (() => Promise<void> | void)[] = [];
   const stop = async () => {
     for (const s of stops.reverse()) await Promise.resolve(s()).catch(() => undefined);
@@ -405,7 +405,9 @@ async function start(
     credentials: apiCredentials,
     pid: process.pid,
   };
-  writeFileSync(join(stateDir, 'local.json'), JSON.stringify(state, null, 2));
+  // It holds every role's secret key and the databases' URLs with their passwords: the owner's alone.
+  writeFileSync(join(stateDir, 'local.json'), JSON.stringify(state, null, 2), { mode: 0o600 });
+  chmodSync(join(stateDir, 'local.json'), 0o600);
   const interruptAws = async (ms: number) => {
     if (!proxy) throw new Error('local mode was started without hooks.interruptible');
     await proxy.interrupt(ms);

@@ -54,10 +54,16 @@ export async function startLocalDatabases(dataMap: DataMap): Promise<LocalDataba
   };
 }
 
+/** The sample's DynamoDB table: the only table local mode writes people into. */
+export const SAMPLE_USERS_TABLE = 'lethe-sample-users';
+
 /**
  * Stand up the targets the data map names: DynamoDB tables (with the indexes its lookups use) and
- * S3 buckets. Seed the sample systems (the `users` table, the `app-db` database when local mode
- * runs it, the sample exports bucket) so a newcomer has someone to forget.
+ * S3 buckets. Seed the sample's own resources, and only those, so a newcomer has someone to
+ * forget: the `lethe-sample-users` table (keyed `userId`), the `lethe-sample-exports` and
+ * `lethe-sample-lake` buckets, and `app-db` when it is the database local mode runs for
+ * LETHE_SAMPLE_POSTGRES_URL. A table or bucket of a user's own data map is created empty whatever
+ * its name, and nothing is written into it.
  */
 export async function seedTargets(
   clients: { dynamo: DynamoDBClient; s3: S3Client },
@@ -89,9 +95,9 @@ export async function seedTargets(
         : {}),
     });
   }
-  if (tables.some((t) => t.table === 'users')) {
+  if (tables.some((t) => t.table === SAMPLE_USERS_TABLE && t.partitionKey === 'userId' && !t.sortKey)) {
     await DynamoDBDocumentClient.from(clients.dynamo).send(
-      new BatchWriteCommand({ RequestItems: { users: SAMPLE_USERS.map((Item) => ({ PutRequest: { Item } })) } }),
+      new BatchWriteCommand({ RequestItems: { [SAMPLE_USERS_TABLE]: SAMPLE_USERS.map((Item) => ({ PutRequest: { Item } })) } }),
     );
   }
 
@@ -119,7 +125,7 @@ export async function seedTargets(
 
   const appDb = dataMap.systems.find((s) => s.name === 'app-db' && s.connector === 'postgres');
   const source = appDb ? connectionSource(appDb.settings) : undefined;
-  const url = source && 'env' in source ? local.urls[source.env] : undefined;
+  const url = source && 'env' in source && source.env === 'LETHE_SAMPLE_POSTGRES_URL' ? local.urls[source.env] : undefined;
   if (url) {
     const pg = (await import('pg')).default;
     const client = new pg.Client({ connectionString: url });

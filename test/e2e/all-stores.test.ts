@@ -62,7 +62,7 @@ describe.skipIf(missing)('Local mode, one erasure across five stores', () => {
   const user = async (userId: string) =>
     (
       await DynamoDBDocumentClient.from(new DynamoDBClient({ endpoint: state.dynamoDbEndpoint, region: state.region, credentials })).send(
-        new GetCommand({ TableName: 'users', Key: { userId }, ConsistentRead: true }),
+        new GetCommand({ TableName: 'lethe-sample-users', Key: { userId }, ConsistentRead: true }),
       )
     ).Item;
   const exportsOf = async (userId: string) =>

@@ -7,7 +7,7 @@ import { DynamoDBDocumentClient, GetCommand, QueryCommand, ScanCommand } from '@
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomUUID, verify, X509Certificate } from 'node:crypto';
 import { createServer } from 'node:http';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -64,7 +64,7 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
   /** Items of requests (the audit log's sequencer adds its own, `LOG…`, on its schedule). */
   const countItems = async () =>
     (await db.send(new ScanCommand({ TableName: state.requestsTable, Select: 'COUNT', FilterExpression: 'NOT begins_with(pk, :log)', ExpressionAttributeValues: { ':log': 'LOG' } }))).Count;
-  const user = async (userId: string) => (await db.send(new GetCommand({ TableName: 'users', Key: { userId }, ConsistentRead: true }))).Item;
+  const user = async (userId: string) => (await db.send(new GetCommand({ TableName: 'lethe-sample-users', Key: { userId }, ConsistentRead: true }))).Item;
   const exportsOf = async (userId: string) =>
     ((await s3().send(new ListObjectsV2Command({ Bucket: 'lethe-sample-exports', Prefix: `exports/${userId}/` }))).Contents ?? []).map((o) => o.Key);
   const s3 = () => new S3Client({ endpoint: state.s3Endpoint, region: state.region, credentials, forcePathStyle: true });
@@ -89,6 +89,19 @@ describe.skipIf(unavailable)('Local mode, end to end (npm start)', () => {
 
   afterAll(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
+  });
+
+  it('keeps its state to its owner: every file holding a key, a secret or a password is 0600', () => {
+    // What must not be readable by others: each role's secret key, and the databases' passwords.
+    const secrets = [...Object.values(state.credentials).map((k) => k.secretAccessKey), ...Object.values(state.databases).map((url) => decodeURIComponent(new URL(url).password))].filter((s) => s.length >= 8);
+    expect(secrets.length).toBeGreaterThanOrEqual(Object.keys(state.credentials).length);
+    const files = readdirSync(stateDir, { recursive: true, encoding: 'utf8' })
+      .filter((f) => !f.startsWith('cdk.out'))
+      .map((f) => join(stateDir, f))
+      .filter((f) => statSync(f).isFile() && statSync(f).size < 8_000_000);
+    const holding = files.filter((f) => /key|credentials/.test(f) || secrets.some((secret) => readFileSync(f, 'latin1').includes(secret)));
+    expect(holding.map((f) => f.slice(stateDir.length + 1)).sort()).toEqual(expect.arrayContaining(['aws-credentials', 'credentials.json', 'keys.json', 'local.json', 'receipt-key.pem']));
+    expect(holding.map((f) => [f.slice(stateDir.length + 1), (statSync(f).mode & 0o777).toString(8)])).toEqual(holding.map((f) => [f.slice(stateDir.length + 1), '600']));
   });
 
   it('erases a seeded user everywhere, through the user_id resolved from PostgreSQL first, keeping the other user', async () => {
