@@ -832,7 +832,8 @@ export class RequestStore {
   // `pk = BATCH#<system>`: `M#<requestId>#<action>` per member, `LOCK` while a worker runs the batch.
 
   /** Join the system's batch (again: no change). */
-  async joinBatch(system: string, requestId: string, action: TaskKind): Promise<void> {
+  /** Join the system's batch; false when the task is a member already. */
+  async joinBatch(system: string, requestId: string, action: TaskKind): Promise<boolean> {
     try {
       await dynamo.send(
         new PutCommand({
@@ -841,8 +842,10 @@ export class RequestStore {
           ConditionExpression: 'attribute_not_exists(pk)',
         }),
       );
+      return true;
     } catch (error) {
       if (!isConditionFailure(error)) throw wrap('join a batch', error);
+      return false;
     }
   }
 

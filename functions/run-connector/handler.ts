@@ -76,8 +76,12 @@ async function runTask(record: SQSRecord): Promise<void> {
   const message: TaskMessage = { ...parsed, round: task?.round };
   if (task && isFinalTaskStatus(task.status)) return report(message, task);
   if (message.poll) {
-    // A batch member's poll also asks for its batch, should a trigger have been lost.
-    if (task?.status === 'waiting_on_vendor' && batchOf(system)) await triggerBatch(record, systemName, 0);
+    // A batch member's poll also asks for its batch, should a trigger have been lost (and makes
+    // sure it is a member: an environment that died between its wait and its join left it out).
+    if (task?.status === 'waiting_on_vendor' && batchOf(system)) {
+      if (action === 'delete' && (await store.joinBatch(systemName, requestId, action))) logger.warn('waiting task was not in its batch: joined it', { requestId, system: systemName, action });
+      await triggerBatch(record, systemName, 0);
+    }
     return pollJobs(message, system, task);
   }
   // A redelivered start of a task whose vendor job runs: the poller follows it. When the saga sent
@@ -85,6 +89,12 @@ async function runTask(record: SQSRecord): Promise<void> {
   if (task?.status === 'waiting_on_vendor') {
     if (task.taskToken && task.taskToken !== message.taskToken && (await store.replaceTaskToken(task, task.taskToken, message.taskToken))) {
       logger.info('waiting task sent again with a new token', { requestId, system: systemName, action });
+    }
+    // A batch member whose environment died between its wait and its join is not in the batch yet.
+    const batch = batchOf(system);
+    if (batch && action === 'delete' && (await store.joinBatch(systemName, requestId, action))) {
+      logger.warn('waiting task was not in its batch: joined it', { requestId, system: systemName, action });
+      await triggerBatch(record, systemName, batch.windowSeconds);
     }
     return;
   }

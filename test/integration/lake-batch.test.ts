@@ -159,4 +159,21 @@ describe.skipIf(unavailable)('Function: run-connector handler, lake batches', ()
     expect(sfn).not.toHaveReceivedCommand(SendTaskFailureCommand);
     expect(await rowsOf(await object())).toEqual((await rowsOf(parquet)).filter((r) => !emails.includes(r['email'] as string)));
   });
+
+  it('puts a waiting task that is not in its batch (its environment died between the wait and the join) into it when its start comes again', async () => {
+    const requestId = '9a9b9c9d-0000-4000-8000-000000000003';
+    await store.putTaskIfAbsent({ requestId, system: 'analytics', action: 'delete', connector: 'lake', status: 'pending', attempts: 0, updatedAt: new Date().toISOString() });
+    await store.transitionTask(requestId, 'analytics', 'delete', 'running');
+    await store.transitionTask(requestId, 'analytics', 'delete', 'waiting_on_vendor', { taskToken: 'token-old', jobs: 'lake job batch' });
+    expect(await store.batchMembers('analytics')).toEqual([]);
+
+    // The saga sends the task again (its heartbeat lapsed): a new token, and the task joins its batch.
+    await handler(taskDelivery({ requestId, system: 'analytics', action: 'delete', taskToken: 'token-new' }), lambdaContext());
+    expect((await store.batchMembers('analytics')).map((m) => m.requestId)).toEqual([requestId]);
+    expect(await store.task(requestId, 'analytics', 'delete')).toMatchObject({ status: 'waiting_on_vendor', taskToken: 'token-new' });
+    // Delivered once more, it is a member already: nothing changes.
+    await handler(taskDelivery({ requestId, system: 'analytics', action: 'delete', taskToken: 'token-new' }), lambdaContext());
+    expect(await store.batchMembers('analytics')).toHaveLength(1);
+    await store.leaveBatch('analytics', requestId, 'delete');
+  });
 });
