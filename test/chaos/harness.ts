@@ -289,7 +289,7 @@ systems:
   events:
     connector: lake
     identities: [email]
-    heartbeatSeconds: 60
+    concurrency: 4
     timeoutSeconds: 1800
     maxAttempts: 8
     settings:
