@@ -220,7 +220,8 @@ describe.skipIf(unavailable)('Compliance: roles, the lethe CLI, retries and the 
       const attempts = (id: string) => (JSON.parse(lethe('status', id, '--json').stdout) as { systems: { attempts: number }[] }).systems.map((t) => t.attempts);
       const completed = listed.find((r) => r.status === 'completed' && attempts(r.requestId).includes(2))!;
       await page.click(`#rows tr[data-id="${completed.requestId}"]`);
-      await page.waitForSelector('.lane');
+      // The detail shown before (another request's) is replaced once this one's arrives.
+      await page.waitForFunction((id) => document.querySelector('#detail')?.textContent?.includes(id), completed.requestId);
       expect(await page.locator('.lane').count()).toBeGreaterThanOrEqual(4);
       expect(await page.locator('#detail').textContent()).toContain(completed.requestId);
       const download = await Promise.all([page.waitForEvent('download'), page.click('#receipt')]).then(([d]) => d);
