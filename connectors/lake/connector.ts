@@ -75,15 +75,12 @@ export class LakeConnector implements BatchConnector {
       const rewrite = rewriterFor(table, subjects);
       if (!rewrite) continue;
       for await (const candidate of this.#candidates(table, subjects)) {
+        // A rewrite deletes the older versions holding the subjects itself. When there was nothing
+        // to rewrite, older versions may still hold their rows: left by a rewrite cut short, or
+        // behind a delete marker. Those go too, and count: the rows were found and removed.
         const rewritten = await this.#rewriteObject(table, candidate.key, rewrite);
-        // The subject's rows in older versions: left by an earlier rewrite that was cut short, or
-        // behind a delete marker. Each such version goes (the current one was just rewritten), and
-        // a subject whose rows were only there counts them: they were found and removed.
-        const purged = await this.#purgeOldVersions(table, candidate, rewrite);
-        for (const subject of subjects.keys()) {
-          const n = rewritten.get(subject) || purged.get(subject) || 0;
-          counts.set(subject, (counts.get(subject) ?? 0) + n);
-        }
+        const removed = rewritten.size > 0 ? rewritten : await this.#deleteVersionsHolding(table, candidate.key, candidate.older, rewrite);
+        for (const [subject, n] of removed) counts.set(subject, (counts.get(subject) ?? 0) + n);
       }
     }
     return counts;
@@ -172,17 +169,18 @@ export class LakeConnector implements BatchConnector {
   }
 
   /**
-   * Delete each older version of a key that holds any of the subjects' rows. Returns each
-   * subject's rows in the newest of them that held any (a row kept through versions counts once).
+   * Delete each of these versions of a key (newest first) that holds any of the subjects' rows.
+   * Returns each subject's rows in the newest of them that held any (a row kept through versions
+   * counts once).
    */
-  async #purgeOldVersions(table: LakeTable, candidate: Candidate, rewrite: Rewrite): Promise<Map<string, number>> {
+  async #deleteVersionsHolding(table: LakeTable, key: string, versionIds: readonly string[], rewrite: Rewrite): Promise<Map<string, number>> {
     const found = new Map<string, number>();
-    for (const versionId of candidate.older) {
-      const old = await this.#get(table, candidate.key, versionId);
+    for (const versionId of versionIds) {
+      const old = await this.#get(table, key, versionId);
       if (!old) continue;
       const { bytes, bySubject } = rewrite(old.bytes);
       if (!bytes) continue;
-      await this.#deleteVersion(table, candidate.key, versionId);
+      await this.#deleteVersion(table, key, versionId);
       for (const [subject, n] of bySubject) if (n > 0 && !found.has(subject)) found.set(subject, n);
     }
     return found;
@@ -238,10 +236,8 @@ export class LakeConnector implements BatchConnector {
         continue;
       }
       await this.#deleteVersion(table, key, out.VersionId!);
-      for (const older of versions.slice(ours + 2)) {
-        const old = await this.#get(table, key, older);
-        if (old && rewrite(old.bytes).bytes) await this.#deleteVersion(table, key, older);
-      }
+      // A subject found only in an older version counts its rows there.
+      for (const [subject, n] of await this.#deleteVersionsHolding(table, key, versions.slice(ours + 2), rewrite)) if (!bySubject.has(subject)) bySubject.set(subject, n);
       return bySubject;
     }
     throw new ConnectorRetryableError(`lake ${describe(table)}: an object kept changing while Lethe rewrote it (${String(ATTEMPTS)} attempts)`);
