@@ -76,10 +76,9 @@ async function runTask(record: SQSRecord): Promise<void> {
   const message: TaskMessage = { ...parsed, round: task?.round };
   if (task && isFinalTaskStatus(task.status)) return report(message, task);
   if (message.poll) {
-    // A batch member's poll also asks for its batch, should a trigger have been lost (and makes
-    // sure it is a member: an environment that died between its wait and its join left it out).
+    // A batch member's poll also asks for its batch, should a trigger have been lost.
     if (task?.status === 'waiting_on_vendor' && batchOf(system)) {
-      if (action === 'delete' && (await store.joinBatch(systemName, requestId, action))) logger.warn('waiting task was not in its batch: joined it', { requestId, system: systemName, action });
+      await rejoinBatch(message, system);
       await triggerBatch(record, systemName, 0);
     }
     return pollJobs(message, system, task);
@@ -90,12 +89,8 @@ async function runTask(record: SQSRecord): Promise<void> {
     if (task.taskToken && task.taskToken !== message.taskToken && (await store.replaceTaskToken(task, task.taskToken, message.taskToken))) {
       logger.info('waiting task sent again with a new token', { requestId, system: systemName, action });
     }
-    // A batch member whose environment died between its wait and its join is not in the batch yet.
     const batch = batchOf(system);
-    if (batch && action === 'delete' && (await store.joinBatch(systemName, requestId, action))) {
-      logger.warn('waiting task was not in its batch: joined it', { requestId, system: systemName, action });
-      await triggerBatch(record, systemName, batch.windowSeconds);
-    }
+    if (batch && (await rejoinBatch(message, system))) await triggerBatch(record, systemName, batch.windowSeconds);
     return;
   }
   // Without the identities a failed resolver was to provide, acting would miss the subject: fail, to be retried.
@@ -298,6 +293,16 @@ function batchOf(system: SystemConfig): { windowSeconds: number; maxSubjects: nu
   if (!CONNECTOR_KINDS[system.connector]?.batches) return undefined;
   const batch = (system.settings as { batch?: { windowSeconds: number; maxSubjects: number } } | undefined)?.batch;
   return batch && batch.windowSeconds > 0 ? batch : undefined;
+}
+
+/**
+ * A waiting batch member whose environment died between its wait and its join is in no batch:
+ * it joins now. True when it had to.
+ */
+async function rejoinBatch(message: TaskMessage, system: SystemConfig): Promise<boolean> {
+  if (message.action !== 'delete' || !(await store.joinBatch(system.name, message.requestId, message.action))) return false;
+  logger.warn('waiting task was not in its batch: joined it', { requestId: message.requestId, system: system.name, action: message.action });
+  return true;
 }
 
 /**
