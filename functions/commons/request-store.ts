@@ -1,4 +1,4 @@
-import { DeleteCommand, GetCommand, paginateQuery, paginateScan, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, GetCommand, paginateQuery, paginateScan, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand, type QueryCommandInput, type QueryCommandOutput } from '@aws-sdk/lib-dynamodb';
 import { classifyStoreError } from '#connectors/aws-errors';
 import type { PseudonymousIdentity } from '#core/identity';
 import { isOverdue, type ReminderKind } from '#core/deadlines';
@@ -10,6 +10,7 @@ import {
   isFinalRequestStatus,
   NOTHING_FOUND_INDEX,
   OPEN_INDEX,
+  RETRYABLE_REQUEST_STATUSES,
   requestStatusesBefore,
   type Regulation,
   taskStatusesBefore,
@@ -281,20 +282,9 @@ export class RequestStore {
   async receivedBetween(since: string, until: string, max: number, now = new Date()): Promise<ListedRequest[]> {
     const found: ListedRequest[] = [];
     try {
-      for (let month = monthOf(until); month >= monthOf(since); month = previousMonth(month)) {
-        for await (const page of paginateQuery(
-          { client: dynamo },
-          {
-            TableName: this.#table,
-            IndexName: BY_MONTH_INDEX,
-            KeyConditionExpression: '#month = :month AND receivedAt BETWEEN :since AND :until',
-            ExpressionAttributeNames: { '#month': 'month' },
-            ExpressionAttributeValues: { ':month': month, ':since': since, ':until': until },
-          },
-        )) {
-          for (const item of page.Items ?? []) found.push(listed(item, now));
-          if (found.length > max) throw new ValidationError([{ path: 'since', message: `the period holds more than ${String(max)} requests: ask for a shorter one` }]);
-        }
+      for await (const page of this.#receivedPages(BY_MONTH_INDEX, 'month', since, until)) {
+        for (const item of page.Items ?? []) found.push(listed(item, now));
+        if (found.length > max) throw new ValidationError([{ path: 'since', message: `the period holds more than ${String(max)} requests: ask for a shorter one` }]);
       }
     } catch (error) {
       if (error instanceof ValidationError) throw error;
@@ -307,24 +297,28 @@ export class RequestStore {
   async countNothingFound(since: string, until: string): Promise<number> {
     let n = 0;
     try {
-      for (let month = monthOf(until); month >= monthOf(since); month = previousMonth(month)) {
-        for await (const page of paginateQuery(
-          { client: dynamo },
-          {
-            TableName: this.#table,
-            IndexName: NOTHING_FOUND_INDEX,
-            KeyConditionExpression: 'foundNothingIn = :month AND receivedAt BETWEEN :since AND :until',
-            ExpressionAttributeValues: { ':month': month, ':since': since, ':until': until },
-            Select: 'COUNT',
-          },
-        )) {
-          n += page.Count ?? 0;
-        }
-      }
+      for await (const page of this.#receivedPages(NOTHING_FOUND_INDEX, 'foundNothingIn', since, until, 'COUNT')) n += page.Count ?? 0;
     } catch (error) {
       throw wrap('count the requests that found nothing', error);
     }
     return n;
+  }
+
+  /** Every page of an index keyed by month of receipt and `receivedAt`, month by month, newest month first. */
+  async *#receivedPages(index: string, monthKey: string, since: string, until: string, select?: 'COUNT'): AsyncGenerator<QueryCommandOutput> {
+    for (let month = monthOf(until); month >= monthOf(since); month = previousMonth(month)) {
+      yield* paginateQuery(
+        { client: dynamo },
+        {
+          TableName: this.#table,
+          IndexName: index,
+          KeyConditionExpression: '#month = :month AND receivedAt BETWEEN :since AND :until',
+          ExpressionAttributeNames: { '#month': monthKey },
+          ExpressionAttributeValues: { ':month': month, ':since': since, ':until': until },
+          ...(select && { Select: select }),
+        },
+      );
+    }
   }
 
   /**
@@ -795,15 +789,22 @@ export class RequestStore {
    * the key was destroyed already.
    */
   async shredDataKey(requestId: string, at: string): Promise<boolean> {
+    const retryable = RETRYABLE_REQUEST_STATUSES;
+    const settled = FINAL_REQUEST_STATUSES.filter((s) => !retryable.includes(s));
     try {
       await dynamo.send(
         new UpdateCommand({
           TableName: this.#table,
           Key: requestKey(requestId),
           UpdateExpression: 'REMOVE wrappedDataKey, shred, shredAt SET shreddedAt = :at',
-          ConditionExpression: 'attribute_exists(wrappedDataKey) AND shred = :due AND shredAt <= :at AND (#status IN (:completed, :cancelled) OR (#status IN (:failed, :partially, :review) AND dueAt <= :at))',
+          ConditionExpression: `attribute_exists(wrappedDataKey) AND shred = :due AND shredAt <= :at AND (#status IN (${settled.map((_, i) => `:settled${String(i)}`).join(', ')}) OR (#status IN (${retryable.map((_, i) => `:retryable${String(i)}`).join(', ')}) AND dueAt <= :at))`,
           ExpressionAttributeNames: { '#status': 'status' },
-          ExpressionAttributeValues: { ':at': at, ':due': SHRED_DUE, ':completed': 'completed', ':cancelled': 'cancelled', ':failed': 'failed', ':partially': 'partially_failed', ':review': 'needs_review' },
+          ExpressionAttributeValues: {
+            ':at': at,
+            ':due': SHRED_DUE,
+            ...Object.fromEntries(settled.map((s, i) => [`:settled${String(i)}`, s])),
+            ...Object.fromEntries(retryable.map((s, i) => [`:retryable${String(i)}`, s])),
+          },
         }),
       );
       return true;
